@@ -1,0 +1,1 @@
+"""Contributors, quests, curation and datasets (built by later issues)."""

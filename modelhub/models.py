@@ -1,0 +1,148 @@
+"""Models, their endpoints, and generations (one streamed reply from one model)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class Engine(models.TextChoices):
+    VLLM = "vllm", "vLLM"
+    OPENAI = "openai", "OpenAI-compatible"
+    LOCAL = "local", "Ludus local engine"
+
+
+class Modality(models.TextChoices):
+    TEXT = "text", "Text"
+    IMAGE = "image", "Image"
+
+
+def default_modalities() -> list[str]:
+    return [Modality.TEXT]
+
+
+class Model(models.Model):
+    name = models.SlugField(max_length=100, unique=True, help_text="Stable identifier; also the name sent upstream unless served_name is set.")
+    display_name = models.CharField(max_length=200, blank=True)
+    organization = models.CharField(max_length=200, blank=True)
+    license = models.CharField(max_length=100, blank=True)
+    modalities = ArrayField(models.CharField(max_length=10, choices=Modality.choices), default=default_modalities)
+    engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.OPENAI)
+    served_name = models.CharField(max_length=200, blank=True, help_text="Model name the endpoint expects, if different from name.")
+    queue = models.CharField(max_length=100, blank=True, help_text="Celery queue for this model's generations; default gen.<engine>.")
+    sampling_weight = models.FloatField(default=1.0, validators=[MinValueValidator(0.0)])
+    max_concurrency = models.PositiveIntegerField(default=16)
+    arena_eligible = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True)
+    deprecated = models.BooleanField(default=False)
+    # Generation defaults.
+    temperature = models.FloatField(default=0.7, validators=[MinValueValidator(0.0)])
+    top_p = models.FloatField(default=1.0)
+    max_tokens = models.PositiveIntegerField(default=512)
+    system_prompt = models.TextField(blank=True)
+    # Engines that Ludus starts itself (local, vllm) load the model from this directory.
+    path = models.CharField(max_length=500, blank=True)
+    tensor_parallel_size = models.PositiveSmallIntegerField(default=1)
+    max_model_len = models.PositiveIntegerField(null=True, blank=True)
+    limit_images_per_prompt = models.PositiveSmallIntegerField(default=1)
+    # Quality measured by the build (demo zoo) or the fine-tuning job: lower is better.
+    heldout_loss = models.FloatField(null=True, blank=True)
+    # Phrases by which a reply gives away this model's identity (leak detection). Lowercased.
+    identity_patterns = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def upstream_name(self) -> str:
+        return self.served_name or self.name
+
+    @property
+    def supports_images(self) -> bool:
+        return Modality.IMAGE in self.modalities
+
+    @property
+    def generation_queue(self) -> str:
+        return self.queue or f"gen.{self.engine}"
+
+
+class Endpoint(models.Model):
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="endpoints")
+    base_url = models.URLField(max_length=500, help_text="OpenAI-compatible base URL, e.g. http://host:8000/v1")
+    api_key_env = models.CharField(max_length=100, blank=True, help_text="Name of the environment variable holding the API key. The key itself is never stored.")
+    enabled = models.BooleanField(default=True)
+    # Health, written by the probe task and by generations that fail.
+    healthy = models.BooleanField(default=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_ok_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["model__name", "id"]
+        constraints = [models.UniqueConstraint(fields=["model", "base_url"], name="endpoint_unique_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} @ {self.base_url}"
+
+
+class GenerationStatus(models.TextChoices):
+    QUEUED = "queued"
+    STREAMING = "streaming"
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = (GenerationStatus.DONE, GenerationStatus.ERROR, GenerationStatus.CANCELLED)
+
+
+class Generation(models.Model):
+    """One reply from one model. The id is random: it is what browsers subscribe to."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="generations")
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.SET_NULL, null=True, blank=True, related_name="generations")
+    # Who may watch it stream: a signed-in user or an anonymous session.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    session_key = models.CharField(max_length=64, blank=True, db_index=True)
+    messages = models.JSONField(help_text="OpenAI chat messages sent upstream (system prompt included).")
+    params = models.JSONField(default=dict, help_text="temperature, top_p, max_tokens, seed")
+    status = models.CharField(max_length=10, choices=GenerationStatus.choices, default=GenerationStatus.QUEUED, db_index=True)
+    text = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=30, blank=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    last_seq = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="generation_stale_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} {self.id} {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
