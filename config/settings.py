@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -11,7 +12,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("LUDUS_DATA_DIR", str(BASE_DIR / "data")))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-dev-key-set-DJANGO_SECRET_KEY" if DEBUG else None)
+SECRET_KEY = env_str(
+    "DJANGO_SECRET_KEY", "insecure-dev-key-set-DJANGO_SECRET_KEY" if DEBUG else None
+)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
@@ -97,6 +100,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "")
 if not REDIS_URL:
     raise ConfigError("REDIS_URL is not set (see DATABASE_URL above).")
+# Parallel test processes (pytest-xdist) get a Redis database each, as they get a PostgreSQL
+# database each, so their Celery queues and streams never cross.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _xdist_worker.startswith("gw"):
+    _parsed_redis = urlparse(REDIS_URL)
+    REDIS_URL = _parsed_redis._replace(path=f"/{1 + int(_xdist_worker[2:]) % 15}").geturl()
 
 CACHES = {
     "default": {
@@ -169,7 +178,9 @@ CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("LUDUS_BEHIND_PROXY", False) else None
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("LUDUS_BEHIND_PROXY", False) else None
+)
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
@@ -182,3 +193,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LUDUS_LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
+METRICS_TOKEN = env_str("LUDUS_METRICS_TOKEN", "")
+LUDUS_REQUIRED_QUEUES = env_list(
+    "LUDUS_REQUIRED_QUEUES", ["default", "pipeline", "gen.local", "gen.openai", "gen.vllm"]
+)

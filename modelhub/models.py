@@ -26,14 +26,28 @@ def default_modalities() -> list[str]:
 
 
 class Model(models.Model):
-    name = models.SlugField(max_length=100, unique=True, help_text="Stable identifier; also the name sent upstream unless served_name is set.")
+    name = models.SlugField(
+        max_length=100,
+        unique=True,
+        help_text="Stable identifier; also the name sent upstream unless served_name is set.",
+    )
     display_name = models.CharField(max_length=200, blank=True)
     organization = models.CharField(max_length=200, blank=True)
     license = models.CharField(max_length=100, blank=True)
-    modalities = ArrayField(models.CharField(max_length=10, choices=Modality.choices), default=default_modalities)
+    modalities = ArrayField(
+        models.CharField(max_length=10, choices=Modality.choices), default=default_modalities
+    )
     engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.OPENAI)
-    served_name = models.CharField(max_length=200, blank=True, help_text="Model name the endpoint expects, if different from name.")
-    queue = models.CharField(max_length=100, blank=True, help_text="Celery queue for this model's generations; default gen.<engine>.")
+    served_name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Model name the endpoint expects, if different from name.",
+    )
+    queue = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Celery queue for this model's generations; default gen.<engine>.",
+    )
     sampling_weight = models.FloatField(default=1.0, validators=[MinValueValidator(0.0)])
     max_concurrency = models.PositiveIntegerField(default=16)
     arena_eligible = models.BooleanField(default=True)
@@ -81,8 +95,14 @@ class Model(models.Model):
 
 class Endpoint(models.Model):
     model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="endpoints")
-    base_url = models.URLField(max_length=500, help_text="OpenAI-compatible base URL, e.g. http://host:8000/v1")
-    api_key_env = models.CharField(max_length=100, blank=True, help_text="Name of the environment variable holding the API key. The key itself is never stored.")
+    base_url = models.URLField(
+        max_length=500, help_text="OpenAI-compatible base URL, e.g. http://host:8000/v1"
+    )
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable holding the API key. The key itself is never stored.",
+    )
     enabled = models.BooleanField(default=True)
     # Health, written by the probe task and by generations that fail.
     healthy = models.BooleanField(default=True)
@@ -93,7 +113,9 @@ class Endpoint(models.Model):
 
     class Meta:
         ordering = ["model__name", "id"]
-        constraints = [models.UniqueConstraint(fields=["model", "base_url"], name="endpoint_unique_per_model")]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "base_url"], name="endpoint_unique_per_model")
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name} @ {self.base_url}"
@@ -115,13 +137,24 @@ class Generation(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="generations")
-    endpoint = models.ForeignKey(Endpoint, on_delete=models.SET_NULL, null=True, blank=True, related_name="generations")
+    endpoint = models.ForeignKey(
+        Endpoint, on_delete=models.SET_NULL, null=True, blank=True, related_name="generations"
+    )
     # Who may watch it stream: a signed-in user or an anonymous session.
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     session_key = models.CharField(max_length=64, blank=True, db_index=True)
-    messages = models.JSONField(help_text="OpenAI chat messages sent upstream (system prompt included).")
+    messages = models.JSONField(
+        help_text="OpenAI chat messages sent upstream (system prompt included)."
+    )
     params = models.JSONField(default=dict, help_text="temperature, top_p, max_tokens, seed")
-    status = models.CharField(max_length=10, choices=GenerationStatus.choices, default=GenerationStatus.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=10,
+        choices=GenerationStatus.choices,
+        default=GenerationStatus.QUEUED,
+        db_index=True,
+    )
     text = models.TextField(blank=True)
     finish_reason = models.CharField(max_length=30, blank=True)
     error = models.TextField(blank=True)

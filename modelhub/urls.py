@@ -4,5 +4,6 @@ from modelhub import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
-    path("metrics", views.metrics, name="metrics"),
+    path("metrics", views.metrics_view, name="metrics"),
+    path("status/", views.status_page, name="status"),
 ]

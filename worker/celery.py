@@ -15,7 +15,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 # Generation queues: one per engine kind, so GPU hosts can consume gen.vllm only. A model may also
 # name its own queue (Model.queue) for a dedicated worker.
 GENERATION_QUEUES = ("gen.local", "gen.openai", "gen.vllm")
-app.conf.task_queues = [Queue(name) for name in ("default", "pipeline", "train", *GENERATION_QUEUES)]
+app.conf.task_queues = [
+    Queue(name) for name in ("default", "pipeline", "train", *GENERATION_QUEUES)
+]
 app.conf.task_default_queue = "default"
 app.conf.task_routes = {
     "modelhub.tasks.*": {"queue": "default"},
@@ -25,3 +27,49 @@ app.conf.beat_schedule = {
     "reap-stale-generations": {"task": "modelhub.tasks.reap_stale_generations", "schedule": 5.0},
 }
 app.autodiscover_tasks()
+
+# -- worker presence ---------------------------------------------------------------------------
+# Each worker announces the queues it consumes in Redis every few seconds (with a short TTL), so
+# /healthz can tell which queues have live workers without a broadcast round trip.
+
+import json  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+
+from celery.signals import worker_ready, worker_shutdown  # noqa: E402
+
+WORKER_KEY_PREFIX = "ludus:workers:"
+WORKER_TTL_S = 15
+_presence_stop = threading.Event()
+
+
+def _presence_loop(hostname: str, queues: list[str]) -> None:
+    import redis
+
+    client = redis.Redis.from_url(app.conf.broker_url)
+    payload = json.dumps({"hostname": hostname, "queues": queues, "host": socket.gethostname()})
+    while not _presence_stop.is_set():
+        try:
+            client.set(WORKER_KEY_PREFIX + hostname, payload, ex=WORKER_TTL_S)
+        except Exception:  # broker briefly down: try again next beat
+            pass
+        _presence_stop.wait(5)
+    try:
+        client.delete(WORKER_KEY_PREFIX + hostname)
+    except Exception:
+        pass
+
+
+@worker_ready.connect
+def _announce(sender: object, **kwargs: object) -> None:
+    consumer = sender
+    hostname = getattr(consumer, "hostname", socket.gethostname())
+    queues = sorted(q.name for q in app.amqp.queues.consume_from.values())
+    threading.Thread(
+        target=_presence_loop, args=(hostname, queues), daemon=True, name="ludus-presence"
+    ).start()
+
+
+@worker_shutdown.connect
+def _withdraw(**kwargs: object) -> None:
+    _presence_stop.set()

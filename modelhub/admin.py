@@ -1,0 +1,46 @@
+from django.contrib import admin
+
+from modelhub.models import Endpoint, Generation, Model
+
+
+class EndpointInline(admin.TabularInline):
+    model = Endpoint
+    extra = 0
+    fields = ("base_url", "api_key_env", "enabled", "healthy", "last_checked_at", "last_error")
+    readonly_fields = ("healthy", "last_checked_at", "last_error")
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "display_name",
+        "organization",
+        "engine",
+        "enabled",
+        "arena_eligible",
+        "sampling_weight",
+        "heldout_loss",
+    )
+    list_filter = ("engine", "enabled", "arena_eligible", "deprecated")
+    list_editable = ("enabled", "arena_eligible", "sampling_weight")
+    search_fields = ("name", "display_name", "organization")
+    inlines = [EndpointInline]
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "model",
+        "status",
+        "finish_reason",
+        "completion_tokens",
+        "ttft_ms",
+        "created_at",
+    )
+    list_filter = ("status", "model")
+    readonly_fields = [f.name for f in Generation._meta.fields]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False

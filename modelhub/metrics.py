@@ -1,0 +1,74 @@
+"""Per-endpoint serving figures kept in Redis (shared by every worker), read by /metrics and the
+status page. In-flight counts come from PostgreSQL (generations streaming per endpoint), so they
+heal themselves when a worker dies."""
+
+from __future__ import annotations
+
+import logging
+
+from modelhub.pool import redis_client
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("requests", "errors", "ttft_ms_sum", "ttft_count", "tokens", "stream_seconds")
+
+
+def _key(endpoint_id: int) -> str:
+    return f"ludus:metrics:endpoint:{endpoint_id}"
+
+
+def _safe(fn):  # type: ignore[no-untyped-def]
+    """Metrics must never break a generation."""
+
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            log.exception("metrics update failed")
+            return None
+
+    return wrapper
+
+
+@_safe
+def request_started(endpoint_id: int) -> None:
+    redis_client().hincrby(_key(endpoint_id), "requests", 1)
+
+
+@_safe
+def request_failed(endpoint_id: int) -> None:
+    redis_client().hincrby(_key(endpoint_id), "errors", 1)
+
+
+@_safe
+def request_finished(
+    endpoint_id: int, *, ttft_ms: float | None, tokens: int, seconds: float
+) -> None:
+    pipe = redis_client().pipeline(transaction=False)
+    key = _key(endpoint_id)
+    if ttft_ms is not None:
+        pipe.hincrbyfloat(key, "ttft_ms_sum", ttft_ms)
+        pipe.hincrby(key, "ttft_count", 1)
+    pipe.hincrby(key, "tokens", tokens)
+    pipe.hincrbyfloat(key, "stream_seconds", seconds)
+    pipe.execute()
+
+
+def endpoint_figures(endpoint_ids: list[int]) -> dict[int, dict[str, float]]:
+    pipe = redis_client().pipeline(transaction=False)
+    for endpoint_id in endpoint_ids:
+        pipe.hgetall(_key(endpoint_id))
+    result: dict[int, dict[str, float]] = {}
+    for endpoint_id, raw in zip(endpoint_ids, pipe.execute(), strict=True):
+        figures = {name: float(raw.get(name.encode(), 0)) for name in FIELDS}
+        figures["error_rate"] = (
+            figures["errors"] / figures["requests"] if figures["requests"] else 0.0
+        )
+        figures["ttft_ms_avg"] = (
+            figures["ttft_ms_sum"] / figures["ttft_count"] if figures["ttft_count"] else 0.0
+        )
+        figures["tokens_per_s"] = (
+            figures["tokens"] / figures["stream_seconds"] if figures["stream_seconds"] else 0.0
+        )
+        result[endpoint_id] = figures
+    return result

@@ -1,0 +1,69 @@
+"""Reads for the model hub: dispatch order, access checks, status figures."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+
+from modelhub.models import Endpoint, Generation, GenerationStatus, Model
+
+
+def model_list(*, enabled_only: bool = False) -> QuerySet[Model]:
+    qs = Model.objects.prefetch_related("endpoints").order_by("name")
+    return qs.filter(enabled=True) if enabled_only else qs
+
+
+def models_available(*, modality: str | None = None) -> QuerySet[Model]:
+    """Enabled, arena-eligible models with at least one enabled, healthy endpoint."""
+    qs = Model.objects.filter(
+        enabled=True,
+        arena_eligible=True,
+        endpoints__enabled=True,
+        endpoints__healthy=True,
+    ).distinct()
+    if modality:
+        qs = qs.filter(modalities__contains=[modality])
+    return qs
+
+
+def endpoints_for_dispatch(*, model: Model) -> list[Endpoint]:
+    """Enabled endpoints of a model, healthy ones first, least loaded first.
+
+    Unhealthy endpoints stay at the end of the list: when every endpoint looks down, trying one
+    beats failing without a request.
+    """
+    endpoints = list(
+        Endpoint.objects.filter(model=model, enabled=True).annotate(
+            inflight=Count("generations", filter=Q(generations__status=GenerationStatus.STREAMING))
+        )
+    )
+    endpoints.sort(key=lambda ep: (not ep.healthy, ep.inflight, ep.id))  # type: ignore[attr-defined]
+    return endpoints
+
+
+def endpoint_api_key(endpoint: Endpoint) -> str | None:
+    return os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: int | None
+    session_key: str | None
+    is_staff: bool = False
+
+
+def generation_for_viewer(*, generation_id: str, viewer: Viewer) -> Generation | None:
+    """The generation if this viewer may watch it (its owner, by account or session, or staff)."""
+    try:
+        generation = Generation.objects.get(id=generation_id)
+    except (Generation.DoesNotExist, ValueError, TypeError):
+        return None
+    if viewer.is_staff:
+        return generation
+    if generation.user_id is not None and generation.user_id == viewer.user_id:
+        return generation
+    if generation.session_key and generation.session_key == viewer.session_key:
+        return generation
+    return None

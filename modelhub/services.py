@@ -1,0 +1,452 @@
+"""Writes for the model hub: generations (create, run, stop, reap) and endpoint health."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from modelhub import client as oai
+from modelhub import metrics, streams
+from modelhub.models import Endpoint, Generation, GenerationStatus, Model
+from modelhub.pool import Outbox, flusher, redis_client
+from modelhub.selectors import endpoint_api_key, endpoints_for_dispatch
+
+log = logging.getLogger(__name__)
+
+_http = httpx.Client(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+
+
+class GenerationRejected(ValueError):
+    pass
+
+
+def generation_params(*, model: Model, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model's defaults with overrides applied; max_tokens capped by the operator's limit."""
+    params: dict[str, Any] = {
+        "temperature": model.temperature,
+        "top_p": model.top_p,
+        "max_tokens": model.max_tokens,
+    }
+    params.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    params["max_tokens"] = max(1, min(int(params["max_tokens"]), settings.MAX_NEW_TOKENS_CAP))
+    return params
+
+
+def generation_create(
+    *,
+    model: Model,
+    messages: Sequence[dict[str, Any]],
+    params: dict[str, Any] | None = None,
+    user_id: int | None = None,
+    session_key: str = "",
+) -> Generation:
+    """Store a queued generation and enqueue it on its model's queue once the transaction commits.
+
+    `messages` are OpenAI chat messages without the system prompt; the model's system prompt, if
+    any, is put first here.
+    """
+    if not model.enabled:
+        raise GenerationRejected(f"model {model.name} is disabled")
+    full = list(messages)
+    if model.system_prompt:
+        full.insert(0, {"role": "system", "content": model.system_prompt})
+    generation = Generation.objects.create(
+        model=model,
+        messages=full,
+        params=params if params is not None else generation_params(model=model),
+        user_id=user_id,
+        session_key=session_key or "",
+    )
+    from modelhub.tasks import run_generation
+
+    queue = model.generation_queue
+    transaction.on_commit(
+        lambda: run_generation.apply_async(args=[str(generation.id)], queue=queue)
+    )
+    return generation
+
+
+def generation_stop(*, generation: Generation) -> None:
+    """Ask for a generation to stop. A queued one is cancelled at once; a streaming one is cancelled
+    by its worker within one flush interval, which closes the upstream request."""
+    redis_client().set(streams.stop_key(str(generation.id)), 1, ex=600)
+    with transaction.atomic():
+        locked = Generation.objects.select_for_update().get(id=generation.id)
+        if locked.status == GenerationStatus.QUEUED:
+            _finish(locked, GenerationStatus.CANCELLED, finish_reason="cancelled", seq=1)
+
+
+def _finish(
+    generation: Generation,
+    status: str,
+    *,
+    seq: int,
+    text: str | None = None,
+    finish_reason: str = "",
+    error: str = "",
+    fields: dict[str, Any] | None = None,
+) -> None:
+    """Store the terminal state in PostgreSQL, then publish the terminal frame at `seq`."""
+    now = timezone.now()
+    generation.status = status
+    generation.finish_reason = finish_reason
+    generation.error = error
+    generation.finished_at = now
+    generation.last_seq = seq
+    if text is not None:
+        generation.text = text
+    if generation.started_at:
+        generation.duration_ms = (now - generation.started_at).total_seconds() * 1000
+    for key, value in (fields or {}).items():
+        setattr(generation, key, value)
+    generation.save()
+    frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
+    frame["finish_reason"] = finish_reason
+    if error:
+        frame["message"] = error
+    if generation.completion_tokens is not None:
+        frame["completion_tokens"] = generation.completion_tokens
+    if generation.ttft_ms is not None:
+        frame["ttft_ms"] = round(generation.ttft_ms, 1)
+    if generation.duration_ms is not None:
+        frame["duration_ms"] = round(generation.duration_ms, 1)
+    streams.add_terminal(redis_client(), str(generation.id), seq, frame)
+
+
+def generation_fail(*, generation: Generation, error: str) -> None:
+    seq = max(generation.last_seq, streams.last_seq(redis_client(), str(generation.id))) + 1
+    _finish(generation, GenerationStatus.ERROR, seq=seq, error=error, finish_reason="error")
+
+
+def _claim(generation_id: str) -> Generation | None:
+    """Mark a generation as streaming, or return None when there is nothing (left) to do."""
+    with transaction.atomic():
+        generation = (
+            Generation.objects.select_for_update()
+            .select_related("model")
+            .filter(id=generation_id)
+            .first()
+        )
+        if generation is None or generation.is_finished:
+            return None
+        if generation.status == GenerationStatus.STREAMING:
+            # Redelivered after its worker died. If any delta reached the stream, browsers have
+            # seen part of an answer: starting over would duplicate output, so it ends in error.
+            if streams.last_seq(redis_client(), generation_id) > 0:
+                generation_fail(
+                    generation=generation, error="The worker stopped mid-answer. Please regenerate."
+                )
+                return None
+        if redis_client().exists(streams.stop_key(generation_id)):
+            _finish(generation, GenerationStatus.CANCELLED, seq=1, finish_reason="cancelled")
+            return None
+        generation.status = GenerationStatus.STREAMING
+        generation.attempts += 1
+        generation.started_at = timezone.now()
+        generation.heartbeat_at = generation.started_at
+        generation.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
+    return generation
+
+
+def generation_run(*, generation_id: str) -> None:
+    """Stream one generation from the first endpoint that answers; idempotent on redelivery."""
+    generation = _claim(generation_id)
+    if generation is None:
+        return
+    model = generation.model
+    endpoints = endpoints_for_dispatch(model=model)
+    if not endpoints:
+        generation_fail(
+            generation=generation, error=f"No endpoint is configured for {model.label}."
+        )
+        return
+    box = flusher().open(generation_id)
+    last_error = "no endpoint answered"
+    try:
+        for endpoint in endpoints:
+            outcome = _stream_from(generation, endpoint, box)
+            if outcome is None:
+                return
+            last_error = outcome
+        flusher().close(box)
+        generation_fail_at(
+            generation, box.seq + 1, f"The model is unavailable right now ({last_error})."
+        )
+    finally:
+        flusher().close(box)  # idempotent; covers unexpected exceptions
+
+
+def generation_fail_at(generation: Generation, seq: int, error: str) -> None:
+    _finish(generation, GenerationStatus.ERROR, seq=seq, error=error, finish_reason="error")
+
+
+def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str | None:
+    """Stream from one endpoint. Returns None when the generation reached a terminal state, or the
+    error text when this endpoint failed before any token reached the stream (try the next one)."""
+    model = generation.model
+    payload = oai.build_payload(model.upstream_name, generation.messages, generation.params)
+    timeouts = oai.Timeouts(settings.GENERATION_CONNECT_TIMEOUT, settings.GENERATION_READ_TIMEOUT)
+    generation.endpoint = endpoint
+    started = time.monotonic()
+    deadline = started + settings.GENERATION_TIME_LIMIT
+    parts: list[str] = []
+    ttft_ms: float | None = None
+    finish: oai.Finish | None = None
+    metrics.request_started(endpoint.id)
+    stream = oai.ChatStream(_http, endpoint.base_url, payload, endpoint_api_key(endpoint), timeouts)
+    box.on_cancel = stream.close
+    try:
+        with stream:
+            for event in stream.events():
+                if isinstance(event, oai.Delta):
+                    if ttft_ms is None:
+                        ttft_ms = (time.monotonic() - started) * 1000
+                    flusher().push(box, event.text, urgent=not parts)
+                    parts.append(event.text)
+                    if box.cancelled:
+                        break
+                    if time.monotonic() > deadline:
+                        finish = oai.Finish(reason="time_limit")
+                        break
+                else:
+                    finish = event
+    except oai.UpstreamError as exc:
+        if box.cancelled:
+            pass  # closing the stream from the flusher makes the read fail; that is the stop
+        elif not parts and exc.retryable:
+            metrics.request_failed(endpoint.id)
+            endpoint_mark_failure(endpoint=endpoint, error=str(exc))
+            log.warning("endpoint %s failed before the first token: %s", endpoint, exc)
+            return str(exc)
+        else:
+            metrics.request_failed(endpoint.id)
+            if not isinstance(exc, oai.UpstreamClientError):
+                endpoint_mark_failure(endpoint=endpoint, error=str(exc))
+            flusher().close(box)
+            generation_fail_at(
+                generation,
+                box.seq + 1,
+                _user_error(exc),
+            )
+            generation.text = "".join(parts)
+            Generation.objects.filter(id=generation.id).update(
+                text=generation.text, ttft_ms=ttft_ms
+            )
+            return None
+    flusher().close(box)
+    text = "".join(parts)
+    elapsed = time.monotonic() - started
+    tokens = finish.completion_tokens if finish and finish.completion_tokens is not None else None
+    metrics.request_finished(
+        endpoint.id, ttft_ms=ttft_ms, tokens=tokens or len(parts), seconds=elapsed
+    )
+    fields = {
+        "endpoint": endpoint,
+        "ttft_ms": ttft_ms,
+        "prompt_tokens": finish.prompt_tokens if finish else None,
+        "completion_tokens": tokens if tokens is not None else len(parts),
+    }
+    if box.cancelled:
+        _finish(
+            generation,
+            GenerationStatus.CANCELLED,
+            seq=box.seq + 1,
+            text=text,
+            finish_reason="cancelled",
+            fields=fields,
+        )
+    else:
+        reason = finish.reason if finish and finish.reason else "stop"
+        _finish(
+            generation,
+            GenerationStatus.DONE,
+            seq=box.seq + 1,
+            text=text,
+            finish_reason=reason,
+            fields=fields,
+        )
+    endpoint_mark_success(endpoint=endpoint)
+    return None
+
+
+def _user_error(exc: oai.UpstreamError) -> str:
+    if isinstance(exc, oai.UpstreamTimeout):
+        return "The model stopped responding (timeout)."
+    if isinstance(exc, oai.UpstreamClientError):
+        return f"The model rejected the request (HTTP {exc.status})."
+    if isinstance(exc, oai.MalformedStream):
+        return "The model's answer was cut off (broken stream)."
+    return "The model failed while answering."
+
+
+def generation_reap_stale(*, older_than_s: float | None = None) -> int:
+    """End generations whose worker stopped sending heartbeats, or that waited too long in a queue."""
+    stale_after = older_than_s if older_than_s is not None else settings.GENERATION_STALE_AFTER
+    now = timezone.now()
+    stale = Generation.objects.filter(
+        status=GenerationStatus.STREAMING, heartbeat_at__lt=now - timedelta(seconds=stale_after)
+    ) | Generation.objects.filter(
+        status=GenerationStatus.QUEUED,
+        created_at__lt=now - timedelta(seconds=max(stale_after * 6, 120)),
+    )
+    count = 0
+    for generation_id in stale.values_list("id", flat=True):
+        with transaction.atomic():
+            generation = Generation.objects.select_for_update().get(id=generation_id)
+            if generation.is_finished:
+                continue
+            message = (
+                "The worker serving this answer stopped responding."
+                if generation.status == GenerationStatus.STREAMING
+                else "No worker picked up this request in time."
+            )
+            generation_fail(generation=generation, error=message)
+            count += 1
+    return count
+
+
+# -- endpoint health --------------------------------------------------------------------------
+
+
+def endpoint_mark_failure(*, endpoint: Endpoint, error: str) -> None:
+    now = timezone.now()
+    Endpoint.objects.filter(id=endpoint.id).update(
+        healthy=False,
+        last_error=error[:1000],
+        last_checked_at=now,
+        consecutive_failures=F("consecutive_failures") + 1,
+    )
+
+
+def endpoint_mark_success(*, endpoint: Endpoint) -> None:
+    if endpoint.healthy and endpoint.consecutive_failures == 0:
+        return
+    now = timezone.now()
+    Endpoint.objects.filter(id=endpoint.id).update(
+        healthy=True, consecutive_failures=0, last_ok_at=now, last_checked_at=now, last_error=""
+    )
+
+
+def endpoint_probe(*, endpoint: Endpoint, timeout_s: float = 3.0) -> tuple[bool, str]:
+    """Probe an endpoint: its model list (the health route every OpenAI-compatible server has) and a
+    one-token completion. Updates the endpoint's health and returns (healthy, error)."""
+    error = ""
+    api_key = endpoint_api_key(endpoint)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = _http.get(
+            endpoint.base_url.rstrip("/") + "/models", headers=headers, timeout=timeout_s
+        )
+        if response.status_code >= 400:
+            error = f"GET /models answered HTTP {response.status_code}"
+        else:
+            oai.complete(
+                _http,
+                endpoint.base_url,
+                endpoint.model.upstream_name,
+                [{"role": "user", "content": "ping"}],
+                {"max_tokens": 1, "temperature": 0},
+                api_key,
+                oai.Timeouts(connect=timeout_s, read=timeout_s),
+            )
+    except (httpx.HTTPError, oai.UpstreamError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+    now = timezone.now()
+    if error:
+        Endpoint.objects.filter(id=endpoint.id).update(
+            healthy=False,
+            last_error=error,
+            last_checked_at=now,
+            consecutive_failures=F("consecutive_failures") + 1,
+        )
+    else:
+        Endpoint.objects.filter(id=endpoint.id).update(
+            healthy=True, consecutive_failures=0, last_error="", last_checked_at=now, last_ok_at=now
+        )
+    return (not error, error)
+
+
+# -- model registry ---------------------------------------------------------------------------
+
+MODEL_FIELDS = {
+    "display_name", "organization", "license", "modalities", "engine", "served_name", "queue",
+    "sampling_weight", "max_concurrency", "arena_eligible", "enabled", "deprecated", "temperature",
+    "top_p", "max_tokens", "system_prompt", "path", "tensor_parallel_size", "max_model_len",
+    "limit_images_per_prompt", "identity_patterns", "heldout_loss",
+}  # fmt: skip
+
+
+class ModelConfigError(ValueError):
+    pass
+
+
+def models_load(*, entries: list[dict[str, Any]]) -> list[Model]:
+    """Create or update models (and their endpoints) from configuration entries, all or nothing.
+
+    Each entry: {"name": ..., <model fields>, "endpoints": [{"base_url": ..., "api_key_env": ...}]}.
+    Endpoints not listed for a model are disabled, not deleted (generations keep their history).
+    An entry carrying an API key itself is refused: keys come from the environment only.
+    """
+    from django.core.exceptions import ValidationError
+
+    if not isinstance(entries, list):
+        raise ModelConfigError("the file must hold a list of models (or {'models': [...]})")
+    loaded: list[Model] = []
+    with transaction.atomic():
+        for index, entry in enumerate(entries, start=1):
+            if not isinstance(entry, dict) or not entry.get("name"):
+                raise ModelConfigError(f"model #{index}: each model needs a name")
+            unknown = set(entry) - MODEL_FIELDS - {"name", "endpoints"}
+            if unknown:
+                raise ModelConfigError(f"model {entry['name']}: unknown fields {sorted(unknown)}")
+            model, _ = Model.objects.get_or_create(name=entry["name"])
+            for key in MODEL_FIELDS & set(entry):
+                setattr(model, key, entry[key])
+            try:
+                model.full_clean()
+            except ValidationError as exc:
+                raise ModelConfigError(f"model {entry['name']}: {exc.message_dict}") from None
+            model.save()
+            seen: list[int] = []
+            for ep in entry.get("endpoints") or []:
+                if not isinstance(ep, dict) or not ep.get("base_url"):
+                    raise ModelConfigError(f"model {entry['name']}: each endpoint needs a base_url")
+                if "api_key" in ep:
+                    raise ModelConfigError(
+                        f"model {entry['name']}: put the API key in an environment variable and name it with api_key_env"
+                    )
+                endpoint, _ = Endpoint.objects.update_or_create(
+                    model=model,
+                    base_url=ep["base_url"],
+                    defaults={
+                        "api_key_env": ep.get("api_key_env", ""),
+                        "enabled": ep.get("enabled", True),
+                    },
+                )
+                try:
+                    endpoint.full_clean()
+                except ValidationError as exc:
+                    raise ModelConfigError(
+                        f"model {entry['name']}: endpoint {exc.message_dict}"
+                    ) from None
+                seen.append(endpoint.id)
+            if "endpoints" in entry:
+                model.endpoints.exclude(id__in=seen).update(enabled=False)
+            loaded.append(model)
+    return loaded
+
+
+def model_set_enabled(*, name: str, enabled: bool) -> Model:
+    updated = Model.objects.filter(name=name).update(enabled=enabled)
+    if not updated:
+        raise Model.DoesNotExist(f"no model named {name!r}")
+    return Model.objects.get(name=name)

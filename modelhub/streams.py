@@ -1,0 +1,83 @@
+"""Replayable token streams: one bounded Redis Stream per generation.
+
+Entries use explicit ids `<seq>-0`, so a sequence number can be written once only: a redelivered
+write of an already stored delta is refused by Redis instead of reaching browsers twice. Readers
+resume from any sequence number with XRANGE/XREAD, so a late or reconnecting socket gets every
+delta from the start (or from where it left off) with no gap and no duplicate.
+
+Frames (what browsers receive) are JSON objects:
+    {"type": "delta", "id": <generation>, "seq": n, "text": "..."}
+    {"type": "done" | "error" | "cancelled", "id": ..., "seq": n, ...terminal fields}
+    {"type": "snapshot", "id": ..., "seq": n, "text": "<whole text so far>"}  (stream expired)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+STREAM_MAXLEN = 20_000
+FINISHED_TTL_S = 3600
+TERMINAL_TYPES = frozenset({"done", "error", "cancelled"})
+
+
+def events_key(generation_id: str) -> str:
+    return f"ludus:gen:{generation_id}:events"
+
+
+def stop_key(generation_id: str) -> str:
+    return f"ludus:gen:{generation_id}:stop"
+
+
+def entry_id(seq: int) -> str:
+    return f"{seq}-0"
+
+
+def seq_of(entry: bytes | str) -> int:
+    raw = entry.decode() if isinstance(entry, bytes) else entry
+    return int(raw.split("-", 1)[0])
+
+
+def encode(frame: dict[str, Any]) -> dict[str, str]:
+    return {"f": json.dumps(frame, separators=(",", ":"))}
+
+
+def decode(generation_id: str, entry: bytes | str, fields: dict[Any, Any]) -> dict[str, Any]:
+    raw = fields.get(b"f") or fields.get("f") or b"{}"
+    frame: dict[str, Any] = json.loads(raw)
+    frame["id"] = generation_id
+    frame["seq"] = seq_of(entry)
+    return frame
+
+
+def add(pipe: redis.client.Pipeline, generation_id: str, seq: int, frame: dict[str, Any]) -> None:
+    """Queue one XADD on a pipeline (execute it with raise_on_error=False: duplicates are refused)."""
+    pipe.xadd(
+        events_key(generation_id),
+        encode(frame),
+        id=entry_id(seq),
+        maxlen=STREAM_MAXLEN,
+        approximate=True,
+    )
+
+
+def add_terminal(client: redis.Redis, generation_id: str, seq: int, frame: dict[str, Any]) -> bool:
+    """Write a terminal frame and let the stream expire later. False if that seq already exists."""
+    pipe = client.pipeline(transaction=False)
+    add(pipe, generation_id, seq, frame)
+    pipe.expire(events_key(generation_id), FINISHED_TTL_S)
+    pipe.delete(stop_key(generation_id))
+    results = pipe.execute(raise_on_error=False)
+    return not isinstance(results[0], Exception)
+
+
+def last_seq(client: redis.Redis, generation_id: str) -> int:
+    entries = client.xrevrange(events_key(generation_id), count=1)
+    return seq_of(entries[0][0]) if entries else 0
+
+
+def read_all(client: redis.Redis, generation_id: str, after: int = 0) -> list[dict[str, Any]]:
+    entries = client.xrange(events_key(generation_id), min=f"({entry_id(after)}" if after else "-")
+    return [decode(generation_id, eid, fields) for eid, fields in entries]
