@@ -6,6 +6,7 @@ on demand. The model name picks the behaviour:
   fake-hang               sends headers, then nothing
   fake-malformed          sends one good delta, then a line that is not JSON
   fake-die                sends a few deltas, then drops the connection without [DONE]
+  fake-echo               streams back the kinds of the last message's content parts
 
 GET /stats reports how many streams finished and how many clients went away mid-stream.
 """
@@ -98,6 +99,13 @@ async def chat(request: Request) -> Response:
             }
         )
     interval = 1.0 / _rate(model)
+    echo: list[str] = []
+    if model.startswith("fake-echo"):
+        content = (payload.get("messages") or [{}])[-1].get("content")
+        kinds = [part.get("type", "?") for part in content] if isinstance(content, list) else ["text"]
+        urls = [part["image_url"]["url"][:22] for part in content or [] if isinstance(part, dict) and part.get("type") == "image_url"]
+        echo = [f"{k} " for k in kinds] + [f"{u} " for u in urls]
+        n = len(echo)
 
     async def body() -> AsyncIterator[str]:
         STATS["started"] += 1
@@ -111,7 +119,7 @@ async def chat(request: Request) -> Response:
                 delay = start + i * interval - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                yield _chunk(model, content=f"t{i} ")
+                yield _chunk(model, content=echo[i] if echo else f"t{i} ")
                 if model.startswith("fake-malformed"):
                     yield "data: {not json\n\n"
                     return

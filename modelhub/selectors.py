@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
@@ -57,7 +58,7 @@ class Viewer:
 def generation_for_viewer(*, generation_id: str, viewer: Viewer) -> Generation | None:
     """The generation if this viewer may watch it (its owner, by account or session, or staff)."""
     try:
-        generation = Generation.objects.get(id=generation_id)
+        generation = Generation.objects.get(id=uuid.UUID(str(generation_id)))
     except (Generation.DoesNotExist, ValueError, TypeError):
         return None
     if viewer.is_staff:

@@ -1,0 +1,102 @@
+"""Shared fixtures: a fake OpenAI-compatible upstream and a real Celery worker on the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import redis
+
+from ludus_dev.fake_upstream import ServerThread
+
+ROOT = Path(__file__).resolve().parent.parent
+ALL_QUEUES = "default,pipeline,gen.local,gen.openai,gen.vllm"
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[ServerThread]:
+    server = ServerThread().start()
+    yield server
+    server.stop()
+
+
+def _test_database_url() -> str:
+    from django.conf import settings
+    from django.db import connection
+
+    parsed = urlparse(settings.DATABASE_URL)
+    return parsed._replace(path="/" + connection.settings_dict["NAME"]).geturl()
+
+
+def start_worker(queues: str = ALL_QUEUES, concurrency: int = 16, name: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `celery worker` as a subprocess against the test database; wait until it announces itself."""
+    from django.conf import settings
+
+    from worker.celery import WORKER_KEY_PREFIX
+
+    hostname = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
+    env = dict(os.environ)
+    env.pop("PYTEST_XDIST_WORKER", None)
+    env |= {"DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env |= {"LUDUS_READ_TIMEOUT": "3", "LUDUS_CONNECT_TIMEOUT": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues, "-P", "threads",
+         "-c", str(concurrency), "-n", hostname, "--without-gossip", "--without-mingle", "-l", "WARNING"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    deadline = time.monotonic() + 60
+    while not client.exists(WORKER_KEY_PREFIX + hostname):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("celery worker did not start")
+        time.sleep(0.1)
+    return proc, hostname
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[str]:
+    """A real Celery worker (thread pool) consuming every queue, on the test database and Redis."""
+    proc, hostname = start_worker()
+    yield hostname
+    stop_worker(proc)
+
+
+@pytest.fixture
+def redis_conn() -> redis.Redis:
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll until predicate() is truthy; return its value or fail with the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def dumps(obj: object) -> str:
+    return json.dumps(obj)

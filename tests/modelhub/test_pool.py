@@ -1,0 +1,224 @@
+"""Generations through the real pool: Celery worker, Redis streams, Channels websockets, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.sessions.backends.cached_db import SessionStore
+
+from config.asgi import application
+from modelhub import services, streams
+from modelhub.models import Generation, GenerationStatus
+from modelhub.pool import redis_client
+from tests.conftest import wait_for
+from tests.factories import EndpointFactory, ModelFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+
+def _session() -> str:
+    store = SessionStore()
+    store.create()
+    return str(store.session_key)
+
+
+def _start(upstream, session_key: str, served_name: str = "fake-r400", max_tokens: int = 40, endpoints: list[str] | None = None) -> Generation:  # type: ignore[no-untyped-def]
+    model = ModelFactory(served_name=served_name)
+    for base_url in endpoints or [upstream.base_url]:
+        EndpointFactory(model=model, base_url=base_url)
+    params = services.generation_params(model=model, overrides={"max_tokens": max_tokens})
+    return services.generation_create(
+        model=model, messages=[{"role": "user", "content": "hello"}], params=params, session_key=session_key
+    )
+
+
+async def _collect(session_key: str, generation_id: str, after: int = 0, stop_after: int | None = None, timeout: float = 15) -> list[dict[str, Any]]:
+    """Subscribe through the real ASGI app and gather frames until the terminal one."""
+    comm = WebsocketCommunicator(
+        application, "/ws/generations/",
+        headers=[(b"origin", b"http://testserver"), (b"host", b"testserver"), (b"cookie", f"sessionid={session_key}".encode())],
+    )  # fmt: skip
+    connected, _ = await comm.connect()
+    assert connected
+    await comm.send_json_to({"type": "subscribe", "generations": [{"id": generation_id, "after": after}]})
+    frames: list[dict[str, Any]] = []
+    try:
+        while True:
+            frame = await comm.receive_json_from(timeout=timeout)
+            frames.append(frame)
+            if stop_after is not None and len(frames) == stop_after:
+                await comm.send_json_to({"type": "stop", "id": generation_id})
+            if frame["type"] in {"done", "error", "cancelled", "denied"}:
+                return frames
+    finally:
+        await comm.disconnect()
+
+
+def _text(frames: list[dict[str, Any]]) -> str:
+    return "".join(f.get("text", "") for f in frames if f["type"] in {"delta", "snapshot"})
+
+
+def _assert_gapless(frames: list[dict[str, Any]], start: int = 1) -> None:
+    seqs = [f["seq"] for f in frames]
+    assert seqs == list(range(start, start + len(seqs))), seqs
+
+
+def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    key = _session()
+    generation = _start(upstream, key, max_tokens=40)
+    frames = asyncio.run(_collect(key, str(generation.id)))
+    _assert_gapless(frames)
+    assert frames[-1]["type"] == "done"
+    assert frames[-1]["finish_reason"] == "length"
+    expected = "".join(f"t{i} " for i in range(40))
+    assert _text(frames) == expected
+    # Coalescing: 40 tokens at 400/s take ~100 ms, so far fewer frames than tokens.
+    assert len(frames) < 40
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.DONE
+    assert generation.text == expected
+    assert generation.completion_tokens == 40
+    assert generation.ttft_ms is not None and generation.ttft_ms > 0
+    assert generation.duration_ms is not None and generation.duration_ms >= generation.ttft_ms
+    assert generation.last_seq == frames[-1]["seq"]
+    assert "fake" not in str(frames).replace("fake-r400", "")  # frames carry no model identity
+    assert all(set(f) <= {"type", "id", "seq", "text", "finish_reason", "completion_tokens", "ttft_ms", "duration_ms", "message"} for f in frames)
+
+
+def test_it_replays_to_late_and_reconnecting_sockets_without_gaps_or_duplicates(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    key = _session()
+    generation = _start(upstream, key, served_name="fake-r200", max_tokens=60)
+    first = asyncio.run(_collect(key, str(generation.id)))
+    # A socket arriving after the end gets the same frames from the start.
+    late = asyncio.run(_collect(key, str(generation.id)))
+    assert late == first
+    # A reconnect after frame k gets exactly k+1..end.
+    k = len(first) // 2
+    resumed = asyncio.run(_collect(key, str(generation.id), after=first[k - 1]["seq"]))
+    assert resumed == first[k:]
+    _assert_gapless(resumed, start=first[k]["seq"])
+
+
+def test_it_serves_many_tabs_of_one_generation_at_once(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    key = _session()
+    generation = _start(upstream, key, served_name="fake-r200", max_tokens=80)
+
+    async def tabs() -> list[list[dict[str, Any]]]:
+        return list(await asyncio.gather(*[_collect(key, str(generation.id)) for _ in range(5)]))
+
+    results = asyncio.run(tabs())
+    for frames in results:
+        _assert_gapless(frames)
+        assert _text(frames) == "".join(f"t{i} " for i in range(80))
+
+
+def test_it_refuses_other_peoples_generations(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    owner, stranger = _session(), _session()
+    generation = _start(upstream, owner, max_tokens=5)
+    frames = asyncio.run(_collect(stranger, str(generation.id)))
+    assert frames == [{"type": "denied", "id": str(generation.id)}]
+    garbage = asyncio.run(_collect(stranger, "not-a-uuid"))
+    assert garbage[0]["type"] == "denied"
+
+
+def test_it_stops_a_generation_and_aborts_the_upstream_request(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    stats = upstream.base_url.removesuffix("/v1") + "/stats"
+    before = httpx.get(stats).json()["disconnected"]
+    key = _session()
+    generation = _start(upstream, key, served_name="fake-r40", max_tokens=1000)
+    frames = asyncio.run(_collect(key, str(generation.id), stop_after=2))
+    assert frames[-1]["type"] == "cancelled"
+    _assert_gapless(frames)
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.CANCELLED
+    assert 0 < len(generation.text.split()) < 1000
+    wait_for(lambda: httpx.get(stats).json()["disconnected"] > before, timeout=5)
+
+
+def test_it_retries_on_another_endpoint_before_the_first_token(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    key = _session()
+    generation = _start(upstream, key, max_tokens=10, endpoints=["http://127.0.0.1:9/v1", upstream.base_url])
+    frames = asyncio.run(_collect(key, str(generation.id)))
+    assert frames[-1]["type"] == "done"
+    generation.refresh_from_db()
+    assert generation.endpoint is not None and generation.endpoint.base_url == upstream.base_url
+    dead = generation.model.endpoints.get(base_url="http://127.0.0.1:9/v1")
+    assert dead.healthy is False and dead.last_error
+
+
+@pytest.mark.parametrize(("served_name", "message"), [("fake-500", "unavailable"), ("fake-hang", "unavailable"), ("fake-die", "cut off"), ("fake-400", "rejected")])
+def test_it_ends_failures_in_a_visible_error_state(celery_worker, upstream, served_name: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    key = _session()
+    generation = _start(upstream, key, served_name=served_name, max_tokens=10)
+    frames = asyncio.run(_collect(key, str(generation.id), timeout=20))
+    assert frames[-1]["type"] == "error"
+    assert message in frames[-1]["message"]
+    _assert_gapless(frames)
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.ERROR
+    assert message in generation.error
+
+
+def test_it_never_duplicates_output_when_a_task_is_delivered_twice(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    key = _session()
+    generation = _start(upstream, key, max_tokens=20)
+    frames = asyncio.run(_collect(key, str(generation.id)))
+    services.generation_run(generation_id=str(generation.id))  # a second delivery after the end
+    assert streams.read_all(redis_client(), str(generation.id)) == frames
+    generation.refresh_from_db()
+    assert generation.text.count("t19") == 1
+
+
+def test_it_fails_a_redelivered_generation_whose_worker_died_mid_stream(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    model = ModelFactory()
+    generation = Generation.objects.create(model=model, messages=[], status=GenerationStatus.STREAMING)
+    pipe = redis_client().pipeline()
+    streams.add(pipe, str(generation.id), 1, {"type": "delta", "text": "half an ans"})
+    pipe.execute()
+    services.generation_run(generation_id=str(generation.id))
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.ERROR
+    frames = streams.read_all(redis_client(), str(generation.id))
+    assert [f["type"] for f in frames] == ["delta", "error"]
+    assert [f["seq"] for f in frames] == [1, 2]
+
+
+def test_it_reaps_generations_whose_worker_stopped_heartbeating(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from modelhub.tasks import reap_stale_generations
+
+    model = ModelFactory()
+    stale = Generation.objects.create(model=model, messages=[], status=GenerationStatus.STREAMING, heartbeat_at=timezone.now() - timedelta(seconds=60))
+    fresh = Generation.objects.create(model=model, messages=[], status=GenerationStatus.STREAMING, heartbeat_at=timezone.now())
+    assert reap_stale_generations() == 1
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    assert stale.status == GenerationStatus.ERROR and "stopped responding" in stale.error
+    assert fresh.status == GenerationStatus.STREAMING
+    assert streams.read_all(redis_client(), str(stale.id))[-1]["type"] == "error"
+
+
+def test_it_cancels_a_queued_generation_at_once(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    model = ModelFactory()
+    generation = Generation.objects.create(model=model, messages=[], status=GenerationStatus.QUEUED)
+    services.generation_stop(generation=generation)
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.CANCELLED
+    services.generation_run(generation_id=str(generation.id))  # the queued task arrives later
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.CANCELLED
+
+
+def test_it_caps_max_tokens_and_keeps_model_defaults(transactional_db, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.MAX_NEW_TOKENS_CAP = 100
+    model = ModelFactory(max_tokens=50, temperature=0.3)
+    assert services.generation_params(model=model) == {"temperature": 0.3, "top_p": 1.0, "max_tokens": 50}
+    assert services.generation_params(model=model, overrides={"max_tokens": 10_000})["max_tokens"] == 100
