@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+
+
+def validate_base_url(value: str) -> None:
+    """http(s)://host[:port][/path]; unlike URLField, cluster host names without a TLD are fine."""
+    parsed = urlparse(value)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname or parsed.query or parsed.fragment:
+        raise ValidationError("Enter an http(s) base URL such as http://gpu-1:8000/v1.")
 
 
 class Engine(models.TextChoices):
@@ -95,8 +104,10 @@ class Model(models.Model):
 
 class Endpoint(models.Model):
     model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="endpoints")
-    base_url = models.URLField(
-        max_length=500, help_text="OpenAI-compatible base URL, e.g. http://host:8000/v1"
+    base_url = models.CharField(
+        max_length=500,
+        validators=[validate_base_url],
+        help_text="OpenAI-compatible base URL, e.g. http://host:8000/v1",
     )
     api_key_env = models.CharField(
         max_length=100,

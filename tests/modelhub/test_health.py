@@ -1,0 +1,90 @@
+"""/healthz, /metrics, the status page and endpoint probing."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from modelhub import selectors, services
+from modelhub.tasks import probe_endpoints
+from tests.factories import EndpointFactory, ModelFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def test_it_reports_healthy_when_database_redis_and_every_queue_have_workers(celery_worker, client: Client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/healthz")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["database"]["ok"] and body["redis"]["ok"]
+    assert all(body["queues"][q]["ok"] for q in ["default", "pipeline", "gen.local", "gen.openai", "gen.vllm"])
+    assert celery_worker in body["queues"]["gen.openai"]["workers"]
+
+
+def test_it_answers_503_naming_a_queue_without_workers(celery_worker, client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.LUDUS_REQUIRED_QUEUES = ["default", "gen.nobody"]
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["down"] == ["queue:gen.nobody"]
+
+
+def test_it_reports_a_down_endpoint_as_degraded_not_down(celery_worker, client: Client) -> None:  # type: ignore[no-untyped-def]
+    EndpointFactory(base_url="http://127.0.0.1:9/v1", healthy=False, last_error="refused")
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["endpoints"][0]["healthy"] is False
+
+
+def test_it_takes_a_failing_endpoint_out_of_sampling_and_brings_it_back(upstream) -> None:  # type: ignore[no-untyped-def]
+    endpoint = EndpointFactory(base_url=upstream.base_url)
+    other = EndpointFactory(base_url=upstream.base_url)
+    assert set(selectors.models_available()) == {endpoint.model, other.model}
+    control = upstream.base_url.removesuffix("/v1") + "/down"
+    httpx.post(control, params={"down": "1"})
+    try:
+        probe_endpoints()
+        endpoint.refresh_from_db()
+        assert endpoint.healthy is False and "503" in endpoint.last_error
+        assert list(selectors.models_available()) == []
+    finally:
+        httpx.post(control, params={"down": "0"})
+    probe_endpoints()
+    endpoint.refresh_from_db()
+    assert endpoint.healthy is True and endpoint.consecutive_failures == 0
+    assert set(selectors.models_available()) == {endpoint.model, other.model}
+
+
+def test_it_probes_with_a_one_token_completion(upstream) -> None:  # type: ignore[no-untyped-def]
+    endpoint = EndpointFactory(base_url=upstream.base_url, model=ModelFactory(served_name="fake-500"))
+    healthy, error = services.endpoint_probe(endpoint=endpoint)
+    assert healthy is False and "500" in error  # /models answers, the completion does not
+
+
+def test_it_exposes_prometheus_metrics_to_allowed_callers(upstream, settings) -> None:  # type: ignore[no-untyped-def]
+    endpoint = EndpointFactory(base_url=upstream.base_url)
+    local = Client(REMOTE_ADDR="127.0.0.1")
+    body = local.get("/metrics").content.decode()
+    assert "# TYPE ludus_endpoint_up gauge" in body
+    assert f'ludus_endpoint_up{{model="{endpoint.model.name}",endpoint="{upstream.base_url}"}} 1' in body
+    assert 'ludus_queue_depth{queue="gen.openai"}' in body
+    assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics").status_code == 403
+    settings.METRICS_TOKEN = "s3cret"
+    assert local.get("/metrics").status_code == 403
+    assert local.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+
+
+def test_it_shows_the_status_page_to_staff_only(upstream, client: Client) -> None:  # type: ignore[no-untyped-def]
+    EndpointFactory(base_url=upstream.base_url, model=ModelFactory(name="visible-model"))
+    response = client.get("/status/")
+    assert response.status_code == 302 and "/login" in response["Location"]
+    staff = get_user_model().objects.create_user("alice", password="pw-alice-123", is_staff=True)
+    client.force_login(staff)
+    page = client.get("/status/")
+    assert page.status_code == 200
+    assert b"visible-model" in page.content and b"hx-trigger" in page.content
+    partial = client.get("/status/", HTTP_HX_REQUEST="true")
+    assert b"visible-model" in partial.content and b"<html" not in partial.content
