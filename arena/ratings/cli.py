@@ -1,0 +1,85 @@
+"""Command line: ``python -m arena.ratings BATTLES [options]`` prints or writes a leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+
+from .battles import BattleLogError, load_battles
+from .report import compute_leaderboard
+
+
+def _anchor(text: str) -> tuple[str, float]:
+    model, sep, rating = text.rpartition("=")
+    if not sep or not model:
+        raise argparse.ArgumentTypeError("expected MODEL=RATING")
+    try:
+        return model, float(rating)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rating must be a number, got {rating!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m arena.ratings", description=__doc__)
+    p.add_argument("battles", help="battle log: JSON array or JSON Lines")
+    p.add_argument("--bootstrap", type=int, default=None, help="rounds (1000; 100 for style)")
+    p.add_argument("--method", choices=["bt", "elo", "style"], default="bt")
+    p.add_argument("--category")
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.add_argument("--output", help="file to write (default: stdout)")
+    p.add_argument("--anchor", type=_anchor, help="MODEL=RATING instead of centring on 1000")
+    p.add_argument("--ties", choices=["half", "davidson"], default="half")
+    p.add_argument("--bothbad", choices=["tie", "exclude"], default="tie")
+    p.add_argument("--interval", choices=["bootstrap", "sandwich"], default="bootstrap")
+    p.add_argument("--ipw", action="store_true", help="weight battles by 1/pair_prob")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count malformed rows")
+    p.add_argument("--strict", action="store_true", help="JSON-parse every row (slower)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rounds = (
+        args.bootstrap if args.bootstrap is not None else (100 if args.method == "style" else 1000)
+    )
+    try:
+        battles = load_battles(
+            args.battles, skip_bad=args.skip_bad, style=args.method == "style", strict=args.strict
+        )
+        result = compute_leaderboard(
+            battles,
+            method=args.method,
+            rounds=rounds,
+            seed=args.seed,
+            interval=args.interval,
+            anchor=args.anchor,
+            ties=args.ties,
+            bothbad=args.bothbad,
+            category=args.category,
+            ipw=args.ipw,
+        )
+    except (BattleLogError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        text = json.dumps(result, indent=2) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(
+            buffer, ["rank", "model", "rating", "lower", "upper", "battles"], lineterminator="\n"
+        )
+        writer.writeheader()
+        for row in result["models"]:
+            writer.writerow(row)
+        text = buffer.getvalue()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,289 @@
+"""Ratings math: closed forms, an independent optimiser, simulations, and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from arena.ratings import (
+    BattleLogError,
+    Battles,
+    PairCounts,
+    bootstrap_bt,
+    compute_leaderboard,
+    counts_from_battles,
+    fit_bt,
+    fit_style,
+    load_battles,
+    online_elo,
+    sandwich_intervals,
+    style_features,
+    winrate_matrix,
+)
+from arena.ratings.cli import main
+
+WINNERS = np.array(["model_a", "model_b", "tie"])
+
+
+def simulate(n: int, m: int, seed: int, tie_rate: float = 0.1) -> tuple[Battles, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    strength = np.sort(rng.normal(0, 1.0, m))[::-1]
+    a = rng.integers(0, m, n)
+    b = (a + rng.integers(1, m, n)) % m
+    p = 1 / (1 + np.exp(-(strength[a] - strength[b])))
+    u = rng.random(n)
+    outcome = np.where(u < tie_rate, 2, np.where(rng.random(n) < p, 0, 1)).astype(np.int8)
+    models = tuple(f"m{k:02d}" for k in range(m))
+    return Battles(models, a, b, outcome), strength
+
+
+def test_it_matches_closed_form_for_two_models() -> None:
+    counts = PairCounts.from_rows([("x", "y", "model_a", 30), ("y", "x", "model_a", 10)])
+    fit = fit_bt(counts)
+    assert fit.rating[0] - fit.rating[1] == pytest.approx(400 * math.log10(3), abs=1e-3)
+    assert fit.rating.mean() == pytest.approx(1000)
+
+
+def test_it_counts_ties_half() -> None:
+    counts = PairCounts.from_rows(
+        [("x", "y", "model_a", 10), ("x", "y", "model_b", 4), ("x", "y", "tie", 6)]
+    )
+    fit = fit_bt(counts)
+    assert fit.rating[0] - fit.rating[1] == pytest.approx(400 * math.log10(13 / 7), abs=1e-3)
+    excluded = fit_bt(
+        PairCounts.from_rows(
+            [("x", "y", "model_a", 10), ("x", "y", "model_b", 5), ("x", "y", "tie (bothbad)", 9)]
+        ),
+        bothbad="exclude",
+    )
+    assert excluded.rating[0] - excluded.rating[1] == pytest.approx(400 * math.log10(2), abs=1e-3)
+
+
+def test_it_gives_equal_ratings_to_symmetric_models_and_honours_anchor() -> None:
+    rows = [(p, q, "model_a", 5) for p in "xyz" for q in "xyz" if p != q]
+    fit = fit_bt(PairCounts.from_rows(rows))
+    assert np.allclose(fit.rating, 1000)
+    counts = PairCounts.from_rows([("x", "y", "model_a", 30), ("y", "x", "model_a", 10)])
+    anchored = fit_bt(counts, anchor=("y", 1200.0))
+    assert anchored.rating[1] == pytest.approx(1200)
+    assert anchored.rating[0] == pytest.approx(1200 + 400 * math.log10(3), abs=1e-3)
+
+
+def test_it_agrees_with_lbfgs_on_unaggregated_rows() -> None:
+    battles, _ = simulate(3000, 6, seed=3)
+    fit = fit_bt(counts_from_battles(battles))
+    a, b = battles.a, battles.b
+    y = np.where(battles.outcome == 0, 1.0, np.where(battles.outcome == 1, 0.0, 0.5))
+
+    def nll(r: np.ndarray) -> tuple[float, np.ndarray]:
+        z = (r[a] - r[b]) * math.log(10) / 400
+        p = 1 / (1 + np.exp(-z))
+        value = float(np.sum(np.logaddexp(0, z) - y * z))
+        g = (p - y) * math.log(10) / 400
+        return value, np.bincount(a, g, 6) - np.bincount(b, g, 6)
+
+    res = optimize.minimize(
+        nll, np.zeros(6), jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "ftol": 1e-15}
+    )
+    ref = res.x - res.x.mean() + 1000
+    assert np.max(np.abs(ref - fit.rating)) < 1e-3
+
+
+def test_it_recovers_strengths_with_calibrated_intervals() -> None:
+    # No ties here: random ties shrink BT differences (ties count half), so truth would not match.
+    battles, strength = simulate(20000, 12, seed=5, tie_rate=0.0)
+    counts = counts_from_battles(battles)
+    fit = fit_bt(counts)
+    truth = strength * 400 / math.log(10)
+    truth = truth - truth.mean() + 1000
+    assert stats.spearmanr(fit.rating, truth).statistic > 0.95
+    covered = []
+    for seed in range(8):
+        sim, _ = simulate(20000, 12, seed=100 + seed)
+        # Same strengths, fresh battles: re-simulate outcomes with the first strengths.
+        rng = np.random.default_rng(seed)
+        p = 1 / (1 + np.exp(-(strength[sim.a] - strength[sim.b])))
+        oc = np.where(rng.random(len(sim)) < p, 0, 1)
+        sim = Battles(sim.models, sim.a, sim.b, oc.astype(np.int8))
+        c = counts_from_battles(sim)
+        f = fit_bt(c)
+        boot = bootstrap_bt(c, f, rounds=200, seed=seed)
+        covered.append((boot.lower <= truth) & (truth <= boot.upper))
+        sand = sandwich_intervals(c, f)
+        assert np.allclose(sand.upper - sand.lower, boot.upper - boot.lower, rtol=0.3)
+    coverage = float(np.mean(covered))
+    assert 0.85 <= coverage <= 0.99
+
+
+def test_it_fits_davidson_ties() -> None:
+    battles, strength = simulate(5000, 5, seed=9, tie_rate=0.3)
+    fit = fit_bt(counts_from_battles(battles), ties="davidson")
+    assert fit.tie_param is not None
+    assert stats.spearmanr(fit.rating, strength).statistic > 0.95
+
+
+def test_it_recovers_planted_style_coefficient() -> None:
+    rng = np.random.default_rng(11)
+    n, m = 20000, 8
+    strength = rng.normal(0, 0.5, m)
+    a = rng.integers(0, m, n)
+    b = (a + rng.integers(1, m, n)) % m
+    sa = rng.poisson(200, (n, 4)).astype(float)
+    sb = rng.poisson(200, (n, 4)).astype(float)
+    diff = (sa - sb) / (sa + sb + 1)
+    z = (diff - diff.mean(0)) / diff.std(0)
+    logit = strength[a] - strength[b] + 0.5 * z[:, 0]
+    outcome = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), 0, 1).astype(np.int8)
+    battles = Battles(tuple(f"m{k}" for k in range(m)), a, b, outcome, style_a=sa, style_b=sb)
+    result = fit_style(battles, rounds=20, seed=1)
+    assert result.coefficients["length"] == pytest.approx(0.5, abs=0.06)
+    assert abs(result.coefficients["bold"]) < 0.06
+    assert (
+        result.coefficient_lower["length"]
+        < result.coefficients["length"]
+        < result.coefficient_upper["length"]
+    )
+
+
+def test_it_removes_adaptive_sampling_bias_with_ipw() -> None:
+    # Model 0 is shown against the weak model 2 far more often when it wins more... simulate a
+    # sampler that depends on a hidden draw-level variable: only the propensity corrects it.
+    rng = np.random.default_rng(13)
+    n = 60000
+    strength = np.array([0.0, 0.0, 0.0])
+    pairs = np.array([[0, 1], [0, 2], [1, 2]])
+    # Easy prompts (where model 0 shines) are routed to pair (0, 2) with high probability.
+    easy = rng.random(n) < 0.5
+    prob = np.where(easy[:, None], [0.1, 0.8, 0.1], [0.45, 0.1, 0.45])
+    choice = (rng.random(n)[:, None] > np.cumsum(prob, axis=1)).sum(axis=1)
+    a, b = pairs[choice, 0], pairs[choice, 1]
+    bonus = np.where(easy & (a == 0), 1.0, np.where(~easy & (a == 0), -1.0, 0.0))
+    p = 1 / (1 + np.exp(-(strength[a] - strength[b] + bonus)))
+    outcome = np.where(rng.random(n) < p, 0, 1).astype(np.int8)
+    pair_prob = prob[np.arange(n), choice]
+    battles = Battles(("m0", "m1", "m2"), a, b, outcome, pair_prob=pair_prob)
+    naive = fit_bt(counts_from_battles(battles)).rating
+    weighted = fit_bt(counts_from_battles(battles, ipw=True)).rating
+    # Under uniform pair sampling, model 0's easy and hard bonuses cancel: it ties the others.
+    assert naive[0] - 1000 > 20
+    assert abs(weighted[0] - 1000) < 10
+
+
+def test_it_applies_elo_closed_form_for_one_battle() -> None:
+    battles = Battles(("x", "y"), np.array([0]), np.array([1]), np.array([0], dtype=np.int8))
+    elo = online_elo(battles)
+    assert elo.rating[0] == pytest.approx(1002.0)
+    assert elo.rating[1] == pytest.approx(998.0)
+
+
+def test_it_counts_style_outside_code_blocks() -> None:
+    text = "# Title\n\n- one\n- **two**\n\n```\n# not a header\n- not a list\n```\n1. three\n"
+    features = style_features(text)
+    assert features["headers"] == 1
+    assert features["lists"] == 3
+    assert features["bold"] == 1
+    assert features["length"] > 10
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object] | str]) -> None:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+
+
+def sample_rows(n: int = 400) -> list[dict[str, object] | str]:
+    battles, _ = simulate(n, 4, seed=21)
+    return [
+        {
+            "model_a": battles.models[a],
+            "model_b": battles.models[b],
+            "winner": str(WINNERS[o]),
+            "tstamp": k,
+        }
+        for k, (a, b, o) in enumerate(zip(battles.a, battles.b, battles.outcome, strict=True))
+    ]
+
+
+def test_it_reads_jsonl_and_array_alike(tmp_path: Path) -> None:
+    rows = sample_rows()
+    write_jsonl(tmp_path / "b.jsonl", rows)
+    (tmp_path / "b.json").write_text(json.dumps(rows, indent=1))
+    fast = load_battles(tmp_path / "b.jsonl")
+    strict = load_battles(tmp_path / "b.jsonl", strict=True)
+    array = load_battles(tmp_path / "b.json")
+    for other in (strict, array):
+        assert other.models == fast.models
+        assert np.array_equal(other.a, fast.a) and np.array_equal(other.outcome, fast.outcome)
+    assert fast.tstamp is not None and fast.tstamp[5] == 5
+
+
+def test_it_runs_the_command_line_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "battles.jsonl"
+    write_jsonl(path, sample_rows())
+    out = tmp_path / "out.json"
+    assert main([str(path), "--bootstrap", "50", "--seed", "3", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["method"] == "bt" and result["bootstrap"] == 50 and result["battles"] == 400
+    assert {"model", "rating", "lower", "upper", "rank", "battles"} <= set(result["models"][0])
+    assert (
+        main(
+            [
+                str(path),
+                "--bootstrap",
+                "50",
+                "--seed",
+                "3",
+                "--output",
+                str(tmp_path / "again.json"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "again.json").read_text() == out.read_text()
+    assert main([str(path), "--bootstrap", "20", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "rank,model,rating,lower,upper,battles" and len(lines) == 5
+    assert main([str(path), "--method", "elo", "--bootstrap", "5"]) == 0
+    assert (
+        main([str(path), "--interval", "sandwich", "--ties", "davidson", "--anchor", "m00=1100"])
+        == 0
+    )
+    assert '"rating": 1100.0' in capsys.readouterr().out
+
+
+def test_it_reports_bad_lines_or_skips_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = sample_rows(50)
+    rows[6] = '{"model_a": "m00", "model_b": "m01", "winner": "nobody"}'
+    rows[9] = "{not json"
+    path = tmp_path / "bad.jsonl"
+    write_jsonl(path, rows)
+    with pytest.raises(BattleLogError) as error:
+        load_battles(path)
+    assert error.value.line == 7
+    assert main([str(path)]) == 2
+    assert "line 7" in capsys.readouterr().err
+    skipped = load_battles(path, skip_bad=True)
+    assert skipped.skipped == 2 and len(skipped) == 48
+    assert main([str(path), "--skip-bad", "--bootstrap", "10"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 2
+
+
+def test_it_filters_categories_and_builds_matrices() -> None:
+    rows: list[dict[str, object]] = [
+        {"model_a": "x", "model_b": "y", "winner": "model_a", "category": ["coding"]},
+        {"model_a": "x", "model_b": "y", "winner": "model_b", "categories": ["math"]},
+        {"model_a": "y", "model_b": "x", "winner": "tie"},
+    ]
+    battles = load_battles(rows)
+    assert len(battles.in_category("coding")) == 1
+    result = compute_leaderboard(battles, rounds=10, category="math")
+    assert result["battles"] == 1
+    wr = winrate_matrix(counts_from_battles(battles))
+    assert wr[0, 1] == pytest.approx(0.5) and wr[1, 0] == pytest.approx(0.5)
