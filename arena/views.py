@@ -1,0 +1,286 @@
+"""Arena pages. One page template (arena/battle.html) with named partials; htmx requests get the
+partial, plain form posts get a redirect (the page works without JavaScript, minus streaming)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from arena import images, selectors, services
+from arena.forms import BattleStartForm, FlagForm, PromptForm, VoteForm
+from arena.models import Battle, Mode
+from arena.selectors import Requester
+from modelhub.models import Model
+from modelhub.selectors import models_available
+
+PAGE = "arena/battle.html"
+MODE_HOME = {Mode.ANONYMOUS: "arena-home", Mode.NAMED: "arena-named", Mode.DIRECT: "arena-direct"}
+
+
+def _requester(request: HttpRequest, *, create_session: bool = True) -> Requester:
+    if create_session and not request.session.session_key:
+        request.session.save()  # generations are owned by the session: it must exist first
+    user = request.user
+    return Requester(
+        user_id=user.pk if user.is_authenticated else None,
+        session_key=request.session.session_key or "",
+        ip_hash=services.ip_hash(request.META.get("REMOTE_ADDR", "")),
+    )
+
+
+def _context(
+    request: HttpRequest, *, mode: str, battle: Battle | None = None, error: str = ""
+) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "mode": mode,
+        "modes": Mode,
+        "battle": battle,
+        "error": error,
+        "home_url": reverse(MODE_HOME[Mode(mode)]),
+    }
+    if battle is None:
+        if mode != Mode.ANONYMOUS:
+            context["choices"] = list(models_available().order_by("name"))
+        return context
+    turns = selectors.battle_turns(battle=battle)
+    last = turns[-1] if turns else None
+    last_vote = getattr(last, "vote", None) if last else None
+    revealed = selectors.battle_is_revealed(battle=battle)
+    context |= {
+        "turns": turns,
+        "last": last,
+        "last_vote": last_vote,
+        "revealed": revealed,
+        "two_sided": battle.model_b_id is not None,
+        "finished": last is not None and selectors.turn_is_finished(last),
+        "share_url": request.build_absolute_uri(reverse("battle-share", args=[battle.id]))
+        if battle.votes.exists()
+        else "",
+    }
+    return context
+
+
+def _page(
+    request: HttpRequest, context: dict[str, Any], *, status: int = 200, push: str = ""
+) -> HttpResponse:
+    template = f"{PAGE}#arena" if request.htmx else PAGE  # type: ignore[attr-defined]
+    response = render(request, template, context, status=status)
+    if push and request.htmx:  # type: ignore[attr-defined]
+        response["HX-Push-Url"] = push
+    return response
+
+
+def _mode_page(request: HttpRequest, mode: str) -> HttpResponse:
+    return _page(request, _context(request, mode=mode))
+
+
+@require_GET
+def arena_home(request: HttpRequest) -> HttpResponse:
+    return _mode_page(request, Mode.ANONYMOUS)
+
+
+@require_GET
+def arena_named(request: HttpRequest) -> HttpResponse:
+    return _mode_page(request, Mode.NAMED)
+
+
+@require_GET
+def arena_direct(request: HttpRequest) -> HttpResponse:
+    return _mode_page(request, Mode.DIRECT)
+
+
+def _prepared_image(form: PromptForm) -> images.PreparedImage | None:
+    upload = form.cleaned_data.get("image")
+    if not upload:
+        return None
+    if upload.size and upload.size > images.MAX_BYTES:
+        raise images.ImageRejected("The image is larger than 10 MB.")
+    return images.image_prepare(upload.read())
+
+
+def _model(name: str) -> Model | None:
+    return Model.objects.filter(name=name).first() if name else None
+
+
+def _start(
+    request: HttpRequest, form: BattleStartForm | PromptForm, mode: str, **models: Model | None
+) -> HttpResponse:
+    try:
+        image = _prepared_image(form)
+        battle = services.battle_create(
+            requester=_requester(request),
+            prompt=form.cleaned_data["prompt"],
+            mode=mode,
+            image=image,
+            **models,
+        )
+    except images.ImageRejected as exc:
+        return _page(request, _context(request, mode=mode, error=str(exc)), status=400)
+    except services.ArenaError as exc:
+        return _page(request, _context(request, mode=mode, error=exc.message), status=exc.status)
+    url = reverse("battle", args=[battle.id])
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect(url)
+    return _page(request, _context(request, mode=mode, battle=battle), push=url)
+
+
+@require_POST
+def battle_start(request: HttpRequest) -> HttpResponse:
+    form = BattleStartForm(request.POST, request.FILES)
+    mode = request.POST.get("mode") or Mode.ANONYMOUS
+    if mode not in Mode.values:
+        mode = Mode.ANONYMOUS
+    if not form.is_valid():
+        return _page(
+            request, _context(request, mode=mode, error="Write a prompt first."), status=400
+        )
+    models: dict[str, Model | None] = {}
+    if mode != Mode.ANONYMOUS:
+        models["model_a"] = _model(form.cleaned_data["model_a"])
+        models["model_b"] = _model(form.cleaned_data["model_b"]) if mode == Mode.NAMED else None
+    return _start(request, form, mode, **models)
+
+
+def _owned(request: HttpRequest, battle_id: UUID) -> tuple[Battle, Requester]:
+    requester = _requester(request)
+    battle = selectors.battle_for_owner(battle_id=battle_id, requester=requester)
+    if battle is None:
+        raise Http404("No such battle.")
+    return battle, requester
+
+
+@require_GET
+def battle_page(request: HttpRequest, battle_id: UUID) -> HttpResponse:
+    battle, _ = _owned(request, battle_id)
+    return _page(request, _context(request, mode=battle.mode, battle=battle))
+
+
+@require_POST
+def battle_continue_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
+    battle, requester = _owned(request, battle_id)
+    form = PromptForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _page(
+            request,
+            _context(request, mode=battle.mode, battle=battle, error="Write a prompt first."),
+            status=400,
+        )
+    if form.cleaned_data.get("image"):
+        # One image per conversation: a new image starts a new battle with the same mode.
+        models: dict[str, Model | None] = {}
+        if battle.mode != Mode.ANONYMOUS:
+            models = {"model_a": battle.model_a, "model_b": battle.model_b}
+        return _start(request, form, battle.mode, **models)
+    try:
+        services.battle_continue(
+            battle=battle, requester=requester, prompt=form.cleaned_data["prompt"]
+        )
+    except services.ArenaError as exc:
+        context = _context(request, mode=battle.mode, battle=battle, error=exc.message)
+        return _page(request, context, status=exc.status)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("battle", battle_id=battle.id)
+    return _page(request, _context(request, mode=battle.mode, battle=battle))
+
+
+@require_POST
+def battle_regenerate_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
+    battle, requester = _owned(request, battle_id)
+    try:
+        services.turn_regenerate(battle=battle, requester=requester)
+    except services.ArenaError as exc:
+        context = _context(request, mode=battle.mode, battle=battle, error=exc.message)
+        return _page(request, context, status=exc.status)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("battle", battle_id=battle.id)
+    return _page(request, _context(request, mode=battle.mode, battle=battle))
+
+
+@require_POST
+def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
+    """The hot path: one rate-limit round trip to Redis, one locking read and one insert."""
+    form = VoteForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Choose an answer.", status=400, content_type="text/plain")
+    try:
+        result = services.vote_cast(
+            battle_id=battle_id,
+            turn_id=form.cleaned_data["turn"],
+            requester=_requester(request, create_session=False),
+            choice=form.cleaned_data["choice"],
+        )
+    except services.ArenaError as exc:
+        return HttpResponse(exc.message, status=exc.status, content_type="text/plain")
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("battle", battle_id=battle_id)
+    battle = result.battle
+    response = render(
+        request,
+        f"{PAGE}#verdict",
+        {
+            "battle": battle,
+            "vote": result.vote,
+            "revealed": True,
+            "oob": True,
+            "last_vote": result.vote,
+            "finished": True,
+            "two_sided": battle.model_b_id is not None,
+            "home_url": reverse(MODE_HOME[Mode(battle.mode)]),
+            "share_url": request.build_absolute_uri(reverse("battle-share", args=[battle.id])),
+        },
+    )
+    response["HX-Retarget"] = "#actions"
+    return response
+
+
+@require_POST
+def battle_flag_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
+    battle, _ = _owned(request, battle_id)
+    form = FlagForm(request.POST)
+    reason = form.cleaned_data.get("reason", "") if form.is_valid() else ""
+    services.battle_flag(battle=battle, reason=reason)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("battle", battle_id=battle.id)
+    return HttpResponse("Thanks, this conversation is flagged for review.")
+
+
+@require_GET
+def answer_view(request: HttpRequest, battle_id: UUID, generation_id: UUID) -> HttpResponse:
+    """One answer as sanitised HTML (the page fetches it when the stream ends)."""
+    battle = selectors.battle_for_owner(
+        battle_id=battle_id, requester=_requester(request, create_session=False)
+    ) or selectors.battle_shared(battle_id=battle_id)
+    if battle is None:
+        raise Http404("No such battle.")
+    found = selectors.generation_in_battle(battle=battle, generation_id=generation_id)
+    if found is None:
+        raise Http404("No such answer.")
+    generation, _side = found
+    return render(request, f"{PAGE}#answer-body", {"generation": generation})
+
+
+@require_GET
+def battle_image(request: HttpRequest, battle_id: UUID) -> HttpResponse:
+    battle = selectors.battle_for_owner(
+        battle_id=battle_id, requester=_requester(request, create_session=False)
+    ) or selectors.battle_shared(battle_id=battle_id)
+    if battle is None or not battle.image_mime or battle.image is None:
+        raise Http404("No image.")
+    response = HttpResponse(bytes(battle.image), content_type=battle.image_mime)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@require_GET
+def battle_share(request: HttpRequest, battle_id: UUID) -> HttpResponse:
+    battle = selectors.battle_shared(battle_id=battle_id)
+    if battle is None:
+        raise Http404("This battle is not shared (it has no vote yet).")
+    context = _context(request, mode=battle.mode, battle=battle)
+    context["readonly"] = True
+    return render(request, PAGE, context)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.utils import timezone
+
+from arena.models import Battle, Mode, Turn
+from modelhub.models import Generation, GenerationStatus
+from tests.factories import EndpointFactory, ModelFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Rate-limit windows live in Redis across tests: start every test with none counted."""
+    from arena.ratelimit import _client
+
+    client = _client()
+    for key in client.scan_iter("ludus:rl:*"):
+        client.delete(key)
+    yield
+
+
+@pytest.fixture
+def arena_models(db: None) -> list:  # type: ignore[type-arg]
+    """Three healthy text models and one vision model, each with an endpoint."""
+    models = [
+        ModelFactory(name="alpha-7b", display_name="Alpha 7B", organization="Alphacorp"),
+        ModelFactory(name="beta-chat", display_name="Beta Chat", organization="Betalabs"),
+        ModelFactory(name="gamma-1", display_name="Gamma One", organization="Gammaworks"),
+        ModelFactory(
+            name="delta-vision",
+            display_name="Delta Vision",
+            organization="Deltaview",
+            modalities=["text", "image"],
+        ),
+    ]
+    for model in models:
+        EndpointFactory(model=model)
+    return models
+
+
+def finish_turn(turn: Turn, text_a: str = "answer a", text_b: str = "answer b") -> None:
+    now = timezone.now()
+    for generation, text in ((turn.generation_a, text_a), (turn.generation_b, text_b)):
+        if generation is None:
+            continue
+        Generation.objects.filter(id=generation.id).update(
+            status=GenerationStatus.DONE, text=text, finished_at=now, last_seq=2
+        )
+
+
+def last_turn(battle: Battle) -> Turn:
+    turn = battle.turns.filter(superseded=False).order_by("-index").first()
+    assert turn is not None
+    return turn
+
+
+__all__ = ["Mode", "finish_turn", "last_turn"]
