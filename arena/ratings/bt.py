@@ -97,9 +97,14 @@ def _pair_terms(
     total = c.win + c.loss + c.tie
     if not c.davidson:
         p = 0.5 * (1.0 + np.tanh(0.5 * d))  # sigmoid without overflow
-        nll = (c.win * np.logaddexp(0.0, -d) + c.loss * np.logaddexp(0.0, d)).sum(axis=-1)
-        g_d = total * p - c.win
         zero = np.zeros(d.shape[:-1])
+        # The objective is only needed by the line search of single fits (hessian=True).
+        nll = (
+            (c.win * np.logaddexp(0.0, -d) + c.loss * np.logaddexp(0.0, d)).sum(axis=-1)
+            if hessian
+            else zero
+        )
+        g_d = total * p - c.win
         h_dd = total * p * (1.0 - p) if hessian else None
         return (
             nll,
