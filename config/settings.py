@@ -66,6 +66,10 @@ TEMPLATES = [
 ]
 
 
+DB_POOL = env_bool("LUDUS_DB_POOL", True)
+DB_POOL_MAX = env_int("LUDUS_DB_POOL_MAX", 16)
+
+
 def _database_from_url(url: str) -> dict[str, object]:
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql"}:
@@ -81,9 +85,12 @@ def _database_from_url(url: str) -> dict[str, object]:
         "PASSWORD": unquote(parsed.password or ""),
         "HOST": host,
         "PORT": str(parsed.port or ""),
-        "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
-        "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": query,
+        # With psycopg's pool, a thread borrows a connection only while it queries: a Celery worker
+        # streaming 256 generations on 256 threads needs a handful of connections, and no thread
+        # pays for opening one (10-30 ms) on its first task.
+        "CONN_MAX_AGE": 0 if DB_POOL else env_int("DATABASE_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": not DB_POOL,
+        "OPTIONS": query | ({"pool": {"min_size": 2, "max_size": DB_POOL_MAX, "timeout": 20}} if DB_POOL else {}),
         "TEST": {"NAME": env_str("DATABASE_TEST_NAME", "test_ludus")},
     }
 
@@ -118,7 +125,9 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "ludus:ch"},
+        # channels-redis blocks 5 s in BZPOPMIN; redis-py 8 also times sockets out at 5 s by
+        # default, which turns every idle receive into an error. Give the socket more time.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "ludus:ch"},
     }
 }
 

@@ -37,12 +37,18 @@ def _redis() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, max_connections=2000)
+        # XREAD blocks up to BLOCK_MS: the socket timeout must be longer (redis-py 8 defaults to 5 s).
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, max_connections=5000, socket_timeout=BLOCK_MS / 1000 + 10
+        )
         _clients[loop_id] = client
     return client
 
 
 class GenerationConsumer(AsyncJsonWebsocketConsumer):
+    # Tokens come from Redis Streams, not the channel layer (whose group_send drops messages past
+    # its capacity): an alias with no configured layer gives this consumer no layer at all.
+    channel_layer_alias = "no-channel-layer"
     async def connect(self) -> None:
         self.positions: dict[str, int] = {}
         self.finished: set[str] = set()

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -164,6 +164,7 @@ def generation_run(*, generation_id: str) -> None:
         return
     model = generation.model
     endpoints = endpoints_for_dispatch(model=model)
+    release_db_connection()  # streaming takes seconds; do not hold a pooled connection meanwhile
     if not endpoints:
         generation_fail(
             generation=generation, error=f"No endpoint is configured for {model.label}."
@@ -183,6 +184,12 @@ def generation_run(*, generation_id: str) -> None:
         )
     finally:
         flusher().close(box)  # idempotent; covers unexpected exceptions
+
+
+def release_db_connection() -> None:
+    """Return this thread's connection to the pool (no-op without pooling: reconnecting costs)."""
+    if settings.DB_POOL and not connection.in_atomic_block:
+        connection.close()
 
 
 def generation_fail_at(generation: Generation, seq: int, error: str) -> None:
