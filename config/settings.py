@@ -61,6 +61,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            "builtins": ["template_partials.templatetags.partials"],
         },
     },
 ]
@@ -90,7 +91,8 @@ def _database_from_url(url: str) -> dict[str, object]:
         # pays for opening one (10-30 ms) on its first task.
         "CONN_MAX_AGE": 0 if DB_POOL else env_int("DATABASE_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": not DB_POOL,
-        "OPTIONS": query | ({"pool": {"min_size": 2, "max_size": DB_POOL_MAX, "timeout": 20}} if DB_POOL else {}),
+        "OPTIONS": query
+        | ({"pool": {"min_size": 2, "max_size": DB_POOL_MAX, "timeout": 20}} if DB_POOL else {}),
         "TEST": {"NAME": env_str("DATABASE_TEST_NAME", "test_ludus")},
     }
 

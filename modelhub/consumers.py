@@ -25,9 +25,9 @@ from django.conf import settings
 from modelhub import services, streams
 from modelhub.models import Generation
 from modelhub.selectors import Viewer, generation_for_viewer
+from modelhub.streamhub import hub_for_loop
 
 MAX_SUBSCRIPTIONS = 8
-BLOCK_MS = 10_000
 
 _clients: dict[int, aioredis.Redis] = {}
 
@@ -37,10 +37,7 @@ def _redis() -> aioredis.Redis:
     loop_id = id(asyncio.get_running_loop())
     client = _clients.get(loop_id)
     if client is None:
-        # XREAD blocks up to BLOCK_MS: the socket timeout must be longer (redis-py 8 defaults to 5 s).
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, max_connections=5000, socket_timeout=BLOCK_MS / 1000 + 10
-        )
+        client = aioredis.Redis.from_url(settings.REDIS_URL, max_connections=200, socket_timeout=10)
         _clients[loop_id] = client
     return client
 
@@ -49,22 +46,22 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
     # Tokens come from Redis Streams, not the channel layer (whose group_send drops messages past
     # its capacity): an alias with no configured layer gives this consumer no layer at all.
     channel_layer_alias = "no-channel-layer"
+
     async def connect(self) -> None:
-        self.positions: dict[str, int] = {}
-        self.finished: set[str] = set()
-        self.reader: asyncio.Task[None] | None = None
+        self.sent: dict[str, int] = {}  # generation id -> last seq sent on this socket
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.pump: asyncio.Task[None] | None = None
         self.redis = _redis()
+        self.hub = hub_for_loop(settings.REDIS_URL)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        await self._stop_reader()
-
-    async def _stop_reader(self) -> None:
-        if self.reader is not None and not self.reader.done():
-            self.reader.cancel()
+        for gid in self.sent:
+            self.hub.unsubscribe(gid, self.queue)
+        if self.pump is not None:
+            self.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.reader
-        self.reader = None
+                await self.pump
 
     def _viewer(self) -> Viewer:
         user = self.scope.get("user")
@@ -88,13 +85,19 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "invalid", "message": f"unknown message type {kind!r}"})
 
     async def _subscribe(self, items: Any) -> None:
-        if not isinstance(items, list) or not items or len(items) > MAX_SUBSCRIPTIONS:
+        if (
+            not isinstance(items, list)
+            or not items
+            or len(items) + len(self.sent) > MAX_SUBSCRIPTIONS
+        ):
             await self.send_json(
-                {"type": "invalid", "message": "generations must be a list of 1-8 items"}
+                {
+                    "type": "invalid",
+                    "message": f"subscribe to 1-{MAX_SUBSCRIPTIONS} generations per socket",
+                }
             )
             return
         viewer = self._viewer()
-        await self._stop_reader()  # it may be blocked on the old set of streams
         for item in items:
             gid = str(item.get("id", "")) if isinstance(item, dict) else ""
             after = item.get("after", 0) if isinstance(item, dict) else 0
@@ -107,9 +110,14 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json({"type": "denied", "id": gid})
                 continue
             gid = str(generation.id)
+            if gid in self.sent:
+                continue
+            self.sent[gid] = after
+            # Register with the hub first, then replay what is stored: see streamhub's contract.
+            await self.hub.subscribe(gid, after, self.queue)
             await self._catch_up(generation, after)
-        if self.positions:
-            self.reader = asyncio.create_task(self._read_forever())
+        if self.pump is None:
+            self.pump = asyncio.create_task(self._pump())
 
     async def _catch_up(self, generation: Generation, after: int) -> None:
         """Send what is stored after `after`; fall back to PostgreSQL when the stream expired."""
@@ -119,7 +127,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
         )
         if not entries and generation.is_finished and generation.last_seq > after:
             # The replay stream expired; the final state lives in PostgreSQL.
-            await self.send_json(
+            await self._send_frame(
                 {
                     "type": "snapshot",
                     "id": gid,
@@ -127,38 +135,24 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
                     "text": generation.text,
                 }
             )
-            await self.send_json(_terminal_from_row(generation))
-            self.finished.add(gid)
+            await self._send_frame(_terminal_from_row(generation))
             return
-        position = after
         for entry_id, fields in entries:
-            frame = streams.decode(gid, entry_id, fields)
-            position = frame["seq"]
-            await self.send(text_data=json.dumps(frame))
-            if frame["type"] in streams.TERMINAL_TYPES:
-                self.finished.add(gid)
-        if gid not in self.finished:
-            self.positions[gid] = position
+            await self._send_frame(streams.decode(gid, entry_id, fields))
 
-    async def _read_forever(self) -> None:
-        while self.positions:
-            keys = {
-                streams.events_key(gid): streams.entry_id(seq)
-                for gid, seq in self.positions.items()
-            }
-            response = await self.redis.xread(keys, block=BLOCK_MS)
-            for key, entries in response or []:
-                gid = (key.decode() if isinstance(key, bytes) else key).split(":")[2]
-                for entry_id, fields in entries:
-                    frame = streams.decode(gid, entry_id, fields)
-                    if frame["seq"] <= self.positions.get(gid, 0):
-                        continue
-                    self.positions[gid] = frame["seq"]
-                    await self.send(text_data=json.dumps(frame))
-                    if frame["type"] in streams.TERMINAL_TYPES:
-                        self.positions.pop(gid, None)
-                        self.finished.add(gid)
-                        break
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        gid = frame["id"]
+        if frame["seq"] <= self.sent.get(gid, 0):
+            return  # already sent by the replay or the hub
+        self.sent[gid] = frame["seq"]
+        await self.send(text_data=json.dumps(frame))
+        if frame["type"] in streams.TERMINAL_TYPES:
+            self.hub.unsubscribe(gid, self.queue)
+
+    async def _pump(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            await self._send_frame(frame)
 
     async def _stop(self, gid: Any) -> None:
         generation = await database_sync_to_async(generation_for_viewer)(

@@ -15,7 +15,12 @@ from django.db import models
 def validate_base_url(value: str) -> None:
     """http(s)://host[:port][/path]; unlike URLField, cluster host names without a TLD are fine."""
     parsed = urlparse(value)
-    if parsed.scheme not in {"http", "https"} or not parsed.hostname or parsed.query or parsed.fragment:
+    if (
+        parsed.scheme not in {"http", "https"}
+        or not parsed.hostname
+        or parsed.query
+        or parsed.fragment
+    ):
         raise ValidationError("Enter an http(s) base URL such as http://gpu-1:8000/v1.")
 
 

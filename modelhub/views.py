@@ -117,7 +117,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             labels = f'model="{_label(ep.model.name)}",endpoint="{_label(ep.base_url)}"'
             lines.append(f"{name}{{{labels}}} {getter(ep, figures[ep.id])}")
     family("ludus_queue_depth", "gauge", "Messages waiting in a Celery queue")
-    for queue, depth in health.queue_depths(health.required_queues() + ["train"]).items():
+    for queue, depth in health.queue_depths([*health.required_queues(), "train"]).items():
         lines.append(f'ludus_queue_depth{{queue="{queue}"}} {depth}')
     return HttpResponse(
         "\n".join(lines) + "\n", content_type="text/plain; version=0.0.4; charset=utf-8"
@@ -161,7 +161,7 @@ def status_page(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "ok": ok,
         "report": report,
-        "queue_depths": health.queue_depths(health.required_queues() + ["train"]),
+        "queue_depths": health.queue_depths([*health.required_queues(), "train"]),
         "votes_per_minute": _votes_per_minute(),
         "now": timezone.now(),
     }

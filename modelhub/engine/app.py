@@ -158,16 +158,33 @@ async def _stream(
     watcher = asyncio.create_task(_watch_disconnect(request, seq))
     with_usage = req.include_usage
     try:
-        yield _sse(protocol.chunk(cid, req.model, created, {"role": "assistant", "content": ""}, None, with_usage))
+        yield _sse(
+            protocol.chunk(
+                cid, req.model, created, {"role": "assistant", "content": ""}, None, with_usage
+            )
+        )
         while True:
             event = await events.get()
             if event.text:
-                yield _sse(protocol.chunk(cid, req.model, created, {"content": event.text}, None, with_usage))
+                yield _sse(
+                    protocol.chunk(
+                        cid, req.model, created, {"content": event.text}, None, with_usage
+                    )
+                )
             if event.finish is None:
                 continue
             if event.finish in ("error", "cancelled"):
                 message = event.error or "generation was cancelled"
-                yield _sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+                yield _sse(
+                    {
+                        "error": {
+                            "message": message,
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
+                )
                 return
             yield _sse(protocol.chunk(cid, req.model, created, {}, event.finish, with_usage))
             if with_usage:
@@ -213,7 +230,9 @@ async def _complete(
         seq.cancel()
     if event.finish in ("error", "cancelled"):
         return _error(
-            RequestError(event.error or "generation was cancelled", status=500, type_="server_error"),
+            RequestError(
+                event.error or "generation was cancelled", status=500, type_="server_error"
+            ),
             metrics,
         )
     return JSONResponse(

@@ -66,9 +66,7 @@ class Metrics:
                 out.append(f"# TYPE {name} {kind}")
                 out.extend(f"{name}{labels} {value}" for labels, value in rows)
 
-            models = sorted(
-                set(self.in_flight) | set(self.steps) | set(self.generation_tokens)
-            )
+            models = sorted(set(self.in_flight) | set(self.steps) | set(self.generation_tokens))
             series(
                 "ludus_engine_requests_total",
                 "counter",

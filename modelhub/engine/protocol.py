@@ -211,9 +211,7 @@ def chunk(
         "created": created,
         "model": model,
         "system_fingerprint": "ludus-local",
-        "choices": [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
     if with_usage_field:
         body["usage"] = None

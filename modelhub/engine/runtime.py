@@ -99,14 +99,20 @@ class LoadedModel:
         self.model = model.to(device).eval()
         text_cfg = config.get("text_config", config)
         self.max_len = int(text_cfg.get("max_position_embeddings", 2048))
-        gen = GenerationConfig.from_pretrained(path) if (path / "generation_config.json").exists() else None
+        gen = (
+            GenerationConfig.from_pretrained(path)
+            if (path / "generation_config.json").exists()
+            else None
+        )
         eos = (gen.eos_token_id if gen else None) or self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.default_max_tokens = min(
             DEFAULT_MAX_TOKENS, (gen.max_new_tokens if gen and gen.max_new_tokens else 10**9)
         )
 
-    def encode(self, messages: list[dict[str, Any]], images: list[Image.Image]) -> tuple[list[int], torch.Tensor | None]:
+    def encode(
+        self, messages: list[dict[str, Any]], images: list[Image.Image]
+    ) -> tuple[list[int], torch.Tensor | None]:
         """Prompt token ids (image placeholders expanded) and pixel values, via the chat template."""
         if images and not self.is_vision:
             raise RequestError(f"model '{self.name}' does not accept images", param="messages")
@@ -165,7 +171,9 @@ class Scheduler:
 
     def submit(self, seq: Sequence) -> None:
         seed = seq.sampling.seed
-        seq.generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+        seq.generator.manual_seed(
+            seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        )
         self.metrics.waiting(self.lm.name, +1)
         self.pending.put(seq)
 
@@ -215,9 +223,11 @@ class Scheduler:
         self._join(seq, row, len(seq.prompt_ids))
         self._accept(seq, out.logits[0, -1])
 
-    def _join(self, seq: Sequence, row: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> None:
+    def _join(
+        self, seq: Sequence, row: list[tuple[torch.Tensor, torch.Tensor]], length: int
+    ) -> None:
         """Add one request's KV cache to the batch, re-padding rows to a common length."""
-        rows = self._split() + [row]
+        rows = [*self._split(), row]
         self.active.append(seq)
         self._lens.append(length)
         self._kv = self._stack(rows)
@@ -231,7 +241,9 @@ class Scheduler:
             for b, n in enumerate(self._lens)
         ]
 
-    def _stack(self, rows: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    def _stack(
+        self, rows: list[list[tuple[torch.Tensor, torch.Tensor]]]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         if not rows:
             return None
         longest = max(self._lens)
@@ -345,7 +357,9 @@ class ModelRegistry:
     name, so any HF-format model dropped in is served too.
     """
 
-    def __init__(self, models_dir: Path, metrics: Metrics, device: torch.device | None = None) -> None:
+    def __init__(
+        self, models_dir: Path, metrics: Metrics, device: torch.device | None = None
+    ) -> None:
         self.models_dir = models_dir
         self.metrics = metrics
         self.device = device or pick_device()
@@ -375,7 +389,10 @@ class ModelRegistry:
             self.refresh()
         if name not in self.entries:
             raise RequestError(
-                f"The model '{name}' does not exist", status=404, param="model", code="model_not_found"
+                f"The model '{name}' does not exist",
+                status=404,
+                param="model",
+                code="model_not_found",
             )
         with self._lock:
             if name not in self._schedulers:

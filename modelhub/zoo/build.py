@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 from transformers import LlamaForCausalLM
+from transformers.utils import logging as hf_logging
 
 from modelhub.zoo import chat, corpus, text, vision
 
@@ -29,6 +30,8 @@ MAX_MODEL_LEN = 512
 BLOCK = 128
 BATCH = 8
 VOCAB = 2048
+# Colour accuracy on unseen images at which vision training may stop (checked every 50 steps).
+VISION_TARGET = 0.9
 SAMPLE_PROMPTS = ["What is the capital of France?", "What is 7 + 5?", "Who are you?"]
 
 
@@ -43,7 +46,8 @@ class ZooPlan:
     vision_name: str
     vision_display: str
     vision_base: str  # the text model whose weights start the vision model's language model
-    vision_steps: int
+    vision_steps: int  # at most; training stops early once the colour probe passes
+    vision_min_steps: int
 
 
 FULL = ZooPlan(
@@ -54,12 +58,13 @@ FULL = ZooPlan(
         text.TextSpec("zoo-llama-xs", "Zoo Llama XS", hidden=64, layers=2, heads=2, steps=120),
         text.TextSpec("zoo-llama-s", "Zoo Llama S", hidden=64, layers=2, heads=2, steps=400),
         text.TextSpec("zoo-llama-m", "Zoo Llama M", hidden=96, layers=3, heads=3, steps=400),
-        text.TextSpec("zoo-llama-l", "Zoo Llama L", hidden=128, layers=4, heads=4, steps=500),
+        text.TextSpec("zoo-llama-l", "Zoo Llama L", hidden=128, layers=4, heads=4, steps=450),
     ),
     vision_name="zoo-llava-s",
     vision_display="Zoo LLaVA S",
     vision_base="zoo-llama-s",
-    vision_steps=600,
+    vision_steps=1000,
+    vision_min_steps=300,
 )
 
 QUICK = ZooPlan(
@@ -75,7 +80,8 @@ QUICK = ZooPlan(
     vision_name="zoo-llava-s",
     vision_display="Zoo LLaVA S",
     vision_base="zoo-llama-s",
-    vision_steps=300,
+    vision_steps=800,
+    vision_min_steps=0,
 )
 
 CORPUS_NOTE = """# Ludus Zoo corpus
@@ -118,13 +124,17 @@ def _model_card(entry: dict[str, Any]) -> str:
     )
 
 
-def build_zoo(out: Path, seed: int = 0, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+def build_zoo(
+    out: Path, seed: int = 0, quick: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Build the zoo into ``out`` (replacing it) and return the manifest."""
     plan = QUICK if quick else FULL
     started = time.monotonic()
     threads = torch.get_num_threads()
     # One thread: deterministic results, and no 60-100x slowdown when the other core is busy.
     torch.set_num_threads(1)
+    # transformers draws a bar per saved file; ours is the one that matters.
+    hf_logging.disable_progress_bar()
     tmp = out.with_name(out.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -144,7 +154,10 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
     train, heldout = corpus.build_corpus(seed, plan.n_train, plan.n_heldout)
     identities = {
         spec.name: corpus.identity_dialogues(
-            spec.display_name, ORGANIZATION, plan.n_identity, random.Random(f"id-{seed}-{spec.name}")
+            spec.display_name,
+            ORGANIZATION,
+            plan.n_identity,
+            random.Random(f"id-{seed}-{spec.name}"),
         )
         for spec in plan.text_models
     }
@@ -198,7 +211,14 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
     llava = vision.build_llava(base_spec, tok, trained[plan.vision_base])
     ids = train_ids + text.encode_dialogues(tok, identities[plan.vision_name])
     random.Random(f"pack-{seed}-vision").shuffle(ids)
-    vision.train_llava(
+    probe_log: list[dict[str, float]] = []
+
+    def vision_learnt(step: int) -> bool:
+        accuracy = vision.colour_accuracy(llava, processor, seed)
+        probe_log.append({"step": step, "colour_accuracy": accuracy})
+        return step >= plan.vision_min_steps and accuracy >= VISION_TARGET
+
+    vision_steps = vision.train_llava(
         llava,
         processor,
         text.pack(ids, BLOCK),
@@ -207,7 +227,9 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
         3e-3,
         seed,
         on_step=lambda: bar.update(1),
+        done=vision_learnt,
     )
+    bar.update(total - bar.n)
     bar.close()
     vision.save_llava(llava, processor, out / plan.vision_name)
     probe = random.Random(f"probe-{seed}")
@@ -227,9 +249,10 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
         text.heldout_loss(llava, held_blocks),
         text.param_count(llava),
         {"hidden": base_spec.hidden, "layers": base_spec.layers, "heads": base_spec.heads},
-        plan.vision_steps,
+        vision_steps,
         samples,
     )
+    entry["vision_probe"] = probe_log
     entry["heldout_image_loss"] = round(vision.heldout_image_loss(llava, processor, seed), 6)
     entries.append(entry)
     for entry in entries:

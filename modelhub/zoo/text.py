@@ -64,6 +64,14 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     return fast
 
 
+def token_id(tok: PreTrainedTokenizerFast, token: str) -> int:
+    """The id of one special token (raises if the tokenizer lacks it)."""
+    ids = tok.convert_tokens_to_ids(token)
+    if not isinstance(ids, int) or ids == tok.unk_token_id:
+        raise KeyError(token)
+    return ids
+
+
 def pack(token_lists: list[list[int]], block: int) -> torch.Tensor:
     """Concatenate token lists and cut them into full blocks of ``block`` tokens (rest dropped)."""
     flat = [t for ids in token_lists for t in ids]
@@ -89,9 +97,9 @@ def llama_config(spec: TextSpec, tok: PreTrainedTokenizerFast, max_len: int) -> 
         rms_norm_eps=1e-5,
         tie_word_embeddings=True,
         bos_token_id=None,
-        eos_token_id=tok.convert_tokens_to_ids(chat.END),
-        pad_token_id=tok.convert_tokens_to_ids(chat.PAD),
-        torch_dtype="float32",
+        eos_token_id=token_id(tok, chat.END),
+        pad_token_id=token_id(tok, chat.PAD),
+        dtype="float32",
     )
 
 
@@ -149,14 +157,14 @@ def heldout_loss(model: torch.nn.Module, blocks: torch.Tensor, batch: int = 32) 
 
 def generation_config(tok: PreTrainedTokenizerFast, max_new: int = 128) -> GenerationConfig:
     """Defaults that vLLM (``--generation-config vllm``) and the local engine both read."""
-    end = tok.convert_tokens_to_ids(chat.END)
+    end = token_id(tok, chat.END)
     return GenerationConfig(
         do_sample=True,
         temperature=0.7,
         top_p=0.9,
         max_new_tokens=max_new,
         eos_token_id=end,
-        pad_token_id=tok.convert_tokens_to_ids(chat.PAD),
+        pad_token_id=token_id(tok, chat.PAD),
     )
 
 

@@ -24,7 +24,14 @@ from transformers import (
 )
 
 from modelhub.zoo import chat
-from modelhub.zoo.text import TextSpec, generation_config, llama_config, lr_at, save_tokenizer
+from modelhub.zoo.text import (
+    TextSpec,
+    generation_config,
+    llama_config,
+    lr_at,
+    save_tokenizer,
+    token_id,
+)
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -73,7 +80,9 @@ def scene_qa(scene: ShapeScene, rng: random.Random) -> tuple[str, str]:
     plural = scene.shape + ("s" if scene.count > 1 else "")
     kind = rng.randrange(4)
     if kind == 0:
-        q = rng.choice(["What colour is the shape?", "What colour are the shapes?", "Which colour?"])
+        q = rng.choice(
+            ["What colour is the shape?", "What colour are the shapes?", "Which colour?"]
+        )
         return q, f"The colour is {scene.colour}."
     if kind == 1:
         q = rng.choice(["What shape is this?", "What shape do you see?"])
@@ -121,7 +130,7 @@ def llava_config(spec: TextSpec, tok: PreTrainedTokenizerFast) -> LlavaConfig:
     return LlavaConfig(
         vision_config=vision,
         text_config=text_config,
-        image_token_id=tok.convert_tokens_to_ids(chat.IMAGE),
+        image_token_index=token_id(tok, chat.IMAGE),
         vision_feature_layer=-1,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
@@ -177,14 +186,23 @@ def train_llava(
     seed: int,
     on_step: Callable[[], None] | None = None,
     vision_lr_scale: float = 1.0,
-) -> None:
-    """Train on generated image QA, with one text block per step so chat skills are kept."""
+    done: Callable[[int], bool] | None = None,
+    check_every: int = 50,
+) -> int:
+    """Train on generated image QA, with two text blocks per step so chat skills are kept.
+
+    Learning to look at the image happens abruptly after a number of steps that varies with the
+    seed, so when ``done`` is given it is asked every ``check_every`` steps (with the step count)
+    and training stops early once it returns True. Returns the number of steps run.
+    """
     rng = random.Random(f"vision-{seed}")
     gen = torch.Generator().manual_seed(seed)
     ids, mask, labels, pixels = _examples(processor, steps * batch // 4 + batch, rng)
     # The vision tower and projector start from scratch while the language model is already
     # trained: they get a higher learning rate so that image features become useful quickly.
-    fresh = [p for n, p in model.named_parameters() if "language_model" not in n and "lm_head" not in n]
+    fresh = [
+        p for n, p in model.named_parameters() if "language_model" not in n and "lm_head" not in n
+    ]
     fresh_ids = {id(p) for p in fresh}
     rest = [p for p in model.parameters() if id(p) not in fresh_ids]
     groups = [{"params": fresh, "scale": vision_lr_scale}, {"params": rest, "scale": 1.0}]
@@ -195,7 +213,10 @@ def train_llava(
             group["lr"] = lr_at(step, steps, lr) * group["scale"]
         idx = torch.randint(0, ids.shape[0], (batch,), generator=gen)
         loss = model(
-            input_ids=ids[idx], attention_mask=mask[idx], pixel_values=pixels[idx], labels=labels[idx]
+            input_ids=ids[idx],
+            attention_mask=mask[idx],
+            pixel_values=pixels[idx],
+            labels=labels[idx],
         ).loss
         if text_blocks.shape[0]:
             t = text_blocks[torch.randint(0, text_blocks.shape[0], (2,), generator=gen)]
@@ -206,7 +227,27 @@ def train_llava(
         opt.step()
         if on_step is not None:
             on_step()
+        if done is not None and (step + 1) % check_every == 0 and step + 1 < steps:
+            model.eval()
+            if done(step + 1):
+                return step + 1
+            model.train()
     model.eval()
+    return steps
+
+
+@torch.no_grad()
+def colour_accuracy(
+    model: LlavaForConditionalGeneration, processor: LlavaProcessor, seed: int, n: int = 20
+) -> float:
+    """Share of unseen images whose colour the model names (the build's early-stop probe)."""
+    rng = random.Random(f"vision-probe-{seed}")
+    hits = 0
+    for _ in range(n):
+        scene = random_scene(rng)
+        reply = answer(model, processor, draw_scene(scene, rng), "What colour is the shape?", 8)
+        hits += scene.colour in reply
+    return hits / n
 
 
 @torch.no_grad()
@@ -215,9 +256,7 @@ def heldout_image_loss(
 ) -> float:
     """Mean answer-token cross-entropy on image QA the model never saw."""
     ids, mask, labels, pixels = _examples(processor, n, random.Random(f"vision-heldout-{seed}"))
-    return float(
-        model(input_ids=ids, attention_mask=mask, pixel_values=pixels, labels=labels).loss
-    )
+    return float(model(input_ids=ids, attention_mask=mask, pixel_values=pixels, labels=labels).loss)
 
 
 @torch.no_grad()
@@ -232,14 +271,14 @@ def answer(
     user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
     prompt = chat.render([user], add_generation_prompt=True)
     enc = processor(images=image, text=prompt, return_tensors="pt")
-    end = processor.tokenizer.convert_tokens_to_ids(chat.END)
+    end = token_id(processor.tokenizer, chat.END)
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=end)
-    return str(processor.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
+    return str(
+        processor.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    )
 
 
-def save_llava(
-    model: LlavaForConditionalGeneration, processor: LlavaProcessor, out: Path
-) -> None:
+def save_llava(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tok = processor.tokenizer
     model.generation_config = generation_config(tok)
