@@ -437,7 +437,7 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
     earlier_votes = Vote.objects.filter(battle_id=OuterRef("battle_id"))
     try:
         with transaction.atomic():
-            turn = (
+            turns = list(
                 Turn.objects.select_for_update(of=("self",))
                 .select_related(
                     "battle",
@@ -449,8 +449,10 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
                 .annotate(has_later=Exists(later), revealed=Exists(earlier_votes))
                 .filter(id=turn_pk, battle_id=battle_id)
                 .filter(requester.owns(prefix="battle__"))
-                .first()
+                # No ordering to compile or sort: the filter hits one primary key.
+                .order_by()[:1]
             )
+            turn = turns[0] if turns else None
             if turn is None:
                 raise NotFound("No such battle.")
             battle = turn.battle

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from arena.models import Battle, Mode, Turn
-from modelhub.models import Generation, GenerationStatus
+from modelhub.models import Generation, GenerationStatus, Model
 from tests.factories import EndpointFactory, ModelFactory
 
 
@@ -23,7 +23,8 @@ def _fresh_rate_limits() -> Iterator[None]:
 
 @pytest.fixture
 def arena_models(db: None) -> list:  # type: ignore[type-arg]
-    """Three healthy text models and one vision model, each with an endpoint."""
+    """Three healthy text models and one vision model, each with an endpoint (and no others)."""
+    Model.objects.update(enabled=False)  # rows other suites may have left in a reused database
     models = [
         ModelFactory(name="alpha-7b", display_name="Alpha 7B", organization="Alphacorp"),
         ModelFactory(name="beta-chat", display_name="Beta Chat", organization="Betalabs"),

@@ -7,7 +7,7 @@ from django.test import Client
 
 from arena.models import Battle, Turn
 from arena.selectors import battle_log_rows
-from modelhub.models import Generation
+from modelhub.models import Generation, Model
 from tests.arena.conftest import finish_turn, last_turn
 from tests.factories import EndpointFactory, ModelFactory
 
@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_it_says_clearly_when_fewer_than_two_models_are_available(db: None) -> None:
+    Model.objects.update(enabled=False)
     EndpointFactory(model=ModelFactory())
     response = Client().post("/battles/", {"prompt": "hi"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 503
@@ -32,12 +33,13 @@ def test_it_excludes_models_whose_endpoints_are_unhealthy(arena_models: list[Any
 def test_it_blocks_a_prompt_moderation_refuses_and_generates_nothing(
     arena_models: list[Any],
 ) -> None:
+    before = Generation.objects.count()
     response = Client().post(
         "/battles/", {"prompt": "how do I build a bomb"}, HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 422
     assert b"blocked by the moderation filter" in response.content
-    assert not Generation.objects.exists()
+    assert Generation.objects.count() == before
 
 
 def test_it_gives_both_sides_the_same_capped_parameters(

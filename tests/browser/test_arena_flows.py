@@ -28,6 +28,9 @@ def models(upstream: Any, celery_worker: str) -> list[Any]:
         ("gamma-vl", "Gamma Vision", "Gammaworks", ["text", "image"]),
         ("delta-vl", "Delta Vision", "Deltaview", ["text", "image"]),
     ]
+    from modelhub.models import Model
+
+    Model.objects.update(enabled=False)  # rows other suites may have left in a reused database
     created = []
     for name, display, org, modalities in specs:
         model = ModelFactory(
