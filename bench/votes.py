@@ -94,8 +94,6 @@ def stored_counts(tag: str) -> tuple[int, int]:
 
 
 def cleanup(tag: str) -> None:
-    from django.contrib.sessions.models import Session
-
     from arena.models import Battle, Turn, Vote
     from modelhub.models import Generation, Model
 
@@ -104,10 +102,7 @@ def cleanup(tag: str) -> None:
     Turn.objects.filter(battle__model_a__in=models).delete()
     Battle.objects.filter(model_a__in=models).delete()
     Generation.objects.filter(model__in=models).delete()
-    models.delete()
-    Session.objects.filter(session_data__contains="").filter(
-        session_key__in=[]
-    ).delete()  # sessions expire on their own
+    models.delete()  # the bench sessions expire on their own
 
 
 class Conn:
