@@ -1,0 +1,100 @@
+"""Supervision code, run against the local engine's server command (the same code runs vLLM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from modelhub.models import Model
+from modelhub.supervisor import (
+    ServerSpec,
+    Supervisor,
+    local_engine_command,
+    parse_load,
+    spec_from_model,
+    vllm_command,
+)
+from modelhub.zoo.testing import free_port
+
+
+def test_it_builds_the_vllm_command_line_from_a_model_row(tmp_path: Path) -> None:
+    model = Model(
+        name="zoo-llava-s",
+        engine="vllm",
+        path="zoo-llava-s",
+        modalities=["text", "image"],
+        tensor_parallel_size=2,
+        max_model_len=256,
+        limit_images_per_prompt=3,
+    )
+    spec = spec_from_model(model, port=8123, models_dir=tmp_path)
+    argv = vllm_command(ServerSpec(**{**spec.__dict__, "cpu": True}))
+    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    joined = " ".join(argv)
+    assert f"--model {tmp_path / 'zoo-llava-s'}" in joined
+    assert "--served-model-name zoo-llava-s" in joined
+    assert "--port 8123" in joined
+    assert "--tensor-parallel-size 2" in joined
+    assert "--max-model-len 256" in joined
+    assert argv[argv.index("--limit-mm-per-prompt") + 1] == '{"image": 3}'
+    assert "--generation-config vllm" in joined
+    assert "--enforce-eager --dtype bfloat16" in joined
+    gpu = vllm_command(ServerSpec(**{**spec.__dict__, "cpu": False, "images_per_prompt": 0}))
+    assert "--enforce-eager" not in gpu
+    assert "--limit-mm-per-prompt" not in gpu
+
+
+def test_it_reads_load_from_prometheus_text() -> None:
+    text = (
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{model_name="a"} 3.0\n'
+        'vllm:num_requests_running{model_name="b"} 1\n'
+        'vllm:num_requests_waiting{model_name="a"} 2.0\n'
+    )
+    load = parse_load(text)
+    assert (load.running, load.waiting) == (4.0, 2.0)
+
+
+def test_it_restarts_the_server_after_a_crash(zoo_dir: Path, tmp_path: Path) -> None:
+    spec = ServerSpec(name="zoo-llama-xs", model_dir=zoo_dir / "zoo-llama-xs", port=free_port())
+    sup = Supervisor(
+        spec,
+        command=local_engine_command,
+        env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+        log_path=tmp_path / "engine.log",
+        backoff_s=0.2,
+    ).start()
+    try:
+        sup.wait_healthy(timeout=60)
+        reply = httpx.post(
+            spec.base_url + "/v1/chat/completions",
+            json={
+                "model": spec.name,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 2,
+            },
+            timeout=30,
+        )
+        assert reply.status_code == 200
+        assert sup.load().running == 0
+        first = sup.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while sup.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sup.restarts == 1
+        assert sup.pid != first
+        sup.wait_healthy(timeout=60)
+    finally:
+        sup.stop()
+    assert sup.proc is not None
+    assert sup.proc.poll() is not None
+    assert not sup.healthy()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(spec.base_url + "/health", timeout=1)
