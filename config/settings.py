@@ -208,3 +208,9 @@ METRICS_TOKEN = env_str("LUDUS_METRICS_TOKEN", "")
 LUDUS_REQUIRED_QUEUES = env_list(
     "LUDUS_REQUIRED_QUEUES", ["default", "pipeline", "gen.local", "gen.openai", "gen.vllm"]
 )
+
+# Arena limits (per minute), read by arena.conf.
+ARENA_BATTLES_PER_MINUTE = env_int("LUDUS_ARENA_BATTLES_PER_MINUTE", 20)
+ARENA_BATTLES_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_BATTLES_PER_MINUTE_PER_IP", 60)
+ARENA_VOTES_PER_MINUTE = env_int("LUDUS_ARENA_VOTES_PER_MINUTE", 60)
+ARENA_VOTES_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_VOTES_PER_MINUTE_PER_IP", 600)

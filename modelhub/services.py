@@ -167,7 +167,7 @@ def generation_run(*, generation_id: str) -> None:
     release_db_connection()  # streaming takes seconds; do not hold a pooled connection meanwhile
     if not endpoints:
         generation_fail(
-            generation=generation, error=f"No endpoint is configured for {model.label}."
+            generation=generation, error="No endpoint is configured for this model."
         )
         return
     box = flusher().open(generation_id)
@@ -179,9 +179,9 @@ def generation_run(*, generation_id: str) -> None:
                 return
             last_error = outcome
         flusher().close(box)
-        generation_fail_at(
-            generation, box.seq + 1, f"The model is unavailable right now ({last_error})."
-        )
+        # Error frames reach anonymous battles: they must not name the model or its endpoint.
+        log.warning("generation %s failed on every endpoint: %s", generation_id, last_error)
+        generation_fail_at(generation, box.seq + 1, "The model is unavailable right now.")
     finally:
         flusher().close(box)  # idempotent; covers unexpected exceptions
 
