@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from arena import conf, leak, moderation, ratelimit, sampling
@@ -68,12 +70,16 @@ class Blocked(ArenaError):
     status = 422
 
 
+@lru_cache(maxsize=4)
+def _ip_key(secret: str) -> bytes:
+    return hashlib.sha256(("arena.ip:" + secret).encode()).digest()
+
+
 def ip_hash(ip: str) -> str:
     """A salted, keyed hash of an IP address: enough to group abuse, never the address itself."""
     if not ip:
         return ""
-    key = hashlib.sha256(("arena.ip:" + settings.SECRET_KEY).encode()).digest()
-    return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(_ip_key(settings.SECRET_KEY), ip.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 # -- sampling ---------------------------------------------------------------------------------
@@ -414,8 +420,59 @@ class VoteResult:
     turn: Turn
 
 
+@lru_cache(maxsize=1)
+def _vote_sql() -> tuple[str, str, str]:
+    """The vote path's three statements, with table names from the models' metadata.
+
+    The locking read returns, in one row, everything the vote needs: ownership, the checks (later
+    turn, superseded, both answers finished), the texts and identities for the leak check, and the
+    names for the reveal. The insert relies on the unique turn (one vote per turn) with ON CONFLICT
+    DO NOTHING: a double click or a replay gets no row back and stores nothing."""
+    turn, battle, vote = Turn._meta.db_table, Battle._meta.db_table, Vote._meta.db_table
+    generation, model = Generation._meta.db_table, Model._meta.db_table
+    lock = f"""
+        SELECT t.superseded, t."index",
+               EXISTS (SELECT 1 FROM {turn} l
+                       WHERE l.battle_id = t.battle_id AND l."index" > t."index") AS has_later,
+               EXISTS (SELECT 1 FROM {vote} v WHERE v.battle_id = t.battle_id) AS revealed,
+               b.mode, b.leaked, b.model_b_id,
+               ga.status, ga.text, ga.finished_at, gb.status, gb.text, gb.finished_at,
+               ma.id, ma.name, ma.display_name, ma.organization, ma.identity_patterns,
+               mb.name, mb.display_name, mb.organization, mb.identity_patterns
+        FROM {turn} t
+        JOIN {battle} b ON b.id = t.battle_id
+        JOIN {generation} ga ON ga.id = t.generation_a_id
+        LEFT JOIN {generation} gb ON gb.id = t.generation_b_id
+        JOIN {model} ma ON ma.id = b.model_a_id
+        LEFT JOIN {model} mb ON mb.id = b.model_b_id
+        WHERE t.id = %s AND t.battle_id = %s AND ({{owner}})
+        FOR UPDATE OF t"""
+    insert = f"""
+        INSERT INTO {vote} (turn_id, battle_id, choice, user_id, session_key, ip_hash, anony,
+                            leaked, time_to_vote_ms, created_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (turn_id) DO NOTHING
+        RETURNING id"""
+    leaked = f"UPDATE {battle} SET leaked = true WHERE id = %s AND NOT leaked"
+    return lock, insert, leaked
+
+
+def _owner_sql(requester: Requester) -> tuple[str, list[Any]]:
+    """SQL for "the requester owns battle b" (same rule as Requester.owns)."""
+    clauses, params = [], []
+    if requester.user_id is not None:
+        clauses.append("b.user_id = %s")
+        params.append(requester.user_id)
+    if requester.session_key:
+        clauses.append("b.session_key = %s")
+        params.append(requester.session_key)
+    return " OR ".join(clauses), params
+
+
 def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str) -> VoteResult:
-    """Record one vote on the battle's current turn, in one transaction with one locking read.
+    """Record one vote on the battle's current turn: one Redis round trip (rate limits), then one
+    transaction with a locking read and an INSERT ... ON CONFLICT DO NOTHING (and, only when an
+    answer gave a model away, an update of the battle).
 
     Precise refusals, none of which stores anything: 404 not this requester's battle or turn, 400
     a choice the mode does not take, 409 a second vote on the turn (double click, replay) or a vote
@@ -431,58 +488,64 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
         raise RateLimited("You are voting too fast. Please wait a minute.")
     try:
         turn_pk = int(turn_id)
+        battle_uuid = battle_id if isinstance(battle_id, uuid.UUID) else uuid.UUID(str(battle_id))
     except (TypeError, ValueError):
         raise NotFound("No such turn.") from None
-    later = Turn.objects.filter(battle_id=OuterRef("battle_id"), index__gt=OuterRef("index"))
-    earlier_votes = Vote.objects.filter(battle_id=OuterRef("battle_id"))
-    try:
-        with transaction.atomic():
-            turns = list(
-                Turn.objects.select_for_update(of=("self",))
-                .select_related(
-                    "battle",
-                    "battle__model_a",
-                    "battle__model_b",
-                    "generation_a",
-                    "generation_b",
-                )
-                .annotate(has_later=Exists(later), revealed=Exists(earlier_votes))
-                .filter(id=turn_pk, battle_id=battle_id)
-                .filter(requester.owns(prefix="battle__"))
-                # No ordering to compile or sort: the filter hits one primary key.
-                .order_by()[:1]
-            )
-            turn = turns[0] if turns else None
-            if turn is None:
-                raise NotFound("No such battle.")
-            battle = turn.battle
-            allowed = DIRECT_CHOICES if battle.mode == Mode.DIRECT else PAIR_CHOICES
-            if choice not in allowed:
-                raise ArenaError("Unknown choice.")
-            if turn.superseded or turn.has_later:  # type: ignore[attr-defined]
-                raise Conflict("This answer was replaced; vote on the current one.")
-            generations = _turn_generations(turn)
-            if any(g.status not in TERMINAL_STATUSES for g in generations):
-                raise TooEarly("Wait until both answers are complete before voting.")
-            leaked = battle.leaked or _turn_leaks(battle, turn)
-            finished = max((g.finished_at for g in generations if g.finished_at), default=None)
-            now = timezone.now()
-            vote = Vote.objects.create(
-                turn=turn,
-                battle=battle,
-                choice=choice,
-                user_id=requester.user_id,
-                session_key=requester.session_key,
-                ip_hash=requester.ip_hash,
-                anony=battle.mode == Mode.ANONYMOUS and not turn.revealed,  # type: ignore[attr-defined]
-                leaked=leaked,
-                time_to_vote_ms=int((now - finished).total_seconds() * 1000) if finished else None,
-            )
-            if leaked and not battle.leaked:
-                Battle.objects.filter(id=battle.id).update(leaked=True)
-                battle.leaked = True
-    except IntegrityError:
-        raise Conflict("This answer already has your vote.") from None
+    owner, owner_params = _owner_sql(requester)
+    if not owner:
+        raise NotFound("No such battle.")
+    lock_sql, insert_sql, leaked_sql = _vote_sql()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(lock_sql.replace("{owner}", owner), [turn_pk, battle_uuid, *owner_params])
+        row = cursor.fetchone()
+        if row is None:
+            raise NotFound("No such battle.")
+        (superseded, index, has_later, revealed, mode, battle_leaked, model_b_id,
+         status_a, text_a, finished_a, status_b, text_b, finished_b,
+         model_a_id, name_a, display_a, org_a, patterns_a,
+         name_b, display_b, org_b, patterns_b) = row  # fmt: skip
+        two_sided = model_b_id is not None
+        allowed = DIRECT_CHOICES if mode == Mode.DIRECT else PAIR_CHOICES
+        if choice not in allowed:
+            raise ArenaError("Unknown choice.")
+        if superseded or has_later:
+            raise Conflict("This answer was replaced; vote on the current one.")
+        statuses = (status_a, status_b) if two_sided else (status_a,)
+        if any(s not in TERMINAL_STATUSES for s in statuses):
+            raise TooEarly("Wait until both answers are complete before voting.")
+        identities = [leak.Identity(name_a, display_a, org_a, tuple(patterns_a or ()))]
+        if two_sided:
+            identities.append(leak.Identity(name_b, display_b, org_b, tuple(patterns_b or ())))
+        texts = (text_a, text_b) if two_sided else (text_a,)
+        leaked = battle_leaked or any(leak.is_leak(t or "", identities) for t in texts)
+        finished = max((f for f in (finished_a, finished_b) if f is not None), default=None)
+        now = timezone.now()
+        anony = mode == Mode.ANONYMOUS and not revealed
+        time_to_vote = int((now - finished).total_seconds() * 1000) if finished else None
+        cursor.execute(
+            insert_sql,
+            [turn_pk, battle_uuid, choice, requester.user_id, requester.session_key,
+             requester.ip_hash, anony, leaked, time_to_vote, now],
+        )  # fmt: skip
+        inserted = cursor.fetchone()
+        if inserted is None:
+            raise Conflict("This answer already has your vote.")
+        if leaked and not battle_leaked:
+            cursor.execute(leaked_sql, [battle_uuid])
+    # Unsaved instances carrying what the reply shows: no further queries.
+    model_a = Model(id=model_a_id, name=name_a, display_name=display_a, organization=org_a)
+    model_b = (
+        Model(id=model_b_id, name=name_b, display_name=display_b, organization=org_b)
+        if two_sided
+        else None
+    )
+    battle = Battle(id=battle_uuid, mode=mode, leaked=leaked, model_a=model_a, model_b=model_b)
+    turn = Turn(id=turn_pk, battle=battle, index=index, superseded=False)
+    vote = Vote(
+        id=inserted[0], turn=turn, battle=battle, choice=choice, user_id=requester.user_id,
+        session_key=requester.session_key, ip_hash=requester.ip_hash, anony=anony, leaked=leaked,
+        time_to_vote_ms=time_to_vote, created_at=now,
+    )  # fmt: skip
     return VoteResult(vote=vote, battle=battle, turn=turn)
 
 
