@@ -52,7 +52,9 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def processes(*commands: list[str], env: dict[str, str] | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
+def processes(
+    *commands: list[str], env: dict[str, str] | None = None
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True) for cmd in commands]
     try:
         yield procs

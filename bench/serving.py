@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import ROOT, free_port, percentile, processes, setup_django, wait_port  # noqa: E402
 
 
-async def run_direct(base_url: str, model: str, n: int, tokens: int, spread: float) -> tuple[list[float], int, float]:
+async def run_direct(
+    base_url: str, model: str, n: int, tokens: int, spread: float
+) -> tuple[list[float], int, float]:
     import httpx
 
     ttfts: list[float] = []
@@ -34,10 +36,17 @@ async def run_direct(base_url: str, model: str, n: int, tokens: int, spread: flo
         async def one(i: int) -> None:
             nonlocal received
             await asyncio.sleep(spread * i / n)
-            payload = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": tokens, "stream": True}
+            payload = {
+                "model": model,
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": tokens,
+                "stream": True,
+            }
             started = time.monotonic()
             first = True
-            async with client.stream("POST", base_url + "/chat/completions", json=payload) as response:
+            async with client.stream(
+                "POST", base_url + "/chat/completions", json=payload
+            ) as response:
                 async for line in response.aiter_lines():
                     if line.startswith("data: {") and '"content"' in line:
                         if first:
@@ -51,23 +60,32 @@ async def run_direct(base_url: str, model: str, n: int, tokens: int, spread: flo
     return ttfts, received, elapsed
 
 
-async def run_pool(web_port: int, session_key: str, model_id: int, n: int, tokens: int, spread: float) -> tuple[list[float], int, float, int, int]:
+async def run_pool(
+    web_port: int, session_key: str, model_id: int, n: int, tokens: int, spread: float
+) -> tuple[list[float], int, float, int, int]:
     import websockets
     from asgiref.sync import sync_to_async
 
-    from modelhub import services
+    from modelhub import services, streams
     from modelhub.models import Model
 
     model = await sync_to_async(Model.objects.get)(id=model_id)
     ttfts: list[float] = []
+    created_ms: list[float] = []
     received_tokens = 0
     gaps = 0
     duplicates = 0
 
-    def create() -> str:
+    def create() -> tuple[str, str]:
+        # What the arena's battle view does: create the generation, hand the page a stream token.
         params = services.generation_params(model=model, overrides={"max_tokens": tokens})
-        generation = services.generation_create(model=model, messages=[{"role": "user", "content": "hi"}], params=params, session_key=session_key)
-        return str(generation.id)
+        generation = services.generation_create(
+            model=model,
+            messages=[{"role": "user", "content": "hi"}],
+            params=params,
+            session_key=session_key,
+        )
+        return str(generation.id), streams.stream_token(str(generation.id))
 
     create_async = sync_to_async(create, thread_sensitive=False)
 
@@ -75,10 +93,20 @@ async def run_pool(web_port: int, session_key: str, model_id: int, n: int, token
         nonlocal received_tokens, gaps, duplicates
         await asyncio.sleep(spread * i / n)
         headers = {"Origin": "http://127.0.0.1", "Cookie": f"sessionid={session_key}"}
-        async with websockets.connect(f"ws://127.0.0.1:{web_port}/ws/generations/", additional_headers=headers, max_queue=None) as ws:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{web_port}/ws/generations/", additional_headers=headers, max_queue=None
+        ) as ws:
             started = time.monotonic()
-            generation_id = await create_async()
-            await ws.send(json.dumps({"type": "subscribe", "generations": [{"id": generation_id, "after": 0}]}))
+            generation_id, token = await create_async()
+            created_ms.append((time.monotonic() - started) * 1000)
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "subscribe",
+                        "generations": [{"id": generation_id, "after": 0, "token": token}],
+                    }
+                )
+            )
             expected = 1
             first = True
             async for raw in ws:
@@ -101,15 +129,22 @@ async def run_pool(web_port: int, session_key: str, model_id: int, n: int, token
 
     started = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(n)))
+    print(
+        f"pool: creating a generation took p50 {percentile(created_ms, 50):.1f} ms, p99 {percentile(created_ms, 99):.1f} ms (client side)"
+    )
     return ttfts, received_tokens, time.monotonic() - started, gaps, duplicates
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--streams", type=int, default=256)
     parser.add_argument("--rate", type=int, default=20, help="tokens/s per stream at the upstream")
     parser.add_argument("--tokens", type=int, default=100, help="tokens per generation")
-    parser.add_argument("--spread", type=float, default=1.0, help="seconds over which requests start")
+    parser.add_argument(
+        "--spread", type=float, default=1.0, help="seconds over which requests start"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generations for inspection")
     args = parser.parse_args()
 
@@ -121,7 +156,16 @@ def main() -> None:
     up_port, web_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{up_port}/v1"
     served = f"fake-r{args.rate}"
-    model, _ = Model.objects.update_or_create(name="bench-serving", defaults={"served_name": served, "engine": "openai", "arena_eligible": False, "enabled": True, "queue": "gen.bench"})
+    model, _ = Model.objects.update_or_create(
+        name="bench-serving",
+        defaults={
+            "served_name": served,
+            "engine": "openai",
+            "arena_eligible": False,
+            "enabled": True,
+            "queue": "gen.bench",
+        },
+    )
     model.endpoints.all().delete()
     Endpoint.objects.create(model=model, base_url=base_url)
     store = SessionStore()
@@ -130,15 +174,50 @@ def main() -> None:
     worker_env = env | {"LUDUS_READ_TIMEOUT": "30"}
     with processes(
         [py, "-m", "ludus_dev.fake_upstream", "--port", str(up_port)],
-        [py, "-m", "uvicorn", "config.asgi:application", "--port", str(web_port), "--no-access-log", "--log-level", "warning"],
-        [py, "-m", "celery", "-A", "worker", "worker", "-Q", "gen.bench", "-P", "threads", "-c", str(args.streams), "-n", "bench@%h", "--without-gossip", "--without-mingle", "-l", "WARNING"],
+        [
+            py,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--port",
+            str(web_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-Q",
+            "gen.bench",
+            "-P",
+            "threads",
+            "-c",
+            str(args.streams),
+            "-n",
+            "bench@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "WARNING",
+        ],
         env=worker_env,
     ):
         wait_port(up_port)
         wait_port(web_port)
         time.sleep(3)  # let the worker connect to the broker
-        d_ttft, d_tokens, d_elapsed = asyncio.run(run_direct(base_url, served, args.streams, args.tokens, args.spread))
-        p_ttft, p_tokens, p_elapsed, gaps, duplicates = asyncio.run(run_pool(web_port, store.session_key or "", model.id, args.streams, args.tokens, args.spread))
+        d_ttft, d_tokens, d_elapsed = asyncio.run(
+            run_direct(base_url, served, args.streams, args.tokens, args.spread)
+        )
+        p_ttft, p_tokens, p_elapsed, gaps, duplicates = asyncio.run(
+            run_pool(
+                web_port, store.session_key or "", model.id, args.streams, args.tokens, args.spread
+            )
+        )
     from modelhub.models import Generation
 
     if not args.keep:
@@ -163,8 +242,12 @@ def main() -> None:
         "gaps": gaps,
         "duplicates": duplicates,
     }
-    print(f"direct: TTFT p50 {result['direct_ttft_p50_ms']} ms p99 {result['direct_ttft_p99_ms']} ms, {direct_tps:.0f} tokens/s")
-    print(f"pool:   TTFT p50 {result['pool_ttft_p50_ms']} ms p99 {result['pool_ttft_p99_ms']} ms, {pool_tps:.0f} tokens/s, {p_tokens}/{args.streams * args.tokens} tokens, gaps {gaps}, duplicates {duplicates}")
+    print(
+        f"direct: TTFT p50 {result['direct_ttft_p50_ms']} ms p99 {result['direct_ttft_p99_ms']} ms, {direct_tps:.0f} tokens/s"
+    )
+    print(
+        f"pool:   TTFT p50 {result['pool_ttft_p50_ms']} ms p99 {result['pool_ttft_p99_ms']} ms, {pool_tps:.0f} tokens/s, {p_tokens}/{args.streams * args.tokens} tokens, gaps {gaps}, duplicates {duplicates}"
+    )
     print(json.dumps(result))
 
 

@@ -102,8 +102,14 @@ async def chat(request: Request) -> Response:
     echo: list[str] = []
     if model.startswith("fake-echo"):
         content = (payload.get("messages") or [{}])[-1].get("content")
-        kinds = [part.get("type", "?") for part in content] if isinstance(content, list) else ["text"]
-        urls = [part["image_url"]["url"][:22] for part in content or [] if isinstance(part, dict) and part.get("type") == "image_url"]
+        kinds = (
+            [part.get("type", "?") for part in content] if isinstance(content, list) else ["text"]
+        )
+        urls = [
+            part["image_url"]["url"][:22]
+            for part in content or []
+            if isinstance(part, dict) and part.get("type") == "image_url"
+        ]
         echo = [f"{k} " for k in kinds] + [f"{u} " for u in urls]
         n = len(echo)
 

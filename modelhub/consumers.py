@@ -26,6 +26,7 @@ from modelhub import services, streams
 from modelhub.models import Generation
 from modelhub.selectors import Viewer, generation_for_viewer
 from modelhub.streamhub import hub_for_loop
+from modelhub.wsauth import resolve_user
 
 MAX_SUBSCRIPTIONS = 8
 
@@ -63,8 +64,9 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.pump
 
-    def _viewer(self) -> Viewer:
-        user = self.scope.get("user")
+    async def _viewer(self) -> Viewer:
+        # The user is resolved only here, for subscriptions without a token (see config.asgi).
+        user = await resolve_user(self.scope)
         session = self.scope.get("session")
         return Viewer(
             user_id=user.pk if user is not None and user.is_authenticated else None,
@@ -97,35 +99,49 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             return
-        viewer = self._viewer()
         for item in items:
             gid = str(item.get("id", "")) if isinstance(item, dict) else ""
             after = item.get("after", 0) if isinstance(item, dict) else 0
+            token = item.get("token") if isinstance(item, dict) else None
             if not isinstance(after, int) or after < 0:
                 after = 0
-            generation = await database_sync_to_async(generation_for_viewer)(
-                generation_id=gid, viewer=viewer
-            )
-            if generation is None:
-                await self.send_json({"type": "denied", "id": gid})
-                continue
-            gid = str(generation.id)
+            generation: Generation | None = None
+            age = streams.token_age(token, gid) if isinstance(token, str) else None
+            if age is None:
+                generation = await database_sync_to_async(generation_for_viewer)(
+                    generation_id=gid, viewer=await self._viewer()
+                )
+                if generation is None:
+                    await self.send_json({"type": "denied", "id": gid})
+                    continue
+                gid = str(generation.id)
             if gid in self.sent:
                 continue
             self.sent[gid] = after
             # Register with the hub first, then replay what is stored: see streamhub's contract.
             await self.hub.subscribe(gid, after, self.queue)
-            await self._catch_up(generation, after)
+            # A stream lives until FINISHED_TTL_S after its end, and a generation ends after its
+            # token was issued: with a younger token an empty stream means "not started yet".
+            may_have_expired = age is None or age > streams.FINISHED_TTL_S - 60
+            await self._catch_up(gid, after, generation, may_have_expired)
         if self.pump is None:
             self.pump = asyncio.create_task(self._pump())
 
-    async def _catch_up(self, generation: Generation, after: int) -> None:
+    async def _catch_up(
+        self, gid: str, after: int, generation: Generation | None, may_have_expired: bool
+    ) -> None:
         """Send what is stored after `after`; fall back to PostgreSQL when the stream expired."""
-        gid = str(generation.id)
         entries = await self.redis.xrange(
             streams.events_key(gid), min=f"({streams.entry_id(after)}" if after else "-"
         )
-        if not entries and generation.is_finished and generation.last_seq > after:
+        if not entries and may_have_expired and generation is None:
+            generation = await database_sync_to_async(_generation)(gid)
+        if (
+            not entries
+            and generation is not None
+            and generation.is_finished
+            and generation.last_seq > after
+        ):
             # The replay stream expired; the final state lives in PostgreSQL.
             await self._send_frame(
                 {
@@ -156,12 +172,16 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
 
     async def _stop(self, gid: Any) -> None:
         generation = await database_sync_to_async(generation_for_viewer)(
-            generation_id=str(gid), viewer=self._viewer()
+            generation_id=str(gid), viewer=await self._viewer()
         )
         if generation is None:
             await self.send_json({"type": "denied", "id": str(gid)})
             return
         await database_sync_to_async(services.generation_stop)(generation=generation)
+
+
+def _generation(gid: str) -> Generation | None:
+    return Generation.objects.filter(id=gid).first()
 
 
 def _terminal_from_row(generation: Generation) -> dict[str, Any]:

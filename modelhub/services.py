@@ -166,9 +166,7 @@ def generation_run(*, generation_id: str) -> None:
     endpoints = endpoints_for_dispatch(model=model)
     release_db_connection()  # streaming takes seconds; do not hold a pooled connection meanwhile
     if not endpoints:
-        generation_fail(
-            generation=generation, error="No endpoint is configured for this model."
-        )
+        generation_fail(generation=generation, error="No endpoint is configured for this model.")
         return
     box = flusher().open(generation_id)
     last_error = "no endpoint answered"

@@ -81,3 +81,35 @@ def last_seq(client: redis.Redis, generation_id: str) -> int:
 def read_all(client: redis.Redis, generation_id: str, after: int = 0) -> list[dict[str, Any]]:
     entries = client.xrange(events_key(generation_id), min=f"({entry_id(after)}" if after else "-")
     return [decode(generation_id, eid, fields) for eid, fields in entries]
+
+
+# -- subscription tokens ----------------------------------------------------------------------
+# The page that shows a generation can hand the browser a signed token for it, so that a socket
+# subscribing with the token needs no session or database lookup: at hundreds of sockets per web
+# process those lookups, serialised on Django's one sync thread, were what delayed first tokens.
+# A token is a bearer capability for watching one generation, valid for TOKEN_MAX_AGE_S.
+
+TOKEN_SALT = "ludus.generation-stream"
+TOKEN_MAX_AGE_S = 24 * 3600
+
+
+def stream_token(generation_id: str) -> str:
+    from django.core import signing
+
+    return signing.TimestampSigner(salt=TOKEN_SALT).sign(str(generation_id))
+
+
+def token_age(token: str, generation_id: str) -> float | None:
+    """Seconds since the token for this generation was issued, or None if it is not valid for it."""
+    import time
+
+    from django.core import signing
+
+    try:
+        value = signing.TimestampSigner(salt=TOKEN_SALT).unsign(token, max_age=TOKEN_MAX_AGE_S)
+        issued = signing.b62_decode(token.rsplit(":", 2)[1])
+    except (signing.BadSignature, ValueError, TypeError, IndexError):
+        return None
+    if value != str(generation_id):
+        return None
+    return max(0.0, time.time() - issued)

@@ -36,7 +36,9 @@ def _test_database_url() -> str:
     return parsed._replace(path="/" + connection.settings_dict["NAME"]).geturl()
 
 
-def start_worker(queues: str = ALL_QUEUES, concurrency: int = 16, name: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_worker(
+    queues: str = ALL_QUEUES, concurrency: int = 16, name: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start `celery worker` as a subprocess against the test database; wait until it announces itself."""
     from django.conf import settings
 
@@ -45,7 +47,11 @@ def start_worker(queues: str = ALL_QUEUES, concurrency: int = 16, name: str | No
     hostname = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
     env = dict(os.environ)
     env.pop("PYTEST_XDIST_WORKER", None)
-    env |= {"DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env |= {
+        "DATABASE_URL": _test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
     env |= {"LUDUS_READ_TIMEOUT": "3", "LUDUS_CONNECT_TIMEOUT": "2"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues, "-P", "threads",

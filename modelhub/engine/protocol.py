@@ -56,6 +56,8 @@ class SamplingParams:
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    # vLLM's extension: keep going past the end-of-turn token (benchmarks use it for fixed lengths).
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -173,6 +175,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError("'stream' must be a boolean", param="stream")
+    ignore_eos = body.get("ignore_eos", False)
+    if not isinstance(ignore_eos, bool):
+        raise RequestError("'ignore_eos' must be a boolean", param="ignore_eos")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise RequestError("'stream_options' must be an object", param="stream_options")
@@ -186,6 +191,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
             max_tokens=max_tokens,
             stop=stops,
             seed=seed,
+            ignore_eos=ignore_eos,
         ),
         stream=stream,
         include_usage=bool(options.get("include_usage", False)),

@@ -34,6 +34,7 @@ from transformers import (
     DynamicCache,
     GenerationConfig,
 )
+from transformers.cache_utils import DynamicLayer
 
 from modelhub.engine.metrics import Metrics
 from modelhub.engine.protocol import RequestError, SamplingParams
@@ -65,7 +66,11 @@ class Sequence:
     emit: Callable[[Event], None]
     pixel_values: torch.Tensor | None = None
     generated: list[int] = field(default_factory=list)
+    text: str = ""  # decoded so far (stop sequences included, until cut)
     emitted_chars: int = 0
+    # Incremental detokenisation: generated[prefix_offset:read_offset] is already in ``text``.
+    prefix_offset: int = 0
+    read_offset: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
     generator: torch.Generator = field(default_factory=torch.Generator)
     finished: bool = False
@@ -73,6 +78,49 @@ class Sequence:
     def cancel(self) -> None:
         """Stop decoding this request at the next step (client went away)."""
         self.cancelled.set()
+
+
+class BufferLayer(DynamicLayer):
+    """A DynamicLayer that writes new keys/values into preallocated room instead of concatenating.
+
+    DynamicLayer copies the whole cache on every step (torch.cat); with a batch of 32 that copy was
+    the largest cost of a decoding step. ``keys``/``values`` stay views of the filled part, so the
+    rest of transformers (masks, seq length) sees an ordinary dynamic layer.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int = 64) -> None:
+        super().__init__()
+        self.device = keys.device
+        self.is_initialized = True
+        self._len = keys.shape[2]
+        self._k = self._alloc(keys, self._len + room)
+        self._v = self._alloc(values, self._len + room)
+        self._views()
+
+    @staticmethod
+    def _alloc(data: torch.Tensor, capacity: int) -> torch.Tensor:
+        buf = data.new_empty(data.shape[0], data.shape[1], capacity, data.shape[3])
+        buf[:, :, : data.shape[2]] = data
+        return buf
+
+    def _views(self) -> None:
+        self.keys = self._k[:, :, : self._len]
+        self.values = self._v[:, :, : self._len]
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n = key_states.shape[2]
+        if self._len + n > self._k.shape[2]:
+            capacity = max(2 * self._k.shape[2], self._len + n)
+            self._k = self._alloc(self._k[:, :, : self._len], capacity)
+            self._v = self._alloc(self._v[:, :, : self._len], capacity)
+        self._k[:, :, self._len : self._len + n] = key_states
+        self._v[:, :, self._len : self._len + n] = value_states
+        self._len += n
+        self._views()
+        assert self.keys is not None and self.values is not None
+        return self.keys, self.values
 
 
 def pick_device() -> torch.device:
@@ -126,19 +174,36 @@ class LoadedModel:
         return list(ids), None
 
 
-def _sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
-    """Pick the next token from one row of logits: greedy at temperature 0, else top-p sampling."""
-    if params.temperature <= 0.0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        cumulative = torch.cumsum(sorted_probs, dim=-1)
+def _sample_batch(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
+    """Next token for each row: greedy at temperature 0, else top-p sampling by inverse CDF.
+
+    Vectorised over the batch; randomness comes from each request's own generator (one uniform per
+    row), so a request's seed fixes its sample whatever else shares the batch.
+    """
+    logits = logits.float()
+    tokens = torch.argmax(logits, dim=-1).tolist()
+    rows = [i for i, s in enumerate(seqs) if s.sampling.temperature > 0.0]
+    if not rows:
+        return [int(t) for t in tokens]
+    index = torch.tensor(rows, device=logits.device)
+    temps = torch.tensor([seqs[i].sampling.temperature for i in rows], device=logits.device)
+    probs = torch.softmax(logits[index] / temps[:, None], dim=-1)
+    top_p = torch.tensor([seqs[i].sampling.top_p for i in rows], device=logits.device)
+    if bool((top_p < 1.0).any()):
+        probs, order = torch.sort(probs, dim=-1, descending=True)
         # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
-        drop = cumulative - sorted_probs >= params.top_p
-        sorted_probs[drop] = 0.0
-        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+        probs = probs.masked_fill(torch.cumsum(probs, -1) - probs >= top_p[:, None], 0.0)
+    else:
+        order = None
+    cumulative = torch.cumsum(probs, dim=-1)
+    uniforms = torch.cat([torch.rand(1, generator=seqs[i].generator) for i in rows])
+    targets = (uniforms.to(logits.device).clamp_min(1e-7) * cumulative[:, -1]).unsqueeze(1)
+    picked = torch.searchsorted(cumulative, targets).clamp_max(probs.shape[-1] - 1)
+    if order is not None:
+        picked = order.gather(1, picked)
+    for row, token in zip(rows, picked[:, 0].tolist(), strict=True):
+        tokens[row] = token
+    return [int(t) for t in tokens]
 
 
 def _held_back(text: str, stops: list[str]) -> int:
@@ -152,6 +217,19 @@ def _held_back(text: str, stops: list[str]) -> int:
     return hold
 
 
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _layers(cache: Any) -> KV:
+    """(keys, values) of every layer of a DynamicCache (full-attention layers only)."""
+    out: KV = []
+    for layer in cache.layers:
+        assert isinstance(layer, DynamicLayer) and layer.keys is not None
+        assert layer.values is not None
+        out.append((layer.keys, layer.values))
+    return out
+
+
 class Scheduler:
     """The decoding loop of one model (see module docstring)."""
 
@@ -161,19 +239,20 @@ class Scheduler:
         self.max_batch = max_batch
         self.pending: queue.Queue[Sequence] = queue.Queue()
         self.active: list[Sequence] = []
-        # Batched KV cache: per layer (keys, values) of shape (B, heads, L, dim), left-padded;
-        # lens[b] is how many of the L positions are real for row b.
-        self._kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        # Batched KV cache (BufferLayers, left-padded to a common length); lens[b] is how many of
+        # its positions are real for row b. Re-laid-out only when a request joins or leaves.
+        self._cache: DynamicCache | None = None
         self._lens: list[int] = []
+        self._text_config = lm.model.config.get_text_config()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"engine-{lm.name}", daemon=True)
         self._thread.start()
 
     def submit(self, seq: Sequence) -> None:
         seed = seq.sampling.seed
-        seq.generator.manual_seed(
-            seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
-        )
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little") >> 1
+        seq.generator.manual_seed(seed)
         self.metrics.waiting(self.lm.name, +1)
         self.pending.put(seq)
 
@@ -196,7 +275,7 @@ class Scheduler:
                 log.exception("engine step failed for %s", self.lm.name)
                 for seq in self.active:
                     self._finish(seq, "error", error=str(exc))
-                self.active, self._kv, self._lens = [], None, []
+                self.active, self._cache, self._lens = [], None, []
 
     def _admit(self, block: bool) -> None:
         while len(self.active) < self.max_batch:
@@ -218,32 +297,26 @@ class Scheduler:
         if seq.pixel_values is not None:
             kwargs["pixel_values"] = seq.pixel_values.to(device)
         out = self.lm.model(input_ids=ids, use_cache=True, **kwargs)
-        cache = out.past_key_values
-        row = [(layer.keys, layer.values) for layer in cache.layers]
-        self._join(seq, row, len(seq.prompt_ids))
-        self._accept(seq, out.logits[0, -1])
-
-    def _join(
-        self, seq: Sequence, row: list[tuple[torch.Tensor, torch.Tensor]], length: int
-    ) -> None:
-        """Add one request's KV cache to the batch, re-padding rows to a common length."""
+        row = _layers(out.past_key_values)
         rows = [*self._split(), row]
         self.active.append(seq)
-        self._lens.append(length)
-        self._kv = self._stack(rows)
+        self._lens.append(len(seq.prompt_ids))
+        self._cache = self._stack(rows)
+        self._accept(seq, _sample_batch(out.logits[:, -1], [seq])[0])
 
-    def _split(self) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
-        if self._kv is None:
+    def _split(self) -> list[KV]:
+        """Each active row's real (unpadded) keys and values."""
+        if self._cache is None:
             return []
-        total = self._kv[0][0].shape[2]
+        layers = _layers(self._cache)
+        total = layers[0][0].shape[2]
         return [
-            [(k[b : b + 1, :, total - n :], v[b : b + 1, :, total - n :]) for k, v in self._kv]
+            [(k[b : b + 1, :, total - n :], v[b : b + 1, :, total - n :]) for k, v in layers]
             for b, n in enumerate(self._lens)
         ]
 
-    def _stack(
-        self, rows: list[list[tuple[torch.Tensor, torch.Tensor]]]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    def _stack(self, rows: list[KV]) -> DynamicCache | None:
+        """One left-padded batched cache from per-row caches (lengths in self._lens)."""
         if not rows:
             return None
         longest = max(self._lens)
@@ -252,44 +325,44 @@ class Scheduler:
             keys, values = [], []
             for row, n in zip(rows, self._lens, strict=True):
                 k, v = row[layer]
-                pad = longest - n
-                if pad:
-                    zeros = k.new_zeros(1, k.shape[1], pad, k.shape[3])
+                if longest > n:
+                    zeros = k.new_zeros(1, k.shape[1], longest - n, k.shape[3])
                     k, v = torch.cat([zeros, k], 2), torch.cat([zeros, v], 2)
                 keys.append(k)
                 values.append(v)
             layers.append((torch.cat(keys), torch.cat(values)))
-        return layers
+        cache = DynamicCache(ddp_cache_data=layers, config=self._text_config)
+        cache.layers = [BufferLayer(k, v) for k, v in layers]
+        return cache
 
     def _step(self) -> None:
         """One decoding step for every active request."""
-        assert self._kv is not None
+        assert self._cache is not None
         device = self.lm.device
-        batch = len(self.active)
-        total = self._kv[0][0].shape[2]
+        total = self._cache.get_seq_length()
+        lens = torch.tensor(self._lens, device=device)
         last = torch.tensor([[seq.generated[-1]] for seq in self.active], device=device)
-        mask = torch.zeros(batch, total + 1, dtype=torch.long, device=device)
-        for b, n in enumerate(self._lens):
-            mask[b, total - n :] = 1
-        positions = torch.tensor([[n] for n in self._lens], device=device)
-        cache = DynamicCache(ddp_cache_data=self._kv, config=self.lm.model.config.get_text_config())
+        # Row b attends to its last lens[b] cached positions and to the new token.
+        mask = (torch.arange(total + 1, device=device)[None, :] >= (total - lens)[:, None]).long()
         out = self.lm.model(
-            input_ids=last, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+            input_ids=last,
+            attention_mask=mask,
+            position_ids=lens[:, None],
+            cache=self._cache,
+            use_cache=True,
         )
-        self._kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         self._lens = [n + 1 for n in self._lens]
-        self.metrics.step(self.lm.name, batch)
-        logits = out.logits[:, -1]
-        for b, seq in enumerate(self.active):
-            self._accept(seq, logits[b])
+        self.metrics.step(self.lm.name, len(self.active))
+        tokens = _sample_batch(out.logits[:, -1], self.active)
+        for seq, token in zip(self.active, tokens, strict=True):
+            self._accept(seq, token)
 
-    def _accept(self, seq: Sequence, logits: torch.Tensor) -> None:
-        """Sample the next token for ``seq``, stream new text, and finish it when it is done."""
+    def _accept(self, seq: Sequence, token: int) -> None:
+        """Take ``token`` for ``seq``, stream new text, and finish it when it is done."""
         if seq.cancelled.is_set():
             self._finish(seq, "cancelled")
             return
-        token = _sample(logits, seq.sampling, seq.generator)
-        if token in self.lm.eos_ids:
+        if token in self.lm.eos_ids and not seq.sampling.ignore_eos:
             self._flush(seq, final=True)
             self._finish(seq, "stop")
             return
@@ -304,19 +377,34 @@ class Scheduler:
             self._finish(seq, "length")
 
     def _flush(self, seq: Sequence, final: bool) -> bool:
-        """Emit text decoded since the last flush; True when a stop sequence was reached."""
-        text = self.lm.tokenizer.decode(seq.generated, skip_special_tokens=True)
-        stops = seq.sampling.stop
-        hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+        """Emit text decoded since the last flush; True when a stop sequence was reached.
+
+        Detokenises incrementally (only tokens since the last complete character), so a step
+        costs the same at token 500 as at token 5.
+        """
+        tok = self.lm.tokenizer
+        window = seq.generated[seq.prefix_offset :]
+        new = tok.decode(window, skip_special_tokens=True)
+        if not new.endswith("\ufffd") or final:
+            old = tok.decode(
+                seq.generated[seq.prefix_offset : seq.read_offset], skip_special_tokens=True
+            )
+            seq.text += new[len(old) :]
+            seq.prefix_offset = seq.read_offset
+            seq.read_offset = len(seq.generated)
+        text, stops = seq.text, seq.sampling.stop
+        hit = -1
+        if stops:
+            # Only the tail can hold a stop sequence that was not there at the last flush.
+            start = max(0, seq.emitted_chars - max(len(s) for s in stops))
+            hit = min((i for i in (text.find(s, start) for s in stops) if i >= 0), default=-1)
         if hit >= 0:
-            text = text[:hit]
-            ready = len(text)
+            ready = hit
         elif final:
             ready = len(text)
         else:
-            # Hold back an incomplete UTF-8 character and anything that may begin a stop sequence.
-            ready = len(text) - (1 if text.endswith("\ufffd") else 0)
-            ready = min(ready, len(text) - _held_back(text, stops))
+            # Hold back anything that may be the beginning of a stop sequence.
+            ready = len(text) - _held_back(text, stops)
         if ready > seq.emitted_chars:
             seq.emit(Event(text=text[seq.emitted_chars : ready]))
             seq.emitted_chars = ready
@@ -346,7 +434,7 @@ class Scheduler:
         keep = [i for i, seq in enumerate(self.active) if not seq.finished]
         self.active = [self.active[i] for i in keep]
         self._lens = [self._lens[i] for i in keep]
-        self._kv = self._stack([rows[i] for i in keep])
+        self._cache = self._stack([rows[i] for i in keep])
 
 
 class ModelRegistry:

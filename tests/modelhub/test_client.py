@@ -10,10 +10,16 @@ import pytest
 from modelhub import client as oai
 
 
-def _stream(upstream, model: str, max_tokens: int = 5, read: float = 5.0) -> list[oai.Delta | oai.Finish]:  # type: ignore[no-untyped-def]
+def _stream(
+    upstream, model: str, max_tokens: int = 5, read: float = 5.0
+) -> list[oai.Delta | oai.Finish]:  # type: ignore[no-untyped-def]
     with httpx.Client() as http:
-        payload = oai.build_payload(model, [{"role": "user", "content": "hi"}], {"max_tokens": max_tokens})
-        with oai.ChatStream(http, upstream.base_url, payload, timeouts=oai.Timeouts(1, read)) as stream:
+        payload = oai.build_payload(
+            model, [{"role": "user", "content": "hi"}], {"max_tokens": max_tokens}
+        )
+        with oai.ChatStream(
+            http, upstream.base_url, payload, timeouts=oai.Timeouts(1, read)
+        ) as stream:
             return list(stream.events())
 
 
@@ -30,7 +36,10 @@ def test_it_streams_deltas_and_one_finish_with_usage(upstream) -> None:  # type:
 def test_it_sends_image_parts_as_data_urls(upstream) -> None:  # type: ignore[no-untyped-def]
     message = {
         "role": "user",
-        "content": [oai.text_part("what is this?"), oai.image_part("data:image/png;base64,iVBORw0KGgo=")],
+        "content": [
+            oai.text_part("what is this?"),
+            oai.image_part("data:image/png;base64,iVBORw0KGgo="),
+        ],
     }
     with httpx.Client() as http:
         payload = oai.build_payload("fake-echo", [message], {"max_tokens": 10})
@@ -48,7 +57,9 @@ def test_it_sends_image_parts_as_data_urls(upstream) -> None:  # type: ignore[no
         ("fake-die", oai.MalformedStream, True),
     ],
 )
-def test_it_raises_typed_errors(upstream, model: str, error: type[Exception], retryable: bool) -> None:  # type: ignore[no-untyped-def]
+def test_it_raises_typed_errors(
+    upstream, model: str, error: type[Exception], retryable: bool
+) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(error) as caught:
         _stream(upstream, model)
     assert getattr(caught.value, "retryable", None) is retryable
@@ -64,21 +75,27 @@ def test_it_times_out_a_silent_upstream(upstream) -> None:  # type: ignore[no-un
 def test_it_reports_connection_refused_as_connect_error() -> None:
     with httpx.Client() as http, pytest.raises(oai.UpstreamConnectError):
         payload = oai.build_payload("fake", [{"role": "user", "content": "hi"}], {})
-        with oai.ChatStream(http, "http://127.0.0.1:9/v1", payload, timeouts=oai.Timeouts(0.5, 0.5)):
+        with oai.ChatStream(
+            http, "http://127.0.0.1:9/v1", payload, timeouts=oai.Timeouts(0.5, 0.5)
+        ):
             pass
 
 
 def test_it_aborts_the_upstream_request_when_closed(upstream) -> None:  # type: ignore[no-untyped-def]
     before = httpx.get(upstream.base_url.removesuffix("/v1") + "/stats").json()["disconnected"]
     with httpx.Client() as http:
-        payload = oai.build_payload("fake-r50", [{"role": "user", "content": "hi"}], {"max_tokens": 500})
+        payload = oai.build_payload(
+            "fake-r50", [{"role": "user", "content": "hi"}], {"max_tokens": 500}
+        )
         with oai.ChatStream(http, upstream.base_url, payload) as stream:
             for event in stream.events():
                 assert isinstance(event, oai.Delta)
                 break
 
     def disconnected() -> int:
-        return int(httpx.get(upstream.base_url.removesuffix("/v1") + "/stats").json()["disconnected"])
+        return int(
+            httpx.get(upstream.base_url.removesuffix("/v1") + "/stats").json()["disconnected"]
+        )
 
     deadline = time.monotonic() + 5
     while disconnected() == before and time.monotonic() < deadline:
@@ -91,5 +108,9 @@ def test_it_rejects_streams_without_an_ending() -> None:
         list(oai.parse_sse_lines(iter(['data: {"choices":[{"delta":{"content":"a"}}]}'])))
     with pytest.raises(oai.MalformedStream):
         list(oai.parse_sse_lines(iter(["<html>oops</html>"])))
-    events = list(oai.parse_sse_lines(iter([": keepalive", 'data: {"choices":[{"delta":{"content":"a"}}]}', "data: [DONE]"])))
+    events = list(
+        oai.parse_sse_lines(
+            iter([": keepalive", 'data: {"choices":[{"delta":{"content":"a"}}]}', "data: [DONE]"])
+        )
+    )
     assert [type(e) for e in events] == [oai.Delta, oai.Finish]

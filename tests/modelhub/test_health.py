@@ -14,16 +14,23 @@ from tests.factories import EndpointFactory, ModelFactory
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-def test_it_reports_healthy_when_database_redis_and_every_queue_have_workers(celery_worker, client: Client) -> None:  # type: ignore[no-untyped-def]
+def test_it_reports_healthy_when_database_redis_and_every_queue_have_workers(
+    celery_worker, client: Client
+) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/healthz")
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["database"]["ok"] and body["redis"]["ok"]
-    assert all(body["queues"][q]["ok"] for q in ["default", "pipeline", "gen.local", "gen.openai", "gen.vllm"])
+    assert all(
+        body["queues"][q]["ok"]
+        for q in ["default", "pipeline", "gen.local", "gen.openai", "gen.vllm"]
+    )
     assert celery_worker in body["queues"]["gen.openai"]["workers"]
 
 
-def test_it_answers_503_naming_a_queue_without_workers(celery_worker, client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_503_naming_a_queue_without_workers(
+    celery_worker, client: Client, settings
+) -> None:  # type: ignore[no-untyped-def]
     settings.LUDUS_REQUIRED_QUEUES = ["default", "gen.nobody"]
     response = client.get("/healthz")
     assert response.status_code == 503
@@ -59,7 +66,9 @@ def test_it_takes_a_failing_endpoint_out_of_sampling_and_brings_it_back(upstream
 
 
 def test_it_probes_with_a_one_token_completion(upstream) -> None:  # type: ignore[no-untyped-def]
-    endpoint = EndpointFactory(base_url=upstream.base_url, model=ModelFactory(served_name="fake-500"))
+    endpoint = EndpointFactory(
+        base_url=upstream.base_url, model=ModelFactory(served_name="fake-500")
+    )
     healthy, error = services.endpoint_probe(endpoint=endpoint)
     assert healthy is False and "500" in error  # /models answers, the completion does not
 
@@ -69,7 +78,10 @@ def test_it_exposes_prometheus_metrics_to_allowed_callers(upstream, settings) ->
     local = Client(REMOTE_ADDR="127.0.0.1")
     body = local.get("/metrics").content.decode()
     assert "# TYPE ludus_endpoint_up gauge" in body
-    assert f'ludus_endpoint_up{{model="{endpoint.model.name}",endpoint="{upstream.base_url}"}} 1' in body
+    assert (
+        f'ludus_endpoint_up{{model="{endpoint.model.name}",endpoint="{upstream.base_url}"}} 1'
+        in body
+    )
     assert 'ludus_queue_depth{queue="gen.openai"}' in body
     assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics").status_code == 403
     settings.METRICS_TOKEN = "s3cret"

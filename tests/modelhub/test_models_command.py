@@ -59,26 +59,47 @@ def test_it_loads_lists_and_toggles_models(tmp_path: Path) -> None:
 
 def test_it_updates_on_reload_and_disables_dropped_endpoints(tmp_path: Path) -> None:
     path = tmp_path / "models.json"
-    path.write_text(json.dumps([{"name": "m1", "endpoints": [{"base_url": "http://a/v1"}, {"base_url": "http://b/v1"}]}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "m1",
+                    "endpoints": [{"base_url": "http://a/v1"}, {"base_url": "http://b/v1"}],
+                }
+            ]
+        )
+    )
     _run("load", str(path))
-    path.write_text(json.dumps([{"name": "m1", "sampling_weight": 0.5, "endpoints": [{"base_url": "http://b/v1"}]}]))
+    path.write_text(
+        json.dumps(
+            [{"name": "m1", "sampling_weight": 0.5, "endpoints": [{"base_url": "http://b/v1"}]}]
+        )
+    )
     _run("load", str(path))
     model = Model.objects.get(name="m1")
     assert model.sampling_weight == 0.5
-    assert {(e.base_url, e.enabled) for e in model.endpoints.all()} == {("http://a/v1", False), ("http://b/v1", True)}
+    assert {(e.base_url, e.enabled) for e in model.endpoints.all()} == {
+        ("http://a/v1", False),
+        ("http://b/v1", True),
+    }
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('[{"name": "m", "endpoints": [{"base_url": "http://a/v1", "api_key": "sk-123"}]}]', "api_key_env"),
+        (
+            '[{"name": "m", "endpoints": [{"base_url": "http://a/v1", "api_key": "sk-123"}]}]',
+            "api_key_env",
+        ),
         ('[{"name": "m", "engine": "bogus"}]', "engine"),
         ('[{"name": "m", "colour": "red"}]', "unknown fields"),
         ('[{"display_name": "no name"}]', "needs a name"),
         ("models: [unclosed", "not valid YAML"),
     ],
 )
-def test_it_refuses_bad_files_without_storing_anything(tmp_path: Path, content: str, message: str) -> None:
+def test_it_refuses_bad_files_without_storing_anything(
+    tmp_path: Path, content: str, message: str
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(content)
     with pytest.raises(CommandError, match=message):

@@ -20,24 +20,39 @@ from tests.factories import EndpointFactory, ModelFactory
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-
 def _session() -> str:
     store = SessionStore()
     store.create()
     return str(store.session_key)
 
 
-def _start(upstream, session_key: str, served_name: str = "fake-r400", max_tokens: int = 40, endpoints: list[str] | None = None) -> Generation:  # type: ignore[no-untyped-def]
+def _start(
+    upstream,
+    session_key: str,
+    served_name: str = "fake-r400",
+    max_tokens: int = 40,
+    endpoints: list[str] | None = None,
+) -> Generation:  # type: ignore[no-untyped-def]
     model = ModelFactory(served_name=served_name)
     for base_url in endpoints or [upstream.base_url]:
         EndpointFactory(model=model, base_url=base_url)
     params = services.generation_params(model=model, overrides={"max_tokens": max_tokens})
     return services.generation_create(
-        model=model, messages=[{"role": "user", "content": "hello"}], params=params, session_key=session_key
+        model=model,
+        messages=[{"role": "user", "content": "hello"}],
+        params=params,
+        session_key=session_key,
     )
 
 
-async def _collect(session_key: str, generation_id: str, after: int = 0, stop_after: int | None = None, timeout: float = 15) -> list[dict[str, Any]]:
+async def _collect(
+    session_key: str,
+    generation_id: str,
+    after: int = 0,
+    stop_after: int | None = None,
+    timeout: float = 15,
+    token: str | None = None,
+) -> list[dict[str, Any]]:
     """Subscribe through the real ASGI app and gather frames until the terminal one."""
     comm = WebsocketCommunicator(
         application, "/ws/generations/",
@@ -45,7 +60,10 @@ async def _collect(session_key: str, generation_id: str, after: int = 0, stop_af
     )  # fmt: skip
     connected, _ = await comm.connect()
     assert connected
-    await comm.send_json_to({"type": "subscribe", "generations": [{"id": generation_id, "after": after}]})
+    item: dict[str, Any] = {"id": generation_id, "after": after}
+    if token is not None:
+        item["token"] = token
+    await comm.send_json_to({"type": "subscribe", "generations": [item]})
     frames: list[dict[str, Any]] = []
     try:
         while True:
@@ -87,10 +105,26 @@ def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, ups
     assert generation.duration_ms is not None and generation.duration_ms >= generation.ttft_ms
     assert generation.last_seq == frames[-1]["seq"]
     assert "fake" not in str(frames).replace("fake-r400", "")  # frames carry no model identity
-    assert all(set(f) <= {"type", "id", "seq", "text", "finish_reason", "completion_tokens", "ttft_ms", "duration_ms", "message"} for f in frames)
+    assert all(
+        set(f)
+        <= {
+            "type",
+            "id",
+            "seq",
+            "text",
+            "finish_reason",
+            "completion_tokens",
+            "ttft_ms",
+            "duration_ms",
+            "message",
+        }
+        for f in frames
+    )
 
 
-def test_it_replays_to_late_and_reconnecting_sockets_without_gaps_or_duplicates(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+def test_it_replays_to_late_and_reconnecting_sockets_without_gaps_or_duplicates(
+    celery_worker, upstream
+) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, served_name="fake-r200", max_tokens=60)
     first = asyncio.run(_collect(key, str(generation.id)))
@@ -142,7 +176,9 @@ def test_it_stops_a_generation_and_aborts_the_upstream_request(celery_worker, up
 
 def test_it_retries_on_another_endpoint_before_the_first_token(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     key = _session()
-    generation = _start(upstream, key, max_tokens=10, endpoints=["http://127.0.0.1:9/v1", upstream.base_url])
+    generation = _start(
+        upstream, key, max_tokens=10, endpoints=["http://127.0.0.1:9/v1", upstream.base_url]
+    )
     frames = asyncio.run(_collect(key, str(generation.id)))
     assert frames[-1]["type"] == "done"
     generation.refresh_from_db()
@@ -151,13 +187,26 @@ def test_it_retries_on_another_endpoint_before_the_first_token(celery_worker, up
     assert dead.healthy is False and dead.last_error
 
 
-@pytest.mark.parametrize(("served_name", "message"), [("fake-500", "unavailable"), ("fake-hang", "unavailable"), ("fake-die", "cut off"), ("fake-400", "rejected")])
-def test_it_ends_failures_in_a_visible_error_state(celery_worker, upstream, served_name: str, message: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("served_name", "message"),
+    [
+        ("fake-500", "unavailable"),
+        ("fake-hang", "unavailable"),
+        ("fake-die", "cut off"),
+        ("fake-400", "rejected"),
+    ],
+)
+def test_it_ends_failures_in_a_visible_error_state(
+    celery_worker, upstream, served_name: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, served_name=served_name, max_tokens=10)
     frames = asyncio.run(_collect(key, str(generation.id), timeout=20))
     assert frames[-1]["type"] == "error"
     assert message in frames[-1]["message"]
+    # Error frames reach anonymous battles: no model name, served name or endpoint in them.
+    for secret in (generation.model.name, served_name, "127.0.0.1", upstream.base_url):
+        assert secret not in frames[-1]["message"]
     _assert_gapless(frames)
     generation.refresh_from_db()
     assert generation.status == GenerationStatus.ERROR
@@ -176,7 +225,9 @@ def test_it_never_duplicates_output_when_a_task_is_delivered_twice(celery_worker
 
 def test_it_fails_a_redelivered_generation_whose_worker_died_mid_stream(transactional_db) -> None:  # type: ignore[no-untyped-def]
     model = ModelFactory()
-    generation = Generation.objects.create(model=model, messages=[], status=GenerationStatus.STREAMING)
+    generation = Generation.objects.create(
+        model=model, messages=[], status=GenerationStatus.STREAMING
+    )
     pipe = redis_client().pipeline()
     streams.add(pipe, str(generation.id), 1, {"type": "delta", "text": "half an ans"})
     pipe.execute()
@@ -196,8 +247,15 @@ def test_it_reaps_generations_whose_worker_stopped_heartbeating(transactional_db
     from modelhub.tasks import reap_stale_generations
 
     model = ModelFactory()
-    stale = Generation.objects.create(model=model, messages=[], status=GenerationStatus.STREAMING, heartbeat_at=timezone.now() - timedelta(seconds=60))
-    fresh = Generation.objects.create(model=model, messages=[], status=GenerationStatus.STREAMING, heartbeat_at=timezone.now())
+    stale = Generation.objects.create(
+        model=model,
+        messages=[],
+        status=GenerationStatus.STREAMING,
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+    )
+    fresh = Generation.objects.create(
+        model=model, messages=[], status=GenerationStatus.STREAMING, heartbeat_at=timezone.now()
+    )
     assert reap_stale_generations() == 1
     stale.refresh_from_db()
     fresh.refresh_from_db()
@@ -220,5 +278,32 @@ def test_it_cancels_a_queued_generation_at_once(transactional_db) -> None:  # ty
 def test_it_caps_max_tokens_and_keeps_model_defaults(transactional_db, settings) -> None:  # type: ignore[no-untyped-def]
     settings.MAX_NEW_TOKENS_CAP = 100
     model = ModelFactory(max_tokens=50, temperature=0.3)
-    assert services.generation_params(model=model) == {"temperature": 0.3, "top_p": 1.0, "max_tokens": 50}
-    assert services.generation_params(model=model, overrides={"max_tokens": 10_000})["max_tokens"] == 100
+    assert services.generation_params(model=model) == {
+        "temperature": 0.3,
+        "top_p": 1.0,
+        "max_tokens": 50,
+    }
+    assert (
+        services.generation_params(model=model, overrides={"max_tokens": 10_000})["max_tokens"]
+        == 100
+    )
+
+
+def test_it_lets_a_stream_token_stand_in_for_the_session(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    owner, stranger = _session(), _session()
+    generation = _start(upstream, owner, max_tokens=12)
+    token = streams.stream_token(str(generation.id))
+    frames = asyncio.run(_collect(stranger, str(generation.id), token=token))
+    assert frames[-1]["type"] == "done"
+    assert _text(frames) == "".join(f"t{i} " for i in range(12))
+    other = _start(upstream, owner, max_tokens=3)
+    # A token is valid for its own generation only; a forged one falls back to the session check.
+    assert asyncio.run(_collect(stranger, str(other.id), token=token)) == [
+        {"type": "denied", "id": str(other.id)}
+    ]
+    assert (
+        asyncio.run(_collect(stranger, str(other.id), token=token[:-2] + "xx"))[0]["type"]
+        == "denied"
+    )
+    assert streams.token_age(token, str(generation.id)) is not None
+    assert streams.token_age(token, str(other.id)) is None
