@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class ArenaConfig(AppConfig):
     name = "arena"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
+        from arena.signals import battles_adopt_on_login
+
+        user_logged_in.connect(battles_adopt_on_login, dispatch_uid="arena.battles_adopt_on_login")

@@ -15,6 +15,7 @@ from arena import images, selectors, services
 from arena.forms import BattleStartForm, FlagForm, PromptForm, VoteForm
 from arena.models import Battle, Mode
 from arena.selectors import Requester
+from arena.signals import session_owner_remember
 from modelhub.models import Model
 from modelhub.selectors import models_available
 
@@ -23,8 +24,10 @@ MODE_HOME = {Mode.ANONYMOUS: "arena-home", Mode.NAMED: "arena-named", Mode.DIREC
 
 
 def _requester(request: HttpRequest, *, create_session: bool = True) -> Requester:
-    if create_session and not request.session.session_key:
-        request.session.save()  # generations are owned by the session: it must exist first
+    if create_session:
+        if not request.session.session_key:
+            request.session.save()  # generations are owned by the session: it must exist first
+        session_owner_remember(request)  # so that a later login adopts this browser's battles
     user = request.user
     return Requester(
         user_id=user.pk if user.is_authenticated else None,

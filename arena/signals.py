@@ -1,0 +1,33 @@
+"""Signal receivers of the arena (connected in ArenaConfig.ready)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+# The session key under which this browser's anonymous battles are stored. Django's login() gives
+# the session a new key (cycle_key) but keeps its data, so this survives the rotation.
+SESSION_OWNER_KEY = "arena_owner"
+
+
+def session_owner_remember(request: HttpRequest) -> None:
+    """Note the current session key in the session (once per key) so a later login can adopt the
+    battles stored under it."""
+    key = request.session.session_key
+    if key and request.session.get(SESSION_OWNER_KEY) != key:
+        request.session[SESSION_OWNER_KEY] = key
+
+
+def battles_adopt_on_login(
+    sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
+) -> None:
+    """user_logged_in: the battles this browser started anonymously now belong to the account."""
+    from arena.services import battles_adopt
+
+    session = getattr(request, "session", None)
+    if session is None or user is None or user.pk is None:
+        return
+    keys = {session.get(SESSION_OWNER_KEY) or "", session.session_key or ""} - {""}
+    for key in keys:
+        battles_adopt(session_key=key, user_id=user.pk)
