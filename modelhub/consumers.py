@@ -131,7 +131,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
         self, gid: str, after: int, generation: Generation | None, may_have_expired: bool
     ) -> None:
         """Send what is stored after `after`; fall back to PostgreSQL when the stream expired."""
-        entries = await self.redis.xrange(
+        entries: Any = await self.redis.xrange(
             streams.events_key(gid), min=f"({streams.entry_id(after)}" if after else "-"
         )
         if not entries and may_have_expired and generation is None:

@@ -35,7 +35,7 @@ def endpoints_for_dispatch(*, model: Model) -> list[Endpoint]:
     Unhealthy endpoints stay at the end of the list: when every endpoint looks down, trying one
     beats failing without a request.
     """
-    endpoints = list(
+    endpoints: list[Endpoint] = list(
         Endpoint.objects.filter(model=model, enabled=True).annotate(
             inflight=Count("generations", filter=Q(generations__status=GenerationStatus.STREAMING))
         )

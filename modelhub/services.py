@@ -70,7 +70,7 @@ def generation_create(
 
     queue = model.generation_queue
     transaction.on_commit(
-        lambda: run_generation.apply_async(args=[str(generation.id)], queue=queue)
+        lambda: run_generation.apply_async(args=(str(generation.id),), queue=queue)
     )
     return generation
 

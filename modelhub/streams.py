@@ -40,7 +40,7 @@ def seq_of(entry: bytes | str) -> int:
     return int(raw.split("-", 1)[0])
 
 
-def encode(frame: dict[str, Any]) -> dict[str, str]:
+def encode(frame: dict[str, Any]) -> dict[Any, Any]:
     return {"f": json.dumps(frame, separators=(",", ":"))}
 
 
@@ -74,12 +74,14 @@ def add_terminal(client: redis.Redis, generation_id: str, seq: int, frame: dict[
 
 
 def last_seq(client: redis.Redis, generation_id: str) -> int:
-    entries = client.xrevrange(events_key(generation_id), count=1)
+    entries: Any = client.xrevrange(events_key(generation_id), count=1)
     return seq_of(entries[0][0]) if entries else 0
 
 
 def read_all(client: redis.Redis, generation_id: str, after: int = 0) -> list[dict[str, Any]]:
-    entries = client.xrange(events_key(generation_id), min=f"({entry_id(after)}" if after else "-")
+    entries: Any = client.xrange(
+        events_key(generation_id), min=f"({entry_id(after)}" if after else "-"
+    )
     return [decode(generation_id, eid, fields) for eid, fields in entries]
 
 

@@ -27,5 +27,5 @@ async def resolve_user(scope: dict[str, Any]) -> Any:
     return scope[_USER]
 
 
-def LazyAuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802 - mirrors channels' AuthMiddlewareStack
+def LazyAuthMiddlewareStack(inner: Any) -> Any:
     return SessionMiddlewareStack(inner)

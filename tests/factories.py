@@ -5,7 +5,7 @@ import factory
 from modelhub.models import Endpoint, Engine, Model
 
 
-class ModelFactory(factory.django.DjangoModelFactory):
+class ModelFactory(factory.django.DjangoModelFactory[Model]):
     class Meta:
         model = Model
 
@@ -17,7 +17,7 @@ class ModelFactory(factory.django.DjangoModelFactory):
     temperature = 0.0
 
 
-class EndpointFactory(factory.django.DjangoModelFactory):
+class EndpointFactory(factory.django.DjangoModelFactory[Endpoint]):
     class Meta:
         model = Endpoint
 

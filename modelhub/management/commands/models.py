@@ -56,7 +56,7 @@ class Command(BaseCommand):
         self.stdout.write(f"loaded {len(models)} model(s): {', '.join(m.name for m in models)}")
 
     def _list(self, fmt: str) -> None:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": m.name,
                 "display_name": m.label,
