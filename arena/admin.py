@@ -32,3 +32,27 @@ class SamplingPolicyAdmin(admin.ModelAdmin):
 @admin.register(BattleTarget)
 class BattleTargetAdmin(admin.ModelAdmin):
     list_display = ["model", "target_battles"]
+
+
+# -- leaderboards (issue 5) -------------------------------------------------------------------
+
+from arena.models import CategoryRule, LeaderboardSnapshot, SamplingWeights  # noqa: E402
+
+
+@admin.register(CategoryRule)
+class CategoryRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "pattern", "enabled", "created_at"]
+    list_filter = ["enabled"]
+
+
+@admin.register(LeaderboardSnapshot)
+class LeaderboardSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["id", "created_at", "refreshed_at", "method", "votes_counted", "vote_hash"]
+    readonly_fields = ["refreshed_at", "method", "params", "vote_hash", "votes_counted"]
+    exclude = ["vote_ids", "data"]
+
+
+@admin.register(SamplingWeights)
+class SamplingWeightsAdmin(admin.ModelAdmin):
+    list_display = ["recorded_at"]
+    readonly_fields = ["policy", "weights"]

@@ -152,3 +152,73 @@ class BattleTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} → {self.target_battles}"
+
+
+# -- leaderboards (issue 5) -------------------------------------------------------------------
+
+
+class CategoryRule(models.Model):
+    """An admin-defined battle category: battles whose prompt matches the pattern get the name.
+    Applied when a battle is stored (and on follow-ups); existing battles keep their categories."""
+
+    name = models.SlugField(max_length=40)
+    pattern = models.CharField(
+        max_length=500, help_text="Regular expression, case-insensitive, searched in the prompt."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        import re
+
+        from django.core.exceptions import ValidationError
+
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}"}) from None
+
+
+class LeaderboardSnapshot(models.Model):
+    """One published leaderboard: the method and parameters, the counted vote set (its ids and the
+    sha256 of its battle-log export) and every board, matrix and report the page shows."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The beat refreshes every minute; an unchanged vote set only moves this time forward.
+    refreshed_at = models.DateTimeField()
+    method = models.CharField(max_length=10, default="bt")
+    params = models.JSONField(default=dict)
+    vote_hash = models.CharField(max_length=64, db_index=True)
+    votes_counted = models.PositiveIntegerField(default=0)
+    votes_excluded = models.JSONField(default=dict, help_text="Excluded votes per reason.")
+    # Sorted ids of the counted votes, delta-encoded and zlib-compressed.
+    vote_ids = models.BinaryField(editable=False)
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.pk} ({self.votes_counted} votes)"
+
+
+class SamplingWeights(models.Model):
+    """The pair-sampling weights in force from ``recorded_at`` until the next row (a row is stored
+    when they change)."""
+
+    recorded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    policy = models.JSONField(default=dict)
+    weights = models.JSONField(default=dict, help_text="model -> base, effective weight, share")
+
+    class Meta:
+        ordering = ["-recorded_at"]
+        verbose_name_plural = "sampling weights"
+
+    def __str__(self) -> str:
+        return f"sampling weights {self.recorded_at:%Y-%m-%d %H:%M}"

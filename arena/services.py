@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from arena import conf, leak, moderation, ratelimit, sampling
+from arena import categories, conf, leak, moderation, ratelimit, sampling
 from arena.images import PreparedImage
 from arena.models import (
     DIRECT_CHOICES,
@@ -173,19 +173,8 @@ def prompt_language(text: str) -> str:
 
 
 def prompt_categories(text: str, *, has_image: bool) -> list[str]:
-    lowered = text.lower()
-    categories = []
-    if "```" in text or any(
-        w in lowered for w in ("def ", "function", "python", "javascript", "code", "sql", "bug")
-    ):
-        categories.append("coding")
-    if (any(c in text for c in "=+^∫√") and any(c.isdigit() for c in text)) or "math" in lowered:
-        categories.append("math")
-    if len(text) > 500:
-        categories.append("long_query")
-    if has_image:
-        categories.append("vision")
-    return categories
+    """Categories of a first prompt (see arena.categories, which also adds language and rules)."""
+    return categories.prompt_categories(text, has_image=has_image)
 
 
 def _check_prompt(prompt: str) -> str:
@@ -322,6 +311,7 @@ def battle_create(
             model_b = None
     assert model_a is not None
     models = [m for m in (model_a, model_b) if m is not None]
+    language = prompt_language(prompt)
     with transaction.atomic():
         battle = Battle.objects.create(
             mode=mode,
@@ -332,8 +322,8 @@ def battle_create(
             user_id=requester.user_id,
             session_key=requester.session_key,
             ip_hash=requester.ip_hash,
-            language=prompt_language(prompt),
-            categories=prompt_categories(prompt, has_image=vision),
+            language=language,
+            categories=categories.prompt_categories(prompt, has_image=vision, language=language),
             image=image.data if image else None,
             image_mime=image.mime if image else "",
         )
@@ -384,6 +374,7 @@ def battle_continue(*, battle: Battle, requester: Requester, prompt: str) -> Tur
         if not battle.leaked and _turn_leaks(battle, last):
             Battle.objects.filter(id=battle.id).update(leaked=True)
             battle.leaked = True
+        categories.battle_categories_add_turn(battle=battle, prompt=prompt)
         return _start_turn(
             battle, index=last.index + 1, attempt=1, prompt=prompt, requester=requester
         )

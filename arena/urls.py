@@ -19,3 +19,25 @@ urlpatterns = [
     path("s/<uuid:battle_id>/", views.battle_share, name="battle-share"),
     path("accounts/signup/", accounts.signup, name="signup"),
 ]
+
+# Leaderboards (issue 5)
+from arena import leaderboard_views  # noqa: E402
+
+urlpatterns += [
+    path("leaderboard/", leaderboard_views.leaderboard_page, name="leaderboard"),
+    path(
+        "leaderboard/<int:snapshot_id>/export.json",
+        leaderboard_views.snapshot_export_json,
+        name="leaderboard-export-json",
+    ),
+    path(
+        "leaderboard/<int:snapshot_id>/export.csv",
+        leaderboard_views.snapshot_export_csv,
+        name="leaderboard-export-csv",
+    ),
+    path(
+        "leaderboard/<int:snapshot_id>/battles.jsonl",
+        leaderboard_views.snapshot_battles_jsonl,
+        name="leaderboard-battles",
+    ),
+]

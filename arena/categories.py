@@ -1,0 +1,101 @@
+"""Battle categories, computed when a battle is stored and when it gets a follow-up turn.
+
+Built-in heuristics (language, coding, math, long query, multi-turn, vision, hard prompt) plus the
+admin-defined CategoryRule rows. Categories are stored on the battle and never recomputed for old
+battles, so a published snapshot's per-category ratings stay reproducible from its exported log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from arena.models import Battle, CategoryRule
+
+CODING = "coding"
+MATH = "math"
+LONG_QUERY = "long_query"
+MULTI_TURN = "multi_turn"
+VISION = "vision"
+HARD_PROMPT = "hard_prompt"
+BUILTIN = (CODING, MATH, LONG_QUERY, MULTI_TURN, VISION, HARD_PROMPT)
+
+LONG_QUERY_CHARS = 500
+
+_CODE_WORDS = re.compile(
+    r"\b(def|class|function|python|javascript|typescript|java|rust|golang|c\+\+|sql|regex|bash|"
+    r"code|compile[rs]?|bug|stack ?trace|exception|api|json|html|css|algorithm)\b",
+    re.I,
+)
+_MATH_WORDS = re.compile(
+    r"\b(math|solve|equation|integral|derivative|prove|proof|theorem|probability|matrix|"
+    r"calculate|compute)\b",
+    re.I,
+)
+_MATH_SYMBOLS = re.compile(r"[=+^∫√∑π≤≥]|\d\s*[*/]\s*\d")
+# Signals of the criteria Chatbot Arena's hard-prompt judge uses (specificity, domain knowledge,
+# complexity, problem solving, creativity, technical accuracy, real-world application).
+_HARD_SIGNALS = (
+    re.compile(r"\b(step[- ]by[- ]step|explain why|justify|prove|derive|trade-?offs?)\b", re.I),
+    re.compile(r"\b(must|should not|without using|at least|at most|exactly|constraints?)\b", re.I),
+    re.compile(r"\b(design|optimi[sz]e|implement|architecture|analy[sz]e|compare)\b", re.I),
+    re.compile(r"^\s*(?:\d+[.)]|[-*])\s+\S", re.M),
+)
+
+
+def _rules() -> list[tuple[str, re.Pattern[str]]]:
+    compiled = []
+    for name, pattern in CategoryRule.objects.filter(enabled=True).values_list("name", "pattern"):
+        try:
+            compiled.append((name, re.compile(pattern, re.I | re.M)))
+        except re.error:  # validated in the admin; a bad row must not stop battles
+            continue
+    return compiled
+
+
+def is_hard_prompt(text: str) -> bool:
+    """Heuristic: at least three of length, explicit constraints, multi-step reasoning, technical
+    or mathematical content, and structure."""
+    score = sum(1 for signal in _HARD_SIGNALS if signal.search(text))
+    score += len(text) >= 200
+    score += bool(_CODE_WORDS.search(text) or _MATH_WORDS.search(text))
+    return score >= 3
+
+
+def prompt_categories(
+    text: str,
+    *,
+    has_image: bool = False,
+    language: str = "",
+    rules: Iterable[tuple[str, re.Pattern[str]]] | None = None,
+) -> list[str]:
+    """Categories of one prompt: built-ins, the language (lower case, e.g. "english") and the
+    names of matching admin rules. ``rules`` defaults to the enabled CategoryRule rows."""
+    found: list[str] = []
+    if "```" in text or _CODE_WORDS.search(text):
+        found.append(CODING)
+    if _MATH_WORDS.search(text) or (_MATH_SYMBOLS.search(text) and re.search(r"\d", text)):
+        found.append(MATH)
+    if len(text) > LONG_QUERY_CHARS:
+        found.append(LONG_QUERY)
+    if has_image:
+        found.append(VISION)
+    if is_hard_prompt(text):
+        found.append(HARD_PROMPT)
+    if language and language != "unknown":
+        found.append(language.lower())
+    for name, pattern in _rules() if rules is None else rules:
+        if pattern.search(text):
+            found.append(name)
+    return list(dict.fromkeys(found))
+
+
+def battle_categories_add_turn(*, battle: Battle, prompt: str) -> list[str]:
+    """A follow-up makes the battle multi-turn and adds the categories of the new prompt (the
+    first prompt's language stays the battle's language). Writes and returns the new list."""
+    added = prompt_categories(prompt)
+    merged = list(dict.fromkeys([*battle.categories, MULTI_TURN, *added]))
+    if merged != list(battle.categories):
+        Battle.objects.filter(id=battle.id).update(categories=merged)
+        battle.categories = merged
+    return merged

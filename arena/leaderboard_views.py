@@ -1,0 +1,98 @@
+"""Leaderboard pages and snapshot exports. The page is public and reads the latest snapshot (it
+never fits); exports need a logged-in account until there is an API token system."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET
+
+from arena import leaderboard
+from arena.models import LeaderboardSnapshot
+
+PAGE = "arena/leaderboard.html"
+CSV_FIELDS = ["method", "category", "rank", "model", "rating", "lower", "upper", "battles"]
+
+
+class LeaderboardOptionsForm(forms.Form):
+    style = forms.BooleanField(required=False)
+    category = forms.CharField(required=False, max_length=60)
+    deprecated = forms.BooleanField(required=False)
+
+
+def _options(request: HttpRequest) -> leaderboard.PageOptions:
+    form = LeaderboardOptionsForm(request.GET)
+    if not form.is_valid():
+        return leaderboard.PageOptions()
+    return leaderboard.PageOptions(
+        style=form.cleaned_data["style"],
+        category=form.cleaned_data["category"] or leaderboard.ALL,
+        show_deprecated=form.cleaned_data["deprecated"],
+    )
+
+
+@require_GET
+def leaderboard_page(request: HttpRequest) -> HttpResponse:
+    snapshot = leaderboard.snapshot_latest()
+    options = _options(request)
+    context: dict[str, Any] = {"snapshot": snapshot, "options": options}
+    if snapshot is not None:
+        page = leaderboard.leaderboard_page_data(snapshot=snapshot, options=options)
+        page["plots"] = {k: mark_safe(v) for k, v in page["plots"].items()}
+        context |= page
+        context["reasons"] = [
+            (leaderboard.EXCLUSION_REASONS.get(k, k), n) for k, n in snapshot.votes_excluded.items()
+        ]
+        context["excluded_total"] = sum(snapshot.votes_excluded.values())
+        context["weights_history"] = leaderboard.sampling_weights_history()
+    template = f"{PAGE}#board" if getattr(request, "htmx", False) else PAGE
+    return render(request, template, context)
+
+
+def _snapshot(snapshot_id: int) -> LeaderboardSnapshot:
+    snapshot = leaderboard.snapshot_get(snapshot_id=snapshot_id)
+    if snapshot is None:
+        raise Http404("No such snapshot.")
+    return snapshot
+
+
+@require_GET
+@login_required
+def snapshot_export_json(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(snapshot_id)
+    response = JsonResponse(leaderboard.snapshot_export(snapshot), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="leaderboard-{snapshot.id}.json"'
+    return response
+
+
+@require_GET
+@login_required
+def snapshot_export_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = _snapshot(snapshot_id)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(leaderboard.snapshot_csv_rows(snapshot))
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="leaderboard-{snapshot.id}.csv"'
+    return response
+
+
+@require_GET
+@login_required
+def snapshot_battles_jsonl(request: HttpRequest, snapshot_id: int) -> StreamingHttpResponse:
+    snapshot = _snapshot(snapshot_id)
+    response = StreamingHttpResponse(
+        leaderboard.snapshot_battle_lines(snapshot=snapshot),
+        content_type="application/x-ndjson; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="battles-{snapshot.id}.jsonl"'
+    response["X-Vote-Set-SHA256"] = snapshot.vote_hash
+    return response

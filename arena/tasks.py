@@ -1,0 +1,15 @@
+"""Celery tasks of the arena: thin adapters that call one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from arena import leaderboard
+
+
+# Beat runs it every 60 s; a run that outlives the next tick just delays it (expires drops
+# the stale duplicate), and a snapshot is only written when the counted vote set changed.
+@shared_task(ignore_result=True, expires=55, soft_time_limit=240, time_limit=300)
+def refresh_leaderboard() -> int:
+    """Publish (or re-confirm) the leaderboard snapshot; returns its id."""
+    return leaderboard.leaderboard_refresh().id
