@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from arena import leaderboard
+from arena.models import SamplingWeights
+from modelhub.models import Model
+from tests.leaderboard.conftest import simulate_votes
+
+ROUNDS = {"rounds": 40, "style_rounds": 10}
+
+
+def test_it_says_when_no_leaderboard_is_published(db: None) -> None:
+    from arena.models import LeaderboardSnapshot
+
+    LeaderboardSnapshot.objects.all().delete()
+
+    response = Client().get("/leaderboard/")
+
+    assert response.status_code == 200
+    assert "No leaderboard has been published yet" in response.content.decode()
+
+
+def test_it_renders_the_board_with_its_toggles_and_plots(board_models: list[Model]) -> None:
+    simulate_votes(board_models, 40)
+    leaderboard.leaderboard_refresh(**ROUNDS)
+
+    page = Client().get("/leaderboard/").content.decode()
+
+    assert 'name="style"' in page and 'name="category"' in page and 'name="deprecated"' in page
+    assert '<option value="coding"' in page
+    for header in ("Rank (UB)", "Rating", "95% CI", "Votes", "Organization", "License"):
+        assert header in page
+    assert "Alpha 7B" in page and "apache-2.0" in page and "Alphacorp" in page
+    assert page.count("<svg") == 4  # CI plot, win-rate and battle-count heatmaps, over time
+    assert "<script" not in page.split("<main>")[1].split("</main>")[0]
+
+
+def test_it_returns_only_the_board_fragment_to_htmx(board_models: list[Model]) -> None:
+    simulate_votes(board_models, 40)
+    leaderboard.leaderboard_refresh(**ROUNDS)
+
+    response = Client().get(
+        "/leaderboard/", {"style": "on", "category": "coding"}, HTTP_HX_REQUEST="true"
+    )
+
+    fragment = response.content.decode()
+    assert fragment.lstrip().startswith('<section id="board"')
+    assert "<html" not in fragment and "Fairness report" not in fragment
+    assert "Style-controlled ratings · coding" in fragment
+    assert "Style coefficients" in fragment
+
+
+def test_it_hides_deprecated_models_by_name_unless_asked(board_models: list[Model]) -> None:
+    simulate_votes(board_models, 40)
+    leaderboard.leaderboard_refresh(**ROUNDS)
+    client = Client()
+
+    hidden = client.get("/leaderboard/", HTTP_HX_REQUEST="true").content.decode()
+    shown = client.get(
+        "/leaderboard/", {"deprecated": "on"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+
+    assert 'data-model="old-timer"' not in hidden
+    assert "1 deprecated model hidden" in hidden and "Old Timer" in hidden
+    assert 'data-model="old-timer"' in shown and "deprecated</span>" in shown
+
+
+def test_it_lists_deprecated_and_private_models_in_the_fairness_report(
+    board_models: list[Model],
+) -> None:
+    simulate_votes(board_models[:3], 20)
+    Model.objects.filter(name="gamma-1").update(arena_eligible=False)
+    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+
+    fairness = {m["model"]: m for m in snapshot.data["fairness"]["models"]}
+    page = Client().get("/leaderboard/").content.decode()
+
+    assert fairness["old-timer"]["deprecated"] and fairness["old-timer"]["votes"] == 0
+    assert fairness["gamma-1"]["private"]
+    assert abs(sum(m["vote_share"] for m in fairness.values()) - 1.0) < 1e-9
+    orgs = {o["organization"]: o for o in snapshot.data["fairness"]["organizations"]}
+    assert orgs["Alphacorp"]["models"] == 2
+    fairness_html = page.split('id="fairness"')[1]
+    assert 'data-model="old-timer"' in fairness_html
+    assert "Sampling weights over time" in fairness_html
+
+
+def test_it_records_sampling_weights_when_they_change(board_models: list[Model]) -> None:
+    SamplingWeights.objects.all().delete()
+    leaderboard.sampling_weights_record()
+    leaderboard.sampling_weights_record()
+    assert SamplingWeights.objects.count() == 1
+
+    Model.objects.filter(name="alpha-7b").update(sampling_weight=3.0)
+    latest = leaderboard.sampling_weights_record()
+
+    assert SamplingWeights.objects.count() == 2
+    assert latest.weights["alpha-7b"]["weight"] == 3.0
+    shares = [w["share"] for w in latest.weights.values()]
+    assert abs(sum(shares) - 1.0) < 1e-5
+
+
+def test_it_renders_the_page_in_a_bounded_number_of_queries(board_models: list[Model]) -> None:
+    simulate_votes(board_models, 40)
+    leaderboard.leaderboard_refresh(**ROUNDS)
+    client = Client()
+    client.get("/leaderboard/")
+
+    with CaptureQueriesContext(connection) as few:
+        client.get("/leaderboard/")
+    simulate_votes(board_models, 40, seed=2)
+    leaderboard.leaderboard_refresh(**ROUNDS)
+    with CaptureQueriesContext(connection) as more:
+        client.get("/leaderboard/", {"deprecated": "on"})
+
+    assert len(few) <= 4
+    assert len(more) == len(few)

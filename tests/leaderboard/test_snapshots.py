@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.test import Client
+
+from arena import leaderboard, tasks
+from arena.models import LeaderboardSnapshot, Mode
+from modelhub.models import Model
+from tests.leaderboard.conftest import make_vote, simulate_votes
+from worker.celery import app
+
+ROUNDS = {"rounds": 60, "style_rounds": 20, "seed": 7}
+
+
+def _logged_in() -> Client:
+    client = Client()
+    client.force_login(User.objects.create_user("alice", password="pw"))
+    return client
+
+
+def test_it_counts_only_anonymous_unleaked_unflagged_votes(board_models: list[Model]) -> None:
+    alpha, beta, gamma, _ = board_models
+    make_vote(alpha, beta, "a")
+    make_vote(alpha, gamma, "b")
+    make_vote(alpha, beta, "a", mode=Mode.NAMED, anony=False)  # side-by-side
+    make_vote(beta, gamma, "a", anony=False)  # after the reveal
+    make_vote(alpha, beta, "b", leaked=True)
+    make_vote(alpha, beta, "b", flagged=True)
+    make_vote(alpha, gamma, "tie", flagged=True, leaked=True)  # counted once, as flagged
+
+    rows = leaderboard.vote_count_rows()
+
+    assert sorted((a, b, w, n) for a, b, w, _, n in rows) == [
+        ("alpha-7b", "beta-chat", "model_a", 1),
+        ("alpha-7b", "gamma-1", "model_b", 1),
+    ]
+    assert leaderboard.vote_exclusions() == {"flagged": 2, "leaked": 1, "not_anonymous": 2}
+
+
+def test_it_reports_the_exclusions_on_the_page(board_models: list[Model]) -> None:
+    alpha, beta, *_ = board_models
+    make_vote(alpha, beta, "a")
+    make_vote(beta, alpha, "a")
+    make_vote(alpha, beta, "b", leaked=True)
+    make_vote(alpha, beta, "b", flagged=True)
+    make_vote(alpha, beta, "b", mode=Mode.NAMED, anony=False)
+    leaderboard.leaderboard_refresh(**ROUNDS)
+
+    page = Client().get("/leaderboard/").content.decode()
+
+    assert "3 votes excluded" in page
+    assert "1 — battle flagged" in page
+    assert "1 — a model&#x27;s identity leaked before the vote" in page
+    assert "1 — not a blind vote" in page
+
+
+def test_it_stores_a_snapshot_from_the_beat_task(board_models: list[Model]) -> None:
+    simulate_votes(board_models, 30)
+    LeaderboardSnapshot.objects.all().delete()
+
+    snapshot_id = tasks.refresh_leaderboard()
+
+    snapshot = LeaderboardSnapshot.objects.get(id=snapshot_id)
+    assert snapshot.votes_counted == 30
+    assert snapshot.method == "bt"
+    assert snapshot.params["rounds"] == leaderboard.DEFAULT_PARAMS["rounds"]
+    assert len(snapshot.vote_hash) == 64
+    names = {row["model"] for row in snapshot.data["boards"]["bt"][""]["models"]}
+    assert names == {m.name for m in board_models}
+    # An unchanged vote set confirms the snapshot instead of storing another one.
+    assert tasks.refresh_leaderboard() == snapshot_id
+    assert LeaderboardSnapshot.objects.count() == 1
+    make_vote(board_models[0], board_models[1], "a")
+    assert tasks.refresh_leaderboard() != snapshot_id
+
+
+def test_it_schedules_the_refresh_every_minute_on_the_default_queue() -> None:
+    entry = app.conf.beat_schedule["refresh-leaderboard"]
+
+    assert entry["task"] == "arena.tasks.refresh_leaderboard"
+    assert entry["schedule"] == 60.0
+    assert entry["options"]["queue"] == "default"
+
+
+def test_it_exports_a_snapshot_as_json_and_csv(board_models: list[Model]) -> None:
+    simulate_votes(board_models, 30)
+    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+    client = _logged_in()
+
+    exported = client.get(f"/leaderboard/{snapshot.id}/export.json").json()
+    lines = client.get(f"/leaderboard/{snapshot.id}/export.csv").content.decode()
+
+    assert exported["vote_hash"] == snapshot.vote_hash
+    assert exported["votes_counted"] == 30
+    assert exported["params"]["seed"] == 7
+    assert exported["boards"]["bt"][""] == snapshot.data["boards"]["bt"][""]
+    rows = list(csv.DictReader(io.StringIO(lines)))
+    overall = [r for r in rows if r["method"] == "bt" and r["category"] == "all"]
+    assert [r["model"] for r in overall] == [
+        m["model"] for m in snapshot.data["boards"]["bt"][""]["models"]
+    ]
+    assert {r["category"] for r in rows} == {"all", "coding"}
+
+
+def test_it_keeps_exports_for_logged_in_users(board_models: list[Model]) -> None:
+    simulate_votes(board_models, 6)
+    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+
+    for suffix in ("export.json", "export.csv", "battles.jsonl"):
+        response = Client().get(f"/leaderboard/{snapshot.id}/{suffix}")
+        assert response.status_code == 302
+        assert "/accounts/login/" in response["Location"]
+    assert Client().get("/leaderboard/").status_code == 200
+
+
+def _cli(path: Path, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "arena.ratings", str(path), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_it_reproduces_the_snapshot_from_its_battles_with_the_command_line(
+    board_models: list[Model], tmp_path: Path
+) -> None:
+    simulate_votes(board_models, 80)
+    make_vote(board_models[0], board_models[1], "a", leaked=True)  # not in the vote set
+    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+    client = _logged_in()
+
+    response = client.get(f"/leaderboard/{snapshot.id}/battles.jsonl")
+    body = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+    path = tmp_path / "battles.jsonl"
+    path.write_bytes(body)
+
+    assert hashlib.sha256(body).hexdigest() == snapshot.vote_hash
+    assert len(body.splitlines()) == 80
+    boards = snapshot.data["boards"]
+    assert _cli(path, "--bootstrap", "60", "--seed", "7") == boards["bt"][""]
+    assert (
+        _cli(path, "--bootstrap", "60", "--seed", "7", "--category", "coding")
+        == (boards["bt"]["coding"])
+    )
+    style = _cli(path, "--method", "style", "--bootstrap", "20", "--seed", "7")
+    assert style == boards["style"][""]
+    assert snapshot.params["commands"]["bt:coding"] == (
+        "python -m arena.ratings battles.jsonl --bootstrap 60 --seed 7 --category coding"
+    )
