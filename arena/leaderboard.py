@@ -465,7 +465,10 @@ def board_matrices(
     counts = PairCounts.from_rows(rows, models=order)
 
     def plain(matrix: Any) -> list[list[float | None]]:
-        return [[None if np.isnan(x) else float(x) for x in row] for row in matrix]
+        return [
+            [None if r == c or np.isnan(x) else float(x) for c, x in enumerate(row)]
+            for r, row in enumerate(matrix)
+        ]
 
     return plain(winrate_matrix(counts)), plain(battle_count_matrix(counts))
 

@@ -118,7 +118,8 @@ def heatmap(
                 f'</rect><text x="{x0 + cell / 2:.1f}" y="{y0 + cell / 2 + 4:.1f}" '
                 f'text-anchor="middle" {FONT}>{text}</text>'
             )
-    return _svg(left + cell * n + 10, top + cell * n + 10, body, title)
+    # Rotated column labels lean right: leave room for them past the last column.
+    return _svg(left + cell * n + 90, top + cell * n + 10, body, title)
 
 
 def line_chart(
