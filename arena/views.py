@@ -8,6 +8,7 @@ from uuid import UUID
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template import loader
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -204,6 +205,10 @@ def battle_regenerate_view(request: HttpRequest, battle_id: UUID) -> HttpRespons
     return _page(request, _context(request, mode=battle.mode, battle=battle))
 
 
+def _verdict_template() -> Any:
+    return loader.get_template(f"{PAGE}#verdict")
+
+
 @require_POST
 def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     """The hot path: one rate-limit round trip to Redis, one locking read and one insert."""
@@ -222,9 +227,8 @@ def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect("battle", battle_id=battle_id)
     battle = result.battle
-    response = render(
-        request,
-        f"{PAGE}#verdict",
+    # The partial needs no request: rendered without context processors (no user, no CSRF token).
+    html = _verdict_template().render(
         {
             "battle": battle,
             "vote": result.vote,
@@ -235,8 +239,9 @@ def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
             "two_sided": battle.model_b_id is not None,
             "home_url": reverse(MODE_HOME[Mode(battle.mode)]),
             "share_url": request.build_absolute_uri(reverse("battle-share", args=[battle.id])),
-        },
+        }
     )
+    response = HttpResponse(html)
     response["HX-Retarget"] = "#actions"
     return response
 

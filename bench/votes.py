@@ -1,11 +1,16 @@
 """Sustained vote submissions over HTTP against the running ASGI app on PostgreSQL.
 
 Creates finished battles (and anonymous sessions that own them) directly in the database, starts
-uvicorn with several workers, submits one vote per battle from many keep-alive connections, then
-replays a sample of the votes (each must get 409 and store nothing) and compares what was
-acknowledged with what was stored. Run inside `python -m ludus_dev env`:
+the web server (uvicorn/ASGI by default; --server picks another way of serving Django), submits one
+vote per battle from many keep-alive connections, then replays a sample of the votes (each must get
+409 and store nothing) and compares what was acknowledged with what was stored.
 
-    .venv/bin/python bench/votes.py --votes 20000 --connections 48 --workers 3
+The load generator is `wrk` (C, one thread, a Lua script that hands every request its own battle,
+session cookie and CSRF header: `apt-get install -y wrk`) so that the client costs little of the CPU
+it measures; without wrk (or with --client asyncio) an asyncio client is used instead. Run inside
+`python -m ludus_dev env`, under the shared bench lock:
+
+    flock /tmp/ludus-bench.lock .venv/bin/python bench/votes.py --duration 10 --workers 2
 
 The last line is one JSON object: votes_per_s, p50_ms, p99_ms, acknowledged, stored, duplicated.
 """
@@ -17,8 +22,10 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -139,12 +146,15 @@ class Conn:
 
 async def run_load(
     port: int, work: list[tuple[str, str, int]], connections: int
-) -> tuple[list[float], dict[int, int], float]:
+) -> tuple[list[float], dict[int, int], float, list[tuple[str, str, int]]]:
+    """Votes from `connections` keep-alive connections: latencies, statuses, wall time and the
+    items acknowledged with 200."""
     queue: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue()
     for item in work:
         queue.put_nowait(item)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    acked: list[tuple[str, str, int]] = []
     csrf = secrets.token_hex(16)  # 32 characters: Django accepts an unmasked secret in the header
 
     async def client() -> None:
@@ -169,13 +179,21 @@ async def run_load(
                 conn.writer = None
             latencies.append((time.perf_counter() - started) * 1000)
             statuses[status] = statuses.get(status, 0) + 1
+            if status == 200:
+                acked.append((session_key, battle_id, turn_id))
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(connections)))
-    return latencies, statuses, time.perf_counter() - started
+    return latencies, statuses, time.perf_counter() - started, acked
 
 
-def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
+SERVERS = ("uvicorn", "uvicorn-wsgi", "gunicorn", "gunicorn-uvicorn")
+
+
+def start_server(port: int, workers: int, server: str = "uvicorn") -> subprocess.Popen[bytes]:
+    """uvicorn: the ASGI app as deployed (Procfile). uvicorn-wsgi: the same Django through its WSGI
+    handler under uvicorn (no new dependency; HTTP only, websockets need the ASGI app). gunicorn and
+    gunicorn-uvicorn need `gunicorn` (and `uvicorn-worker`) installed."""
     env = dict(os.environ)
     env |= {
         "LUDUS_SECURE_COOKIES": "0",
@@ -184,13 +202,97 @@ def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
         # The bench is one IP and a few thousand sessions: limits high enough to measure votes.
         "LUDUS_ARENA_VOTES_PER_MINUTE": "1000000",
         "LUDUS_ARENA_VOTES_PER_MINUTE_PER_IP": "100000000",
+        "PYTHONWARNINGS": "ignore",
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level",
-         "warning", "--loop", "uvloop", "--http", "httptools"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+    bind = ["--host", "127.0.0.1", "--port", str(port)]
+    fast = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    if server == "uvicorn":
+        cmd = ["-m", "uvicorn", "config.asgi:application", *bind, "--workers", str(workers), *fast]
+    elif server == "uvicorn-wsgi":
+        cmd = ["-m", "uvicorn", "django.core.wsgi:get_wsgi_application", "--factory",
+               "--interface", "wsgi", *bind, "--workers", str(workers), *fast]  # fmt: skip
+    elif server == "gunicorn":
+        cmd = ["-m", "gunicorn", "django.core.wsgi:get_wsgi_application()", "-b",
+               f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"]  # fmt: skip
+    elif server == "gunicorn-uvicorn":
+        cmd = ["-m", "gunicorn", "config.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
+               "-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"]  # fmt: skip
+    else:
+        raise ValueError(server)
+    return subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env)
+
+
+WRK_SCRIPT = r"""
+-- One vote per request: thread i takes lines i, i+n, i+2n... of the work file.
+local threads = {}
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  nthreads = tonumber(args[2]); csrf = args[3]
+  items = {}; pos = 0; ok = 0; other = 0; ended = false
+  local i = 0
+  for line in io.lines(args[1]) do
+    if i % nthreads == id then table.insert(items, line) end
+    i = i + 1
+  end
+end
+function request()
+  pos = pos + 1
+  local line = items[pos]
+  if line == nil then
+    ended = true
+    line = items[#items]  -- a replay (409) while the thread stops; not counted below
+  end
+  local key, battle, turn = line:match("([^ ]+) ([^ ]+) ([^ ]+)")
+  return wrk.format("POST", "/b/" .. battle .. "/vote/", {
+    ["Cookie"] = "sessionid=" .. key .. "; csrftoken=" .. csrf,
+    ["X-CSRFToken"] = csrf, ["HX-Request"] = "true",
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+  }, "turn=" .. turn .. "&choice=a")
+end
+function response(status, headers, body)
+  if ended then wrk.thread:stop() return end
+  if status == 200 then ok = ok + 1 else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local ok_total, other_total = 0, 0
+  for _, t in ipairs(threads) do
+    ok_total = ok_total + t:get("ok"); other_total = other_total + t:get("other")
+  end
+  io.write(string.format(
+    'WRK {"ok": %d, "other": %d, "requests": %d, "duration_us": %d, "errors": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\n',
+    ok_total, other_total, summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def run_wrk(
+    port: int, work: list[tuple[str, str, int]], connections: int, duration: float
+) -> tuple[dict[str, float], float]:
+    """wrk with one thread; returns its summary and the wall time."""
+    csrf = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory() as tmp:
+        script, data = Path(tmp) / "votes.lua", Path(tmp) / "work.txt"
+        script.write_text(WRK_SCRIPT)
+        data.write_text("".join(f"{k} {b} {t}\n" for k, b, t in work))
+        started = time.perf_counter()
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "5s", "-s",
+             str(script), f"http://127.0.0.1:{port}", "--", str(data), "1", csrf],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if out.returncode:
+            raise RuntimeError(f"wrk failed: {out.stdout} {out.stderr}")
+        wall = time.perf_counter() - started
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRK "))
+    return json.loads(line[4:]), wall
 
 
 def wait_ready(port: int) -> None:
@@ -213,45 +315,72 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--votes", type=int, default=20000)
+    parser.add_argument("--votes", type=int, default=0, help="battles to create (default: enough)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load (wrk)")
     parser.add_argument("--sessions", type=int, default=2000)
-    parser.add_argument("--connections", type=int, default=48)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--server", choices=SERVERS, default="uvicorn")
+    parser.add_argument("--client", choices=("wrk", "asyncio"), default="wrk")
     parser.add_argument("--replays", type=int, default=1000)
     parser.add_argument("--port", type=int, default=8731)
     parser.add_argument("--keep", action="store_true", help="keep the bench rows afterwards")
     args = parser.parse_args()
+    client = args.client if shutil.which("wrk") else "asyncio"
+    votes = args.votes or (int(args.duration * 2500) if client == "wrk" else 20000)
 
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
     t0 = time.perf_counter()
-    work, tag = setup_data(args.votes + 500, args.sessions)
-    warmup, work = work[:500], work[500:]
+    warm = 1000
+    work, tag = setup_data(votes + warm, args.sessions)
+    warmup, work = work[:warm], work[warm:]
     print(f"created {len(work) + len(warmup)} finished battles in {time.perf_counter() - t0:.1f}s")
-    server = start_server(args.port, args.workers)
+    server = start_server(args.port, args.workers, args.server)
     try:
         wait_ready(args.port)
-        asyncio.run(run_load(args.port, warmup, args.connections))  # warm connections and caches
-        latencies, statuses, elapsed = asyncio.run(run_load(args.port, work, args.connections))
-        replay = work[: args.replays]
-        _, replay_statuses, _ = asyncio.run(run_load(args.port, replay, args.connections))
+        # Warm connections and caches; these votes are acknowledged and replayed at the end.
+        _, warm_statuses, _, warm_acked = asyncio.run(run_load(args.port, warmup, args.connections))
+        if client == "wrk":
+            summary, elapsed = run_wrk(args.port, work, args.connections, args.duration)
+            ok = int(summary["ok"])
+            statuses = {200: ok, -1: int(summary["other"]), 599: int(summary["errors"])}
+            elapsed = summary["duration_us"] / 1e6
+            p50, p99 = summary["p50_us"] / 1000, summary["p99_us"] / 1000
+        else:
+            latencies, statuses, elapsed, _ = asyncio.run(
+                run_load(args.port, work, args.connections)
+            )
+            ok = statuses.get(200, 0)
+            p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+        # Every replay of an acknowledged vote must get 409 and store nothing.
+        replay = warm_acked[: args.replays]
+        _, replay_statuses, _, _ = asyncio.run(run_load(args.port, replay, args.connections))
     finally:
         server.terminate()
         server.wait(15)
-    acknowledged = statuses.get(200, 0) + 500  # the warm-up votes are stored too
+    acknowledged = ok + len(warm_acked)  # the warm-up votes are stored too
     stored, duplicated = stored_counts(tag)
-    print(f"statuses: {statuses}; replays: {replay_statuses}")
-    print(f"{len(work)} votes in {elapsed:.2f}s with {args.connections} connections, "
-          f"{args.workers} uvicorn workers")  # fmt: skip
+    print(f"warm-up: {warm_statuses}; statuses: {statuses}; replays: {replay_statuses}")
+    print(f"{ok} votes in {elapsed:.2f}s with {args.connections} connections ({client}), "
+          f"{args.workers} {args.server} workers, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     if not args.keep:
         cleanup(tag)
     result = {
-        "votes_per_s": round(statuses.get(200, 0) / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.50), 2),
-        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "votes_per_s": round(ok / elapsed, 1),
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(p99, 2),
         "acknowledged": acknowledged,
         "stored": stored,
-        "duplicated": duplicated + (stored - acknowledged if stored > acknowledged else 0),
+        # Turns with more than one vote (impossible by the unique turn; checked all the same).
+        "duplicated": duplicated,
+        "lost": max(0, acknowledged - stored),
+        # Requests still in flight when wrk stopped: stored, never acknowledged (distinct turns).
+        "stored_unacknowledged": max(0, stored - acknowledged),
         "replays_refused": replay_statuses.get(409, 0),
+        "server": f"{args.server} x{args.workers}",
+        "client": client,
+        "connections": args.connections,
+        "loadavg_1m": round(os.getloadavg()[0], 1),
     }
     print(json.dumps(result))
 
