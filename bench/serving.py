@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ROOT, free_port, percentile, processes, setup_django, wait_port  # noqa: E402
+from _harness import ROOT, free_port, percentile, processes, setup_django, wait_port
 
 
 async def run_direct(

@@ -25,7 +25,11 @@ app.conf.task_routes = {
 app.conf.beat_schedule = {
     "probe-endpoints": {"task": "modelhub.tasks.probe_endpoints", "schedule": 5.0},
     "reap-stale-generations": {"task": "modelhub.tasks.reap_stale_generations", "schedule": 5.0},
-    "refresh-leaderboard": {"task": "arena.tasks.refresh_leaderboard", "schedule": 60.0, "options": {"queue": "default"}},
+    "refresh-leaderboard": {
+        "task": "arena.tasks.refresh_leaderboard",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
 }
 app.autodiscover_tasks()
 
@@ -33,6 +37,7 @@ app.autodiscover_tasks()
 # Each worker announces the queues it consumes in Redis every few seconds (with a short TTL), so
 # /healthz can tell which queues have live workers without a broadcast round trip.
 
+import contextlib
 import json  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
@@ -55,10 +60,8 @@ def _presence_loop(hostname: str, queues: list[str]) -> None:
         except Exception:  # broker briefly down: try again next beat
             pass
         _presence_stop.wait(5)
-    try:
+    with contextlib.suppress(Exception):
         client.delete(WORKER_KEY_PREFIX + hostname)
-    except Exception:
-        pass
 
 
 @worker_ready.connect
