@@ -450,7 +450,8 @@ def _vote_sql() -> tuple[str, str, str]:
 
 def _owner_sql(requester: Requester) -> tuple[str, list[Any]]:
     """SQL for "the requester owns battle b" (same rule as Requester.owns)."""
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if requester.user_id is not None:
         clauses.append("b.user_id = %s")
         params.append(requester.user_id)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -76,6 +77,10 @@ def wait_ready(url: str) -> None:
     raise RuntimeError("server did not start")
 
 
+def _collector(seen: list[str]) -> Any:
+    return lambda request: seen.append(request.url)
+
+
 def measure(url: str, loads: int) -> list[dict[str, float]]:
     from playwright.sync_api import sync_playwright
 
@@ -87,7 +92,7 @@ def measure(url: str, loads: int) -> list[dict[str, float]]:
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
                 page = context.new_page()
                 requests: list[str] = []
-                page.on("request", lambda request, seen=requests: seen.append(request.url))
+                page.on("request", _collector(requests))
                 page.goto(url)
                 page.wait_for_load_state("networkidle")
                 page.wait_for_function(
