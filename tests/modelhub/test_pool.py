@@ -307,3 +307,57 @@ def test_it_lets_a_stream_token_stand_in_for_the_session(celery_worker, upstream
     )
     assert streams.token_age(token, str(generation.id)) is not None
     assert streams.token_age(token, str(other.id)) is None
+
+
+def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upstream) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    from modelhub.tasks import reap_stale_generations
+    from tests.conftest import start_worker
+
+    proc, _ = start_worker(queues="gen.doomed", concurrency=2)
+    try:
+        key = _session()
+        model = ModelFactory(served_name="fake-r20", queue="gen.doomed")
+        EndpointFactory(model=model, base_url=upstream.base_url)
+        generation = services.generation_create(
+            model=model,
+            messages=[{"role": "user", "content": "hello"}],
+            params=services.generation_params(model=model, overrides={"max_tokens": 1000}),
+            session_key=key,
+        )
+
+        async def watch() -> list[dict[str, Any]]:
+            frames: list[dict[str, Any]] = []
+            comm = WebsocketCommunicator(
+                application, "/ws/generations/",
+                headers=[(b"origin", b"http://testserver"), (b"cookie", f"sessionid={key}".encode())],
+            )  # fmt: skip
+            await comm.connect()
+            await comm.send_json_to(
+                {"type": "subscribe", "generations": [{"id": str(generation.id)}]}
+            )
+            while len(frames) < 3:
+                frames.append(await comm.receive_json_from(timeout=15))
+            os.kill(proc.pid, signal.SIGKILL)  # the worker dies mid-answer, acks nothing
+            await asyncio.sleep(3)
+            from asgiref.sync import sync_to_async
+
+            reaped = await sync_to_async(services.generation_reap_stale)(older_than_s=2)
+            assert reaped == 1
+            while frames[-1]["type"] not in {"done", "error", "cancelled"}:
+                frames.append(await comm.receive_json_from(timeout=5))
+            await comm.disconnect()
+            return frames
+
+        frames = asyncio.run(watch())
+    finally:
+        proc.kill()
+        proc.wait()
+    assert frames[-1]["type"] == "error"
+    assert "stopped responding" in frames[-1]["message"]
+    _assert_gapless(frames)
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.ERROR
+    assert reap_stale_generations() == 0  # nothing left to reap
