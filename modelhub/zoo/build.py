@@ -10,6 +10,7 @@ most of it the vision model, which needs a minimum budget before its answers dep
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -135,7 +136,8 @@ def build_zoo(
     torch.set_num_threads(1)
     # transformers draws a bar per saved file; ours is the one that matters.
     hf_logging.disable_progress_bar()
-    tmp = out.with_name(out.name + ".building")
+    # Per-process scratch directory: two builds of the same target must not share one.
+    tmp = out.with_name(f"{out.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -143,7 +145,7 @@ def build_zoo(
         manifest["build_seconds"] = round(time.monotonic() - started, 1)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        tmp.rename(out)  # the complete zoo appears at once: a manifest means a finished build
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(tmp, ignore_errors=True)

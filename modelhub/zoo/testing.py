@@ -49,7 +49,7 @@ def cached_quick_zoo(cache_root: Path | None = None, seed: int = 0) -> Path:
         if not (target / "manifest.json").exists():
             build_zoo(target, seed=seed, quick=True, progress=False)
             for old in base.iterdir():  # keep the cache to the current source only
-                if old.is_dir() and old.name != key and not old.name.endswith(".building"):
+                if old.is_dir() and old.name != key and ".building" not in old.name:
                     shutil.rmtree(old, ignore_errors=True)
     return target
 

@@ -169,15 +169,21 @@ def generation_config(tok: PreTrainedTokenizerFast, max_new: int = 128) -> Gener
 
 
 def save_tokenizer(tok: PreTrainedTokenizerFast, out: Path) -> None:
-    """Save the tokenizer; keep the chat template inside tokenizer_config.json too.
+    """Save the tokenizer so that transformers 4.x (vLLM's pin) and 5.x both load it.
 
-    transformers 5 writes the template to chat_template.jinja; older readers (and some vLLM code
-    paths) only look in tokenizer_config.json, so it is written to both.
+    transformers 5 writes the chat template to chat_template.jinja, names the class
+    ``TokenizersBackend`` and lists extra special tokens as an array; 4.x reads the template
+    from tokenizer_config.json, knows the class as ``PreTrainedTokenizerFast`` (5.x still accepts
+    that name) and expects a mapping there. The template is written to both places.
     """
     tok.save_pretrained(out)
     cfg_path = out / "tokenizer_config.json"
     cfg: dict[str, Any] = json.loads(cfg_path.read_text())
     cfg["chat_template"] = chat.CHAT_TEMPLATE
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg.pop("backend", None)
+    cfg["extra_special_tokens"] = {"image_token": chat.IMAGE}
+    cfg.pop("image_token", None)
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 

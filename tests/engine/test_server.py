@@ -61,6 +61,9 @@ def test_it_streams_a_chat_like_openai(client: openai.OpenAI) -> None:
         stream_options={"include_usage": True},
         max_tokens=12,
         temperature=0.8,
+        seed=0,
+        # Quick-zoo models may end a reply at once; the stream's shape is what is tested here.
+        extra_body={"ignore_eos": True},
     )
     chunks = list(stream)
     deltas = [c.choices[0].delta.content or "" for c in chunks if c.choices]
@@ -69,11 +72,11 @@ def test_it_streams_a_chat_like_openai(client: openai.OpenAI) -> None:
     ]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(deltas)
-    assert finishes in (["stop"], ["length"])
+    assert finishes == ["length"]
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.prompt_tokens > 0
-    assert 0 < chunks[-1].usage.completion_tokens <= 12
+    assert chunks[-1].usage.completion_tokens == 12
 
 
 def test_it_answers_without_streaming_and_honours_seed(client: openai.OpenAI) -> None:
@@ -100,6 +103,7 @@ def test_it_honours_max_tokens_and_stop(client: openai.OpenAI) -> None:
         messages=[{"role": "user", "content": "Hello!"}],
         max_tokens=3,
         temperature=0,
+        extra_body={"ignore_eos": True},
     )
     assert reply.choices[0].finish_reason == "length"
     assert reply.usage is not None
@@ -173,6 +177,7 @@ def test_it_batches_concurrent_requests(client: openai.OpenAI, engine_url: str) 
             temperature=1.0,
             seed=i,
             stream=True,
+            extra_body={"ignore_eos": True},
         )
         texts.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
 
@@ -194,6 +199,7 @@ def test_it_stops_decoding_when_the_client_disconnects(engine_url: str) -> None:
         "max_tokens": 400,
         "temperature": 1.0,
         "stream": True,
+        "ignore_eos": True,
     }
     before = _metric(engine_url, "ludus_engine_generation_tokens_total", model)
     with (
