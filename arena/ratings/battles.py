@@ -432,45 +432,44 @@ def _parse_lines(cols: _Columns, data: bytes, skip_bad: bool) -> None:
         _add_rows(cols, rows, [number for number, _ in numbered], skip_bad)
 
 
-_FAST_KEYS = ("model_a", "model_b", "winner")
+# A plain line: one object that starts with the three needed fields in the order the arena exports
+# them, with plain string values. Group 1 spans the three values (few distinct ones: pairs x
+# outcomes), group 2 is the tail with the other fields.
+_FAST_ROW = re.compile(
+    rb'^\{"model_a": ?"([^"\\\n]+", ?"model_b": ?"[^"\\\n]+", ?"winner": ?"[^"\\\n]+)"'
+    rb"(\}|, ?\"[^\n]*\})$",
+    re.M,
+)
+_FAST_KEY = re.compile(rb'([^"]+)", ?"model_b": ?"([^"]+)", ?"winner": ?"(.+)', re.S)
 
 
 def _parse_lines_fast(cols: _Columns, data: bytes) -> bool:
-    """Pattern-based reading of the three needed fields, for plain one-object-per-line files.
+    """Pattern-based reading of plain JSON Lines (one pass of one regular expression).
 
-    Returns False (having added no rows) when the file is not plain enough; the JSON parser then
-    reads it. "Plain": no blank lines or CRs, every line starts with ``{`` and ends with ``}``, and
-    each key occurs exactly once per line with an unescaped string value. Other fields are not
-    validated here (``strict=True`` makes every row go through the JSON parser).
+    Returns False (having added no rows) unless every line is plain (see ``_FAST_ROW``), no
+    needed key recurs in a tail, and each optional number field present occurs once per line
+    as a plain number; the JSON parser then reads the file. Other fields are not validated here
+    (``strict=True`` makes every row go through the JSON parser).
     """
-    if not data.startswith(b"{") or not data.endswith(b"}") or b"\r" in data:
-        return False
     lines = data.count(b"\n") + 1
-    if data.count(b"\n{") != lines - 1 or data.count(b"}\n") != lines - 1:
+    rows = _FAST_ROW.findall(data)
+    if len(rows) != lines:
         return False
-    columns: list[list[bytes]] = []
-    for key in _FAST_KEYS:
-        token = b'"' + key.encode() + b'":'
-        if data.count(token) != lines:
-            return False
-        # The trailing [^\n]* consumes the rest of the line, so a line yields at most one value;
-        # with exactly `lines` keys in the file, `lines` values means one per line, in order.
-        values = re.findall(re.escape(token) + rb'\s*"([^"\\\n]*)"[^\n]*', data)
-        if len(values) != lines:
-            return False
-        columns.append(values)
+    keys, tails = zip(*rows, strict=True)
+    tail = b"\n".join(tails)
+    if any(b'"' + key + b'":' in tail for key in (b"model_a", b"model_b", b"winner")):
+        return False
     numbers: dict[str, FloatArray] = {}
     for key in _OPTIONAL_NUMBERS:
         token = b'"' + key.encode() + b'":'
-        if token not in data:
+        if token not in tail:
             continue
-        if data.count(token) != lines:
-            return False
-        found = re.findall(re.escape(token) + rb"\s*(-?[0-9][0-9.eE+-]*)\s*[,}][^\n]*", data)
-        if len(found) != lines:
+        # [^\n]* eats the rest of the line: at most one value per line.
+        found = re.findall(re.escape(token) + rb" ?(-?[0-9][0-9.eE+-]*) ?[,}][^\n]*", tail)
+        if len(found) != lines or tail.count(token) != lines:
             return False
         try:
-            numbers[key] = np.array(found, dtype="S40").astype(np.float64)
+            numbers[key] = np.fromiter(map(float, found), np.float64, lines)
         except ValueError:
             return False
         if key == "pair_prob" and not np.all((numbers[key] > 0) & (numbers[key] <= 1)):
@@ -478,18 +477,17 @@ def _parse_lines_fast(cols: _Columns, data: bytes) -> bool:
         if key == "weight" and not np.all(numbers[key] >= 0):
             return False
     try:
-        unique = list(dict.fromkeys(columns[0] + columns[1]))
-        codes = cols.codes([v.decode() for v in unique])
-        names = dict(zip(unique, codes.tolist(), strict=True))
-        a = np.fromiter(map(names.__getitem__, columns[0]), np.int64, lines)
-        b = np.fromiter(map(names.__getitem__, columns[1]), np.int64, lines)
-        winners = {v: WINNER_CODES[v.decode()] for v in dict.fromkeys(columns[2])}
-        outcome = np.fromiter(map(winners.__getitem__, columns[2]), np.int8, lines)
-    except (KeyError, UnicodeDecodeError, ValueError):
+        distinct = {key: k for k, key in enumerate(dict.fromkeys(keys))}
+        parts = [_FAST_KEY.fullmatch(key).groups() for key in distinct]  # type: ignore[union-attr]
+        codes = cols.codes([p.decode() for part in parts for p in part[:2]]).reshape(-1, 2)
+        outcome_of = np.array([WINNER_CODES[part[2].decode()] for part in parts], dtype=np.int8)
+    except (AttributeError, KeyError, UnicodeDecodeError, ValueError):
         return False
+    row_key = np.fromiter(map(distinct.__getitem__, keys), np.int64, lines)
+    a, b = codes[row_key, 0], codes[row_key, 1]
     if np.any(a == b):
         return False
-    cols.add(a, b, outcome, numbers, [], None)
+    cols.add(a, b, outcome_of[row_key], numbers, [], None)
     return True
 
 
