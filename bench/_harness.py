@@ -17,10 +17,16 @@ sys.path.insert(0, str(ROOT))
 
 
 def setup_django() -> dict[str, str]:
-    """Start (or reuse) the embedded services, point Django at them, return the environment."""
+    """Start (or reuse) the embedded services, point Django at them, return the environment.
+
+    Benches write to their own database (`ludus_bench`, migrated here) so the demo's data stays
+    clean; with DATABASE_URL set, that database is used as it is.
+    """
     from ludus_dev.services import ensure_services
 
-    svc = ensure_services(Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data")))
+    svc = ensure_services(
+        Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data")), database="ludus_bench"
+    )
     os.environ.update(svc.env())
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

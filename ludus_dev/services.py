@@ -147,9 +147,10 @@ def ensure_redis(svc: Services, port: int | None = None) -> None:
     svc.started.append("redis")
 
 
-def ensure_services(data_dir: Path) -> Services:
+def ensure_services(data_dir: Path, database: str = "ludus") -> Services:
+    """Start or find PostgreSQL and Redis; `database` names the embedded database to use."""
     svc = Services(data_dir=data_dir)
-    ensure_postgres(svc)
+    ensure_postgres(svc, database=database)
     ensure_redis(svc)
     return svc
 
