@@ -3,13 +3,18 @@ partial, plain form posts get a redirect (the page works without JavaScript, min
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
 from arena import images, selectors, services
@@ -69,10 +74,25 @@ def _context(
     return context
 
 
+@lru_cache(maxsize=1)
+def _base_css_cached() -> str:
+    path = finders.find("css/ludus.css")
+    return Path(str(path)).read_text() if path else ""
+
+
+def _base_css() -> str:
+    """The site stylesheet, inlined in the arena page (no render-blocking request); read once,
+    or on every page with DEBUG so that edits show."""
+    css = _base_css_cached.__wrapped__() if settings.DEBUG else _base_css_cached()
+    return mark_safe(css)  # our own static file, not user input
+
+
 def _page(
     request: HttpRequest, context: dict[str, Any], *, status: int = 200, push: str = ""
 ) -> HttpResponse:
     template = f"{PAGE}#arena" if request.htmx else PAGE  # type: ignore[attr-defined]
+    if not request.htmx:  # type: ignore[attr-defined]
+        context["base_css"] = _base_css()
     response = render(request, template, context, status=status)
     if push and request.htmx:  # type: ignore[attr-defined]
         response["HX-Push-Url"] = push
@@ -290,5 +310,5 @@ def battle_share(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     if battle is None:
         raise Http404("This battle is not shared (it has no vote yet).")
     context = _context(request, mode=battle.mode, battle=battle)
-    context["readonly"] = True
+    context |= {"readonly": True, "base_css": _base_css()}
     return render(request, PAGE, context)

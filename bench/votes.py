@@ -295,6 +295,22 @@ def run_wrk(
     return json.loads(line[4:]), wall
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def wait_ready(port: int) -> None:
     import httpx
 
@@ -324,6 +340,9 @@ def main() -> None:
     parser.add_argument("--client", choices=("wrk", "asyncio"), default="wrk")
     parser.add_argument("--replays", type=int, default=1000)
     parser.add_argument("--port", type=int, default=8731)
+    parser.add_argument(
+        "--py-spy", default="", help="write a py-spy raw profile of the server during the load"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the bench rows afterwards")
     args = parser.parse_args()
     client = args.client if shutil.which("wrk") else "asyncio"
@@ -340,6 +359,15 @@ def main() -> None:
         wait_ready(args.port)
         # Warm connections and caches; these votes are acknowledged and replayed at the end.
         _, warm_statuses, _, warm_acked = asyncio.run(run_load(args.port, warmup, args.connections))
+        cpu_before = tree_cpu_s(server.pid)
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
+                 "--subprocesses", "--nonblocking", "--format", "raw", "--rate", "250",
+                 "--duration", str(max(1, round(args.duration) - 1)), "--output", args.py_spy],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
         if client == "wrk":
             summary, elapsed = run_wrk(args.port, work, args.connections, args.duration)
             ok = int(summary["ok"])
@@ -352,6 +380,9 @@ def main() -> None:
             )
             ok = statuses.get(200, 0)
             p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+        server_cpu = tree_cpu_s(server.pid) - cpu_before
+        if spy is not None:
+            spy.wait(60)
         # Every replay of an acknowledged vote must get 409 and store nothing.
         replay = warm_acked[: args.replays]
         _, replay_statuses, _, _ = asyncio.run(run_load(args.port, replay, args.connections))
@@ -377,6 +408,9 @@ def main() -> None:
         # Requests still in flight when wrk stopped: stored, never acknowledged (distinct turns).
         "stored_unacknowledged": max(0, stored - acknowledged),
         "replays_refused": replay_statuses.get(409, 0),
+        # CPU the web server spent per acknowledged vote (PostgreSQL and Redis not included): with
+        # the machine shared, a steadier figure than the wall-clock rate.
+        "server_cpu_ms_per_vote": round(server_cpu * 1000 / ok, 2) if ok else None,
         "server": f"{args.server} x{args.workers}",
         "client": client,
         "connections": args.connections,
