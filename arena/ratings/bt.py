@@ -126,7 +126,7 @@ def _pair_terms(d: FloatArray, kappa: FloatArray | float, c: _Cells, hessian: bo
 
 def _scatter(c: _Cells, per_pair: FloatArray) -> FloatArray:
     """Sum per-pair values into models: +v at i, -v at j."""
-    return np.bincount(c.i, per_pair, c.m) - np.bincount(c.j, per_pair, c.m)
+    return (np.bincount(c.i, per_pair, c.m) - np.bincount(c.j, per_pair, c.m)).astype(np.float64)
 
 
 def _hessian(c: _Cells, h_dd: FloatArray, h_dk: FloatArray, h_kk: float) -> FloatArray:

@@ -71,7 +71,7 @@ class PairCounts:
         """Battles per model (raw counts, all outcomes)."""
         total = self.n.sum(axis=1)
         m = len(self.models)
-        return np.bincount(self.i, total, m) + np.bincount(self.j, total, m)
+        return (np.bincount(self.i, total, m) + np.bincount(self.j, total, m)).astype(np.float64)
 
     @property
     def total(self) -> float:
@@ -102,9 +102,13 @@ def _build(
     oc = np.where(flipped & (oc == A_WINS), B_WINS, np.where(flipped & (oc == B_WINS), A_WINS, oc))
     key = (lo * m + hi) * 4 + oc
     size = m * m * 4
-    n = np.bincount(key, count, size).reshape(m * m, 4)
-    w = np.bincount(key, weight, size).reshape(m * m, 4)
-    w2 = np.bincount(key, weight**2 if weight_sq is None else weight_sq, size).reshape(m * m, 4)
+
+    def table(values: FloatArray) -> FloatArray:
+        return np.bincount(key, values, size).reshape(m * m, 4).astype(np.float64)
+
+    n = table(count)
+    w = table(weight)
+    w2 = table(weight**2 if weight_sq is None else weight_sq)
     present = np.flatnonzero(n.sum(axis=1) > 0)
     return PairCounts(
         models=models,

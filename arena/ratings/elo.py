@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .battles import A_WINS, B_WINS, BOTHBAD, Battles, FloatArray
@@ -78,7 +80,7 @@ def elo_trajectory(
     out: list[tuple[float, FloatArray]] = []
     edges = np.linspace(0, n, max(points, 1) + 1).astype(int)
     a, b, s = battles.a[order].tolist(), battles.b[order].tolist(), score.tolist()
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         for i, j, sc in zip(a[lo:hi], b[lo:hi], s[lo:hi], strict=True):
             delta = k * (sc - 1.0 / (1.0 + 10.0 ** ((rating[j] - rating[i]) / 400.0)))
             rating[i] += delta

@@ -131,7 +131,7 @@ def compute_leaderboard(
         result["skipped"] = battles.skipped
         battles = battles.in_category(category)
         counts = counts_from_battles(battles, ipw=ipw)
-    result["battles"] = int(round(counts.total))
+    result["battles"] = round(counts.total)
     present = counts.battles > 0
     if method == "bt":
         fit = fit_bt(counts, ties=ties, bothbad=bothbad, anchor=anchor)

@@ -48,11 +48,12 @@ class _Design:
 
 def style_design(
     battles: Battles, *, bothbad: BothBad = "tie", ipw: bool = False
-) -> tuple[_Design, np.ndarray]:
+) -> tuple[_Design, npt.NDArray[np.bool_]]:
     """Design rows for style control and the mask of battles used (those with style features)."""
     if battles.style_a is None or battles.style_b is None:
         raise ValueError("no style features: load battles with style=True from logs that have them")
-    mask = np.isfinite(battles.style_a).all(axis=1) & np.isfinite(battles.style_b).all(axis=1)
+    mask = np.asarray(np.isfinite(battles.style_a).all(axis=1), dtype=bool)
+    mask &= np.isfinite(battles.style_b).all(axis=1)
     if bothbad == "exclude":
         mask &= battles.outcome != BOTHBAD
     weight = battle_weights(battles, ipw=ipw)[mask]
@@ -73,7 +74,7 @@ def _newton_step(
 ) -> tuple[FloatArray, float]:
     """One Newton step; returns the step and the penalised objective at x."""
     grad, value, hess = _newton_parts(d, x, prior, pen_scale)
-    return np.linalg.solve(hess, grad), value
+    return np.asarray(np.linalg.solve(hess, grad), dtype=np.float64), value
 
 
 def _newton_parts(
@@ -216,7 +217,7 @@ def _bootstrap(
             if np.max(np.abs(step)) < tol:
                 break
             half = 0.5 * x
-            resid = s @ half[m:].astype(np.float32)
+            resid = np.asarray(s @ half[m:].astype(np.float32), dtype=np.float32)
             resid += np.repeat((half[pa] - half[pb]).astype(np.float32), sizes, axis=0)
             np.tanh(resid, out=resid)
             resid *= wh

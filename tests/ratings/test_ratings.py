@@ -21,11 +21,14 @@ from arena.ratings import (
     fit_style,
     load_battles,
     online_elo,
+    ratings_over_time,
     sandwich_intervals,
     style_features,
     winrate_matrix,
 )
+from arena.ratings.bt import NORMAL_FROM, poisson_resample
 from arena.ratings.cli import main
+from arena.ratings.style import poisson1_weights
 
 WINNERS = np.array(["model_a", "model_b", "tie"])
 
@@ -287,3 +290,116 @@ def test_it_filters_categories_and_builds_matrices() -> None:
     assert result["battles"] == 1
     wr = winrate_matrix(counts_from_battles(battles))
     assert wr[0, 1] == pytest.approx(0.5) and wr[1, 0] == pytest.approx(0.5)
+
+
+def skewed_counts(seed: int) -> tuple[PairCounts, np.ndarray]:
+    """Counts with skewed pair frequencies: cells both below and above NORMAL_FROM battles."""
+    rng = np.random.default_rng(seed)
+    m, n = 10, 15000
+    strength = rng.normal(0, 0.6, m)
+    popularity = 1.0 / np.arange(1, m + 1) ** 1.2
+    popularity /= popularity.sum()
+    a = rng.choice(m, n, p=popularity)
+    b = (a + 1 + rng.choice(m - 1, n)) % m
+    p = 1 / (1 + np.exp(-(strength[a] - strength[b])))
+    u = rng.random(n)
+    outcome = np.where(u < 0.1, 2, np.where(rng.random(n) < p, 0, 1)).astype(np.int8)
+    battles = Battles(tuple(f"m{k}" for k in range(m)), a, b, outcome)
+    return counts_from_battles(battles), strength
+
+
+def test_poisson_bootstrap_matches_exact_multinomial_bootstrap() -> None:
+    counts, _ = skewed_counts(31)
+    cells = counts.n.ravel()
+    assert (cells[cells > 0] < NORMAL_FROM).any() and (cells >= NORMAL_FROM).any()
+    fit = fit_bt(counts)
+    rounds = 400
+    ours = bootstrap_bt(counts, fit, rounds=rounds, seed=1)
+    # Reference: FastChat's exact multinomial resampling of all battles, one full fit per round.
+    rng = np.random.default_rng(2)
+    total = int(cells.sum())
+    ref = np.empty((rounds, len(counts.models)))
+    for r in range(rounds):
+        drawn = rng.multinomial(total, cells / total).astype(float).reshape(counts.n.shape)
+        resampled = PairCounts(counts.models, counts.i, counts.j, drawn, drawn, drawn)
+        ref[r] = fit_bt(resampled).rating
+    lower, upper = np.percentile(ref, [2.5, 97.5], axis=0)
+    width = upper - lower
+    # Monte Carlo error of a 2.5% quantile from 400 rounds is ~0.05 of the width (per side).
+    assert np.mean(ours.upper - ours.lower) == pytest.approx(np.mean(width), rel=0.08)
+    assert np.all(np.abs(ours.lower - lower) < 0.2 * width)
+    assert np.all(np.abs(ours.upper - upper) < 0.2 * width)
+    # Bootstrap means sit on the fit (no bias from the normal approximation of large cells).
+    assert ours.samples is not None
+    assert np.all(np.abs(ours.samples.mean(axis=0) - fit.rating) < 0.1 * width)
+
+
+def test_poisson_resample_moments_and_poisson1_weights() -> None:
+    rng = np.random.default_rng(3)
+    n = np.array([0.0, 2.0, 9.0, 10.0, 400.0])
+    draws = poisson_resample(rng, n, 20000)
+    assert np.all(draws[0] == 0) and np.all(draws >= 0)
+    assert np.allclose(draws.mean(axis=1), n, atol=0.1 + 0.03 * np.sqrt(n))
+    assert np.allclose(draws.var(axis=1), n, rtol=0.05, atol=0.05)
+    assert np.all(draws[1:3] == np.round(draws[1:3]))  # small cells: exact Poisson integers
+    w = poisson1_weights(rng, (200000, 2)).astype(float)
+    assert w.mean() == pytest.approx(1.0, abs=0.01) and w.var() == pytest.approx(1.0, abs=0.02)
+    assert np.mean(w == 0) == pytest.approx(math.exp(-1), abs=0.005)
+    assert np.mean(w == 3) == pytest.approx(math.exp(-1) / 6, abs=0.003)
+
+
+def simulate_davidson(
+    strength: np.ndarray, kappa: float, n: int, seed: int
+) -> tuple[Battles, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    m = len(strength)
+    a = rng.integers(0, m, n)
+    b = (a + rng.integers(1, m, n)) % m
+    half = (strength[a] - strength[b]) / 2
+    odds = np.column_stack([np.exp(half), np.exp(-half), np.full(n, math.exp(kappa))])
+    prob = odds / odds.sum(axis=1, keepdims=True)
+    outcome = (rng.random(n)[:, None] > np.cumsum(prob, axis=1)).sum(axis=1).astype(np.int8)
+    return Battles(tuple(f"m{k}" for k in range(m)), a, b, outcome), strength
+
+
+def test_davidson_sandwich_intervals_cover_truth_and_match_bootstrap() -> None:
+    rng = np.random.default_rng(41)
+    strength = rng.normal(0, 0.8, 8)
+    truth = strength * 400 / math.log(10)
+    truth = truth - truth.mean() + 1000
+    covered = []
+    for seed in range(8):
+        battles, _ = simulate_davidson(strength, -0.5, 8000, seed)
+        counts = counts_from_battles(battles)
+        fit = fit_bt(counts, ties="davidson")
+        assert fit.tie_param == pytest.approx(-0.5, abs=0.1)
+        sand = sandwich_intervals(counts, fit, ties="davidson")
+        covered.append((sand.lower <= truth) & (truth <= sand.upper))
+        boot = bootstrap_bt(counts, fit, rounds=150, seed=seed, ties="davidson")
+        assert np.allclose(sand.upper - sand.lower, boot.upper - boot.lower, rtol=0.3)
+        assert np.allclose(sand.lower + sand.upper, 2 * fit.rating)
+    assert 0.85 <= float(np.mean(covered)) <= 1.0
+
+
+def test_ratings_over_time_refits_cumulative_battles() -> None:
+    battles, _ = simulate(3000, 5, seed=51)
+    rng = np.random.default_rng(5)
+    tstamp = rng.permutation(len(battles)).astype(float) + 1.7e9
+    # The first 300 battles in time never involve model m04.
+    late = tstamp < 1.7e9 + 300
+    b = np.where(late & (battles.b == 4), 3, battles.b)
+    a = np.where(late & (battles.a == 4), np.where(b == 0, 1, 0), battles.a)
+    b = np.where(a == b, (a + 1) % 4, b)
+    timed = Battles(battles.models, a, b, battles.outcome, tstamp=tstamp)
+    points = ratings_over_time(timed, points=10)
+    assert [p["battles"] for p in points] == list(range(300, 3001, 300))
+    assert [p["until"] for p in points] == [1.7e9 + k - 1 for k in range(300, 3001, 300)]
+    assert "m04" not in points[0]["ratings"] and "m04" in points[1]["ratings"]
+    full = fit_bt(counts_from_battles(timed))
+    assert points[-1]["ratings"] == {
+        m: round(float(r), 4) for m, r in zip(full.models, full.rating, strict=True)
+    }
+    first = fit_bt(counts_from_battles(timed.select(late)))
+    assert points[0]["ratings"] == {
+        m: round(float(r), 4) for m, r in zip(first.models, first.rating, strict=True) if m != "m04"
+    }
