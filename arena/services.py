@@ -412,59 +412,127 @@ class VoteResult:
 
 
 @lru_cache(maxsize=1)
-def _vote_sql() -> tuple[str, str, str]:
-    """The vote path's three statements, with table names from the models' metadata.
+def _vote_sql() -> tuple[str, str]:
+    """The vote statement and the leak follow-up, with table names from the models' metadata.
 
-    The locking read returns, in one row, everything the vote needs: ownership, the checks (later
-    turn, superseded, both answers finished), the texts and identities for the leak check, and the
-    names for the reveal. The insert relies on the unique turn (one vote per turn) with ON CONFLICT
-    DO NOTHING: a double click or a replay gets no row back and stores nothing."""
+    One statement locks the turn (FOR UPDATE OF t, so that a regenerate or follow-up cannot slip
+    in), inserts the vote when every check passes (owner, current attempt, answers finished, a
+    choice the mode takes) with INSERT ... ON CONFLICT (turn_id) DO NOTHING (the unique turn: a
+    double click or a replay inserts nothing), and returns in one row what the caller needs: the
+    checks for a precise refusal, the texts and identities for the leak check, the names for the
+    reveal, and the new vote's id (NULL when nothing was inserted)."""
     turn, battle, vote = Turn._meta.db_table, Battle._meta.db_table, Vote._meta.db_table
     generation, model = Generation._meta.db_table, Model._meta.db_table
-    lock = f"""
-        SELECT t.superseded, t."index",
-               EXISTS (SELECT 1 FROM {turn} l
-                       WHERE l.battle_id = t.battle_id AND l."index" > t."index") AS has_later,
-               EXISTS (SELECT 1 FROM {vote} v WHERE v.battle_id = t.battle_id) AS revealed,
-               b.mode, b.leaked, b.model_b_id,
-               ga.status, ga.text, ga.finished_at, gb.status, gb.text, gb.finished_at,
-               ma.id, ma.name, ma.display_name, ma.organization, ma.identity_patterns,
-               mb.name, mb.display_name, mb.organization, mb.identity_patterns
-        FROM {turn} t
-        JOIN {battle} b ON b.id = t.battle_id
-        JOIN {generation} ga ON ga.id = t.generation_a_id
-        LEFT JOIN {generation} gb ON gb.id = t.generation_b_id
-        JOIN {model} ma ON ma.id = b.model_a_id
-        LEFT JOIN {model} mb ON mb.id = b.model_b_id
-        WHERE t.id = %s AND t.battle_id = %s AND ({{owner}})
-        FOR UPDATE OF t"""
-    insert = f"""
-        INSERT INTO {vote} (turn_id, battle_id, choice, user_id, session_key, ip_hash, anony,
-                            leaked, time_to_vote_ms, created_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (turn_id) DO NOTHING
-        RETURNING id"""
-    leaked = f"UPDATE {battle} SET leaked = true WHERE id = %s AND NOT leaked"
-    return lock, insert, leaked
+    cast = f"""
+        WITH t AS (
+            SELECT t.id, t.battle_id, t.superseded, t."index",
+                   EXISTS (SELECT 1 FROM {turn} l
+                           WHERE l.battle_id = t.battle_id AND l."index" > t."index") AS has_later,
+                   EXISTS (SELECT 1 FROM {vote} v WHERE v.battle_id = t.battle_id) AS revealed,
+                   b.mode, b.leaked, b.model_b_id,
+                   ga.status AS status_a, ga.text AS text_a, ga.finished_at AS finished_a,
+                   gb.status AS status_b, gb.text AS text_b, gb.finished_at AS finished_b,
+                   ma.id AS ma_id, ma.name AS ma_name, ma.display_name AS ma_display,
+                   ma.organization AS ma_org, ma.identity_patterns AS ma_patterns,
+                   mb.name AS mb_name, mb.display_name AS mb_display,
+                   mb.organization AS mb_org, mb.identity_patterns AS mb_patterns
+            FROM {turn} t
+            JOIN {battle} b ON b.id = t.battle_id
+            JOIN {generation} ga ON ga.id = t.generation_a_id
+            LEFT JOIN {generation} gb ON gb.id = t.generation_b_id
+            JOIN {model} ma ON ma.id = b.model_a_id
+            LEFT JOIN {model} mb ON mb.id = b.model_b_id
+            WHERE t.id = %(turn)s AND t.battle_id = %(battle)s AND ({{owner}})
+            FOR UPDATE OF t
+        ), ins AS (
+            INSERT INTO {vote} (turn_id, battle_id, choice, user_id, session_key, ip_hash, anony,
+                                leaked, time_to_vote_ms, created_at)
+            SELECT t.id, t.battle_id, %(choice)s, %(user)s, %(session)s, %(ip)s,
+                   t.mode = %(anonymous)s AND NOT t.revealed, t.leaked,
+                   GREATEST(0, (EXTRACT(EPOCH FROM %(now)s::timestamptz
+                                - GREATEST(t.finished_a, t.finished_b)) * 1000))::integer,
+                   %(now)s
+            FROM t
+            WHERE NOT t.superseded AND NOT t.has_later
+              AND t.status_a = ANY(%(terminal)s::text[])
+              AND (t.model_b_id IS NULL OR t.status_b = ANY(%(terminal)s::text[]))
+              AND %(choice)s = ANY(CASE WHEN t.mode = %(direct)s THEN %(direct_choices)s::text[]
+                                        ELSE %(pair_choices)s::text[] END)
+            ON CONFLICT (turn_id) DO NOTHING
+            RETURNING id
+        )
+        SELECT t.superseded, t."index", t.has_later, t.revealed, t.mode, t.leaked, t.model_b_id,
+               t.status_a, t.text_a, t.finished_a, t.status_b, t.text_b, t.finished_b,
+               t.ma_id, t.ma_name, t.ma_display, t.ma_org, t.ma_patterns,
+               t.mb_name, t.mb_display, t.mb_org, t.mb_patterns,
+               (SELECT id FROM ins)
+        FROM t"""
+    leaked = f"""
+        WITH v AS (UPDATE {vote} SET leaked = true WHERE id = %(vote)s)
+        UPDATE {battle} SET leaked = true WHERE id = %(battle)s AND NOT leaked"""
+    return cast, leaked
 
 
-def _owner_sql(requester: Requester) -> tuple[str, list[Any]]:
+def _owner_sql(requester: Requester) -> tuple[str, dict[str, Any]]:
     """SQL for "the requester owns battle b" (same rule as Requester.owns)."""
     clauses: list[str] = []
-    params: list[Any] = []
+    params: dict[str, Any] = {}
     if requester.user_id is not None:
-        clauses.append("b.user_id = %s")
-        params.append(requester.user_id)
+        clauses.append("b.user_id = %(owner_user)s")
+        params["owner_user"] = requester.user_id
     if requester.session_key:
-        clauses.append("b.session_key = %s")
-        params.append(requester.session_key)
+        clauses.append("b.session_key = %(owner_session)s")
+        params["owner_session"] = requester.session_key
     return " OR ".join(clauses), params
+
+
+def _vote_checked(row: Any, choice: str) -> tuple[bool, list[leak.Identity]]:
+    """Raise the precise refusal for a vote the statement did not insert (checks in the same order
+    as the statement's); return whether an answer names a model, and the identities."""
+    (superseded, _index, has_later, _revealed, mode, _battle_leaked, model_b_id,
+     status_a, text_a, _finished_a, status_b, text_b, _finished_b,
+     _ma_id, name_a, display_a, org_a, patterns_a,
+     name_b, display_b, org_b, patterns_b, _vote_id) = row  # fmt: skip
+    two_sided = model_b_id is not None
+    allowed = DIRECT_CHOICES if mode == Mode.DIRECT else PAIR_CHOICES
+    if choice not in allowed:
+        raise ArenaError("Unknown choice.")
+    if superseded or has_later:
+        raise Conflict("This answer was replaced; vote on the current one.")
+    statuses = (status_a, status_b) if two_sided else (status_a,)
+    if any(s not in TERMINAL_STATUSES for s in statuses):
+        raise TooEarly("Wait until both answers are complete before voting.")
+    identities = [leak.Identity(name_a, display_a, org_a, tuple(patterns_a or ()))]
+    if two_sided:
+        identities.append(leak.Identity(name_b, display_b, org_b, tuple(patterns_b or ())))
+    texts = (text_a, text_b) if two_sided else (text_a,)
+    return any(leak.is_leak(t or "", identities) for t in texts), identities
+
+
+def _vote_run(cursor: Any, *, params: dict[str, Any], choice: str) -> tuple[Any, bool]:
+    """Read the vote statement's row (the cursor has just run it) and finish inside the caller's
+    transaction: the precise refusal, or the leak follow-up. Returns the row and whether an answer
+    names a model. Raises ArenaError (the caller rolls back)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise NotFound("No such battle.")
+    leaks, _ = _vote_checked(row, choice)
+    if row[-1] is None:
+        raise Conflict("This answer already has your vote.")
+    battle_leaked = row[5]
+    if leaks and not battle_leaked:
+        cursor.execute(_vote_sql()[1], {"vote": row[-1], "battle": params["battle"]})
+    return row, leaks
 
 
 def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str) -> VoteResult:
     """Record one vote on the battle's current turn: one Redis round trip (rate limits), then one
-    transaction with a locking read and an INSERT ... ON CONFLICT DO NOTHING (and, only when an
-    answer gave a model away, an update of the battle).
+    transaction of one statement (lock, checks, INSERT ... ON CONFLICT DO NOTHING; see _vote_sql)
+    and, only when an answer gave a model away, an update of the vote and the battle.
+
+    Outside any atomic block (the web request), BEGIN travels with the statement and COMMIT is
+    the second round trip: two round trips to PostgreSQL in all. Inside one (tests, callers with a
+    transaction) the same statements run in a savepoint.
 
     Precise refusals, none of which stores anything: 404 not this requester's battle or turn, 400
     a choice the mode does not take, 409 a second vote on the turn (double click, replay) or a vote
@@ -486,44 +554,39 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
     owner, owner_params = _owner_sql(requester)
     if not owner:
         raise NotFound("No such battle.")
-    lock_sql, insert_sql, leaked_sql = _vote_sql()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(lock_sql.replace("{owner}", owner), [turn_pk, battle_uuid, *owner_params])
-        row = cursor.fetchone()
-        if row is None:
-            raise NotFound("No such battle.")
-        (superseded, index, has_later, revealed, mode, battle_leaked, model_b_id,
-         status_a, text_a, finished_a, status_b, text_b, finished_b,
-         model_a_id, name_a, display_a, org_a, patterns_a,
-         name_b, display_b, org_b, patterns_b) = row  # fmt: skip
-        two_sided = model_b_id is not None
-        allowed = DIRECT_CHOICES if mode == Mode.DIRECT else PAIR_CHOICES
-        if choice not in allowed:
-            raise ArenaError("Unknown choice.")
-        if superseded or has_later:
-            raise Conflict("This answer was replaced; vote on the current one.")
-        statuses = (status_a, status_b) if two_sided else (status_a,)
-        if any(s not in TERMINAL_STATUSES for s in statuses):
-            raise TooEarly("Wait until both answers are complete before voting.")
-        identities = [leak.Identity(name_a, display_a, org_a, tuple(patterns_a or ()))]
-        if two_sided:
-            identities.append(leak.Identity(name_b, display_b, org_b, tuple(patterns_b or ())))
-        texts = (text_a, text_b) if two_sided else (text_a,)
-        leaked = battle_leaked or any(leak.is_leak(t or "", identities) for t in texts)
-        finished = max((f for f in (finished_a, finished_b) if f is not None), default=None)
-        now = timezone.now()
-        anony = mode == Mode.ANONYMOUS and not revealed
-        time_to_vote = int((now - finished).total_seconds() * 1000) if finished else None
-        cursor.execute(
-            insert_sql,
-            [turn_pk, battle_uuid, choice, requester.user_id, requester.session_key,
-             requester.ip_hash, anony, leaked, time_to_vote, now],
-        )  # fmt: skip
-        inserted = cursor.fetchone()
-        if inserted is None:
-            raise Conflict("This answer already has your vote.")
-        if leaked and not battle_leaked:
-            cursor.execute(leaked_sql, [battle_uuid])
+    now = timezone.now()
+    params = {
+        "turn": turn_pk, "battle": battle_uuid, "choice": choice, "user": requester.user_id,
+        "session": requester.session_key, "ip": requester.ip_hash, "now": now,
+        "anonymous": str(Mode.ANONYMOUS), "direct": str(Mode.DIRECT),
+        "terminal": [str(s) for s in TERMINAL_STATUSES],
+        "direct_choices": [str(c) for c in DIRECT_CHOICES],
+        "pair_choices": [str(c) for c in PAIR_CHOICES],
+        **owner_params,
+    }  # fmt: skip
+    sql = _vote_sql()[0].replace("{owner}", owner)
+    with connection.cursor() as cursor:
+        if connection.in_atomic_block or not _client_binding(cursor):
+            with transaction.atomic():
+                cursor.execute(sql, params)
+                row, leaks = _vote_run(cursor, params=params, choice=choice)
+        else:
+            # One round trip for BEGIN and the statement (client-side binding sends both as one
+            # simple query); COMMIT or ROLLBACK is the second.
+            try:
+                cursor.execute("BEGIN;" + sql, params)
+                cursor.nextset()  # past BEGIN's empty result
+                row, leaks = _vote_run(cursor, params=params, choice=choice)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+    (_s, index, _h, revealed, mode, battle_leaked, model_b_id, _sa, _ta, finished_a, _sb, _tb,
+     finished_b, model_a_id, name_a, display_a, org_a, _pa, name_b, display_b, org_b, _pb,
+     vote_id) = row  # fmt: skip
+    leaked = battle_leaked or leaks
+    finished = max((f for f in (finished_a, finished_b) if f is not None), default=None)
+    two_sided = model_b_id is not None
     # Unsaved instances carrying what the reply shows: no further queries.
     model_a = Model(id=model_a_id, name=name_a, display_name=display_a, organization=org_a)
     model_b = (
@@ -534,11 +597,21 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
     battle = Battle(id=battle_uuid, mode=mode, leaked=leaked, model_a=model_a, model_b=model_b)
     turn = Turn(id=turn_pk, battle=battle, index=index, superseded=False)
     vote = Vote(
-        id=inserted[0], turn=turn, battle=battle, choice=choice, user_id=requester.user_id,
-        session_key=requester.session_key, ip_hash=requester.ip_hash, anony=anony, leaked=leaked,
-        time_to_vote_ms=time_to_vote, created_at=now,
+        id=vote_id, turn=turn, battle=battle, choice=choice, user_id=requester.user_id,
+        session_key=requester.session_key, ip_hash=requester.ip_hash,
+        anony=mode == Mode.ANONYMOUS and not revealed, leaked=leaked,
+        time_to_vote_ms=max(0, int((now - finished).total_seconds() * 1000)) if finished else None,
+        created_at=now,
     )  # fmt: skip
     return VoteResult(vote=vote, battle=battle, turn=turn)
+
+
+def _client_binding(cursor: Any) -> bool:
+    """Whether Django's cursor binds parameters client-side (psycopg's ClientCursor, Django's
+    default): only then can BEGIN and a parametrised statement travel as one query."""
+    import psycopg
+
+    return isinstance(getattr(cursor, "cursor", None), psycopg.ClientCursor)
 
 
 def battle_flag(*, battle: Battle, reason: str = "") -> None:

@@ -187,3 +187,23 @@ def test_it_flags_a_vote_when_an_answer_names_its_model(arena_models: list[Any])
     vote = Vote.objects.get()
     battle.refresh_from_db()
     assert vote.leaked and battle.leaked
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_request_path_outside_a_transaction_refuses_flags_and_stores_once(
+    arena_models: list[Any],
+) -> None:
+    """Outside an atomic block the vote sends BEGIN with its statement and then COMMIT or ROLLBACK:
+    a refusal leaves nothing behind and the connection usable, a leak flags vote and battle."""
+    client = Client()
+    battle = _battle(client)
+    turn = last_turn(battle)
+    assert _vote(client, battle, turn).status_code == 425
+    assert _vote(client, battle, turn, "up").status_code == 400
+    finish_turn(turn, text_b=f"I am {battle.model_a.display_name}.")
+    assert _vote(client, battle, turn, "tie").status_code == 200
+    assert _vote(client, battle, turn, "b").status_code == 409
+    vote = Vote.objects.get()
+    battle.refresh_from_db()
+    assert (vote.choice, vote.anony, vote.leaked, battle.leaked) == ("tie", True, True, True)
+    assert vote.time_to_vote_ms is not None and vote.time_to_vote_ms >= 0
