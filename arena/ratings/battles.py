@@ -12,6 +12,7 @@ No Django imports here: the module is used by the command line, the benchmark an
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import operator
 import os
@@ -433,40 +434,38 @@ def _parse_lines(cols: _Columns, data: bytes, skip_bad: bool) -> None:
 
 
 # A plain line: one object that starts with the three needed fields in the order the arena exports
-# them, with plain string values. Group 1 spans the three values (few distinct ones: pairs x
-# outcomes), group 2 is the tail with the other fields.
+# them, with plain string values, then any other fields. The group spans the three values: few
+# distinct ones (pairs x outcomes).
 _FAST_ROW = re.compile(
     rb'^\{"model_a": ?"([^"\\\n]+", ?"model_b": ?"[^"\\\n]+", ?"winner": ?"[^"\\\n]+)"'
-    rb"(\}|, ?\"[^\n]*\})$",
+    rb"(?:\}|, ?\"[^\n]*\})$",
     re.M,
 )
-_FAST_KEY = re.compile(rb'([^"]+)", ?"model_b": ?"([^"]+)", ?"winner": ?"(.+)', re.S)
 
 
 def _parse_lines_fast(cols: _Columns, data: bytes) -> bool:
-    """Pattern-based reading of plain JSON Lines (one pass of one regular expression).
+    """Pattern-based reading of plain JSON Lines: one regular expression pass for the battles,
+    one per optional number field present.
 
-    Returns False (having added no rows) unless every line is plain (see ``_FAST_ROW``), no
-    needed key recurs in a tail, and each optional number field present occurs once per line
+    Returns False (having added no rows) unless every line is plain (see ``_FAST_ROW``), each
+    needed key occurs once per line, and each optional number field present occurs once per line
     as a plain number; the JSON parser then reads the file. Other fields are not validated here
     (``strict=True`` makes every row go through the JSON parser).
     """
     lines = data.count(b"\n") + 1
-    rows = _FAST_ROW.findall(data)
-    if len(rows) != lines:
+    keys = _FAST_ROW.findall(data)
+    if len(keys) != lines:
         return False
-    keys, tails = zip(*rows, strict=True)
-    tail = b"\n".join(tails)
-    if any(b'"' + key + b'":' in tail for key in (b"model_a", b"model_b", b"winner")):
+    if any(data.count(b'"' + key + b'":') != lines for key in (b"model_a", b"model_b", b"winner")):
         return False
     numbers: dict[str, FloatArray] = {}
     for key in _OPTIONAL_NUMBERS:
         token = b'"' + key.encode() + b'":'
-        if token not in tail:
+        if token not in data:
             continue
         # [^\n]* eats the rest of the line: at most one value per line.
-        found = re.findall(re.escape(token) + rb" ?(-?[0-9][0-9.eE+-]*) ?[,}][^\n]*", tail)
-        if len(found) != lines or tail.count(token) != lines:
+        found = re.findall(re.escape(token) + rb" ?(-?[0-9][0-9.eE+-]*) ?[,}][^\n]*", data)
+        if len(found) != lines or data.count(token) != lines:
             return False
         try:
             numbers[key] = np.fromiter(map(float, found), np.float64, lines)
@@ -476,14 +475,20 @@ def _parse_lines_fast(cols: _Columns, data: bytes) -> bool:
             return False
         if key == "weight" and not np.all(numbers[key] >= 0):
             return False
+    # One dict pass: each row gets the row number where its (model_a, model_b, winner) first
+    # occurs; np.unique turns those into dense ids.
+    first_seen: dict[bytes, int] = {}
+    first = np.fromiter(map(first_seen.setdefault, keys, itertools.count()), np.int64, lines)
+    distinct, row_key = np.unique(first, return_inverse=True)
     try:
-        distinct = {key: k for k, key in enumerate(dict.fromkeys(keys))}
-        parts = [_FAST_KEY.fullmatch(key).groups() for key in distinct]  # type: ignore[union-attr]
-        codes = cols.codes([p.decode() for part in parts for p in part[:2]]).reshape(-1, 2)
-        outcome_of = np.array([WINNER_CODES[part[2].decode()] for part in parts], dtype=np.int8)
-    except (AttributeError, KeyError, UnicodeDecodeError, ValueError):
+        # 'A", "model_b": "B", "winner": "W' splits on quotes into A, -, -, -, B, -, -, -, W.
+        parts = [keys[k].split(b'"') for k in distinct.tolist()]
+        names = {raw: raw.decode() for part in parts for raw in (part[0], part[4])}
+        index = dict(zip(names, cols.codes(list(names.values())).tolist(), strict=True))
+        codes = np.array([(index[part[0]], index[part[4]]) for part in parts], dtype=np.int64)
+        outcome_of = np.array([WINNER_CODES[part[8].decode()] for part in parts], dtype=np.int8)
+    except (KeyError, UnicodeDecodeError, ValueError):
         return False
-    row_key = np.fromiter(map(distinct.__getitem__, keys), np.int64, lines)
     a, b = codes[row_key, 0], codes[row_key, 1]
     if np.any(a == b):
         return False

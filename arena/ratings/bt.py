@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy.linalg import cho_factor, cho_solve
 from scipy.sparse import csr_matrix
 
@@ -69,11 +70,8 @@ class _Cells:
     win: FloatArray
     loss: FloatArray
     tie: FloatArray
+    total: FloatArray
     davidson: bool
-
-    @property
-    def total(self) -> FloatArray:
-        return self.win + self.loss + (self.tie if self.davidson else 0.0)
 
 
 def _outcomes(table: FloatArray, bothbad: BothBad) -> FloatArray:
@@ -84,9 +82,10 @@ def _outcomes(table: FloatArray, bothbad: BothBad) -> FloatArray:
 
 def _cells(counts: PairCounts, ties: Ties, win: FloatArray, loss: FloatArray, tie: FloatArray):
     m = len(counts.models)
+    total = win + loss + tie
     if ties == "half":
-        return _Cells(counts.i, counts.j, m, win + tie / 2, loss + tie / 2, tie, False)
-    return _Cells(counts.i, counts.j, m, win, loss, tie, True)
+        return _Cells(counts.i, counts.j, m, win + tie / 2, loss + tie / 2, tie, total, False)
+    return _Cells(counts.i, counts.j, m, win, loss, tie, total, True)
 
 
 def _sigmoid(d: FloatArray) -> FloatArray:
@@ -246,15 +245,17 @@ def _x(r: Ratings) -> FloatArray:
 NORMAL_FROM = 10.0
 
 
-def poisson_resample(rng: np.random.Generator, n: FloatArray, rounds: int) -> FloatArray:
-    """(len(n), rounds) Poisson bootstrap draws of cell counts ``n``.
+def poisson_resample(
+    rng: np.random.Generator, n: FloatArray, rounds: int
+) -> npt.NDArray[np.float32]:
+    """(len(n), rounds) Poisson bootstrap draws of cell counts ``n`` (float32).
 
     Cells with n >= NORMAL_FROM use n + sqrt(n) * z (clipped at 0): the normal approximation of
     Poisson(n), about 5x cheaper to draw; smaller cells are drawn exactly.
     """
-    out = rng.standard_normal((len(n), rounds))
-    out *= np.sqrt(n)[:, None]
-    out += n[:, None]
+    out = rng.standard_normal((len(n), rounds), dtype=np.float32)
+    out *= np.sqrt(n, dtype=np.float32)[:, None]
+    out += n.astype(np.float32)[:, None]
     np.maximum(out, 0.0, out=out)
     small = np.flatnonzero((n > 0) & (n < NORMAL_FROM))
     out[small] = rng.poisson(n[small, None], (len(small), rounds))
@@ -320,9 +321,10 @@ def bootstrap_bt(
         drawn *= mean_w[:, :, None]
         c = _cells(counts, ties, drawn[:, 0], drawn[:, 1], drawn[:, 2])
         x = np.repeat(x_hat[:, None], r, axis=1)
+        d = (inc @ x_hat[:m])[:, None]  # every round starts at x_hat
         done = False
         for _ in range(30):
-            g_d, g_k, _h = _pair_terms(inc @ x[:m], x[m] if c.davidson else 0.0, c, False)
+            g_d, g_k, _h = _pair_terms(d, x[m] if c.davidson else 0.0, c, False)
             grad = pen @ x
             grad[:m] += inc_t @ g_d
             if c.davidson:
@@ -333,9 +335,12 @@ def bootstrap_bt(
             done = bool(done_rounds.all())
             if done:
                 break
+            d = inc @ x[:m]
         if not done:
             for k in np.flatnonzero(~done_rounds):
-                ck = _Cells(c.i, c.j, m, c.win[:, k], c.loss[:, k], c.tie[:, k], c.davidson)
+                ck = _Cells(
+                    c.i, c.j, m, c.win[:, k], c.loss[:, k], c.tie[:, k], c.total[:, k], c.davidson
+                )
                 x[:, k], _, _ = _newton(ck, x[:, k], prior)
         samples[start : start + r] = _to_ratings(x[:m].T, index, value)
     lower, upper = np.percentile(samples, [2.5, 97.5], axis=0)
@@ -376,7 +381,7 @@ def sandwich_intervals(
     j_dd = sum(w * s * s for w, s in zip(outcome_w2, scores_d, strict=True))
     j_dk = sum(w * s * k for w, s, k in zip(outcome_w2, scores_d, scores_k, strict=True))
     j_kk = float(sum((w * k * k).sum() for w, k in zip(outcome_w2, scores_k, strict=True)))
-    c = _Cells(counts.i, counts.j, m, d, d, d, davidson)  # only the indices are used
+    c = _Cells(counts.i, counts.j, m, d, d, d, d, davidson)  # only the indices are used
     meat = _hessian(c, np.asarray(j_dd), np.asarray(j_dk), j_kk)
     bread = np.linalg.inv(fit.hessian)
     cov = bread @ meat @ bread
