@@ -12,6 +12,11 @@ Generates N battles (default 1M) over 100 models with skewed pair frequencies an
                 100-round multinomial bootstrap in a pool of 2 processes
   max_rating_diff  max |Ludus - baseline| rating after centring both on 1000
 The last stdout line is one JSON object with every figure.
+
+Resampling (stated in the output too): Ludus BT draws each (pair, outcome) cell as Poisson(n)
+(the multinomial bootstrap with a Poisson(N) total: the same intervals), using the normal
+approximation N(n, n) for cells of 10 battles or more; style control reweights battles by
+Poisson(1) counts. tests/ratings checks both against exact resampling / known truth.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from arena.ratings import (
     fit_style,
     load_battles,
 )
+from arena.ratings.bt import NORMAL_FROM
 
 MODELS = 100
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
@@ -255,6 +261,8 @@ def main() -> None:
                 "baseline_fit_s": round(base_fit_s, 3),
                 "baseline_bootstrap_s": round(base_boot_s, 3),
                 "max_rating_diff": diff,
+                "bt_resampling": f"Poisson cells, normal approximation from {NORMAL_FROM:g} battles",
+                "style_resampling": "Poisson(1) battle weights",
                 "battles": len(battles),
                 "models": MODELS,
             }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ INIT = 1000.0
 Z95 = 1.959963984540054
 Ties = Literal["half", "davidson"]
 BothBad = Literal["tie", "exclude"]
+Floats = npt.NDArray[np.floating[Any]]  # float64, or float32 for bootstrap draws
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,10 @@ class _Cells:
     i: IntArray
     j: IntArray
     m: int
-    win: FloatArray
-    loss: FloatArray
-    tie: FloatArray
-    total: FloatArray
+    win: Floats
+    loss: Floats
+    tie: Floats
+    total: Floats
     davidson: bool
 
 
@@ -80,7 +81,7 @@ def _outcomes(table: FloatArray, bothbad: BothBad) -> FloatArray:
     return np.stack([table[:, 0], table[:, 1], tie], axis=1)
 
 
-def _cells(counts: PairCounts, ties: Ties, win: FloatArray, loss: FloatArray, tie: FloatArray):
+def _cells(counts: PairCounts, ties: Ties, win: Floats, loss: Floats, tie: Floats) -> _Cells:
     m = len(counts.models)
     total = win + loss + tie
     if ties == "half":
