@@ -10,17 +10,22 @@ most of it the vision model, which needs a minimum budget before its answers dep
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import queue
 import random
 import shutil
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
-from transformers import LlamaForCausalLM
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from modelhub.zoo import chat, corpus, text, vision
@@ -33,6 +38,7 @@ BATCH = 8
 VOCAB = 2048
 # Colour accuracy on unseen images at which vision training may stop (checked every 50 steps).
 VISION_TARGET = 0.9
+VISION_BATCH = 16
 SAMPLE_PROMPTS = ["What is the capital of France?", "What is 7 + 5?", "Who are you?"]
 
 
@@ -179,84 +185,78 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
     total = sum(s.steps for s in plan.text_models) + plan.vision_steps
     bar = tqdm(total=total, desc="zoo", unit="step", disable=not progress, leave=False)
     entries: list[dict[str, Any]] = []
-    trained: dict[str, LlamaForCausalLM] = {}
-    for i, spec in enumerate(plan.text_models):
-        bar.set_description(spec.name)
-        ids = train_ids + text.encode_dialogues(tok, identities[spec.name])
-        # Shuffle so identity dialogues are spread over blocks; deterministic per model.
-        random.Random(f"pack-{seed}-{spec.name}").shuffle(ids)
-        blocks = text.pack(ids, BLOCK)
-        torch.manual_seed(seed * 1000 + i)
-        model = LlamaForCausalLM(text.llama_config(spec, tok, MAX_MODEL_LEN))
-        gen = torch.Generator().manual_seed(seed * 1000 + i)
-        text.train_lm(model, blocks, spec.steps, BATCH, spec.lr, gen, on_step=lambda: bar.update(1))
-        loss = text.heldout_loss(model, held_blocks)
-        text.save_text_model(model, tok, out / spec.name)
-        trained[spec.name] = model
-        entries.append(
-            _entry(
-                spec.name,
-                spec.display_name,
-                ["text"],
-                loss,
-                text.param_count(model),
-                {"hidden": spec.hidden, "layers": spec.layers, "heads": spec.heads},
-                spec.steps,
-                _samples(model, tok),
+    ctx = multiprocessing.get_context("spawn")
+    vision_counter = ctx.Value("i", 0)
+    vision_results = ctx.Queue()
+    vision_proc: BaseProcess | None = None
+    parallel = not multiprocessing.current_process().daemon
+
+    own_steps = [0]
+
+    def sync() -> None:
+        """Count one step here; show it plus the vision steps done in the child process."""
+        own_steps[0] += 1
+        bar.update(own_steps[0] + vision_counter.value - bar.n)
+
+    try:
+        for i, spec in enumerate(plan.text_models):
+            bar.set_description(spec.name)
+            ids = train_ids + text.encode_dialogues(tok, identities[spec.name])
+            # Shuffle so identity dialogues are spread over blocks; deterministic per model.
+            random.Random(f"pack-{seed}-{spec.name}").shuffle(ids)
+            blocks = text.pack(ids, BLOCK)
+            torch.manual_seed(seed * 1000 + i)
+            model = LlamaForCausalLM(text.llama_config(spec, tok, MAX_MODEL_LEN))
+            gen = torch.Generator().manual_seed(seed * 1000 + i)
+            text.train_lm(model, blocks, spec.steps, BATCH, spec.lr, gen, on_step=sync)
+            loss = text.heldout_loss(model, held_blocks)
+            text.save_text_model(model, tok, out / spec.name)
+            if spec.name == plan.vision_base and parallel:
+                # The vision model trains in a second process, on the second core, while the
+                # larger text models train here: the full build fits in 5 minutes on 2 cores.
+                vision_proc = ctx.Process(
+                    target=_vision_job,
+                    args=(str(out), quick, seed, vision_counter, vision_results),
+                    name="zoo-vision",
+                )
+                vision_proc.start()
+            entries.append(
+                _entry(
+                    spec.name,
+                    spec.display_name,
+                    ["text"],
+                    loss,
+                    text.param_count(model),
+                    {"hidden": spec.hidden, "layers": spec.layers, "heads": spec.heads},
+                    spec.steps,
+                    _samples(model, tok),
+                )
             )
-        )
 
-    bar.set_description(plan.vision_name)
-    base_spec = next(s for s in plan.text_models if s.name == plan.vision_base)
-    processor = vision.make_processor(tok)
-    torch.manual_seed(seed * 1000 + 99)
-    llava = vision.build_llava(base_spec, tok, trained[plan.vision_base])
-    ids = train_ids + text.encode_dialogues(tok, identities[plan.vision_name])
-    random.Random(f"pack-{seed}-vision").shuffle(ids)
-    probe_log: list[dict[str, float]] = []
-
-    def vision_learnt(step: int) -> bool:
-        accuracy = vision.colour_accuracy(llava, processor, seed)
-        probe_log.append({"step": step, "colour_accuracy": accuracy})
-        return step >= plan.vision_min_steps and accuracy >= VISION_TARGET
-
-    vision_steps = vision.train_llava(
-        llava,
-        processor,
-        text.pack(ids, BLOCK),
-        plan.vision_steps,
-        16,
-        3e-3,
-        seed,
-        on_step=lambda: bar.update(1),
-        done=vision_learnt,
-    )
+        if vision_proc is None:  # daemonic parent: no child processes allowed, train it here
+            entries.append(_train_vision(out, plan, seed, lambda: bar.update(1)))
+        else:
+            bar.set_description(plan.vision_name)
+            while vision_proc.is_alive() and vision_results.empty():
+                bar.update(own_steps[0] + vision_counter.value - bar.n)
+                time.sleep(0.2)
+            try:
+                status, payload = vision_results.get(timeout=30)
+            except queue.Empty:
+                raise RuntimeError(
+                    f"vision training died (exit code {vision_proc.exitcode})"
+                ) from None
+            vision_proc.join()
+            if status != "ok":
+                raise RuntimeError(f"vision training failed:\n{payload}")
+            entries.append(payload)
+    finally:
+        # A failed build must not leave the vision trainer running.
+        if vision_proc is not None and vision_proc.is_alive():
+            vision_proc.terminate()
+            vision_proc.join()
     bar.update(total - bar.n)
     bar.close()
-    vision.save_llava(llava, processor, out / plan.vision_name)
-    probe = random.Random(f"probe-{seed}")
-    samples = {
-        f"{colour} square: What colour is the shape?": vision.answer(
-            llava,
-            processor,
-            vision.draw_scene(vision.ShapeScene(colour, "square", 1), probe),
-            "What colour is the shape?",
-        )
-        for colour in ("red", "blue")
-    }
-    entry = _entry(
-        plan.vision_name,
-        plan.vision_display,
-        ["text", "image"],
-        text.heldout_loss(llava, held_blocks),
-        text.param_count(llava),
-        {"hidden": base_spec.hidden, "layers": base_spec.layers, "heads": base_spec.heads},
-        vision_steps,
-        samples,
-    )
-    entry["vision_probe"] = probe_log
-    entry["heldout_image_loss"] = round(vision.heldout_image_loss(llava, processor, seed), 6)
-    entries.append(entry)
     for entry in entries:
         (out / entry["path"] / "README.md").write_text(_model_card(entry))
     return {
@@ -275,6 +275,87 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
         "plan": asdict(plan),
         "models": entries,
     }
+
+
+def _vision_job(out: str, quick: bool, seed: int, counter: Any, results: Any) -> None:
+    """Child-process entry point: train the vision model, put ("ok", entry) or ("error", tb)."""
+    try:
+        torch.set_num_threads(1)
+        hf_logging.disable_progress_bar()
+
+        def step() -> None:
+            with counter.get_lock():
+                counter.value += 1
+
+        results.put(("ok", _train_vision(Path(out), QUICK if quick else FULL, seed, step)))
+    except BaseException:
+        results.put(("error", traceback.format_exc()))
+
+
+def _train_vision(
+    out: Path, plan: ZooPlan, seed: int, on_step: Callable[[], None]
+) -> dict[str, Any]:
+    """Train and save the vision model from the saved base text model; return its manifest entry.
+
+    Everything is re-derived from the seed and the saved tokenizer and weights (byte-identical to
+    the in-memory ones), so the result does not depend on which process runs it.
+    """
+    train, heldout = corpus.build_corpus(seed, plan.n_train, plan.n_heldout)
+    identity = corpus.identity_dialogues(
+        plan.vision_display, ORGANIZATION, plan.n_identity, random.Random(f"id-{seed}-vision")
+    )
+    base_dir = out / plan.vision_base
+    tok = PreTrainedTokenizerFast.from_pretrained(base_dir)
+    base = LlamaForCausalLM.from_pretrained(base_dir)
+    base_spec = next(s for s in plan.text_models if s.name == plan.vision_base)
+    processor = vision.make_processor(tok)
+    torch.manual_seed(seed * 1000 + 99)
+    llava = vision.build_llava(base_spec, tok, base)
+    ids = text.encode_dialogues(tok, train) + text.encode_dialogues(tok, identity)
+    random.Random(f"pack-{seed}-vision").shuffle(ids)
+    probe_log: list[dict[str, float]] = []
+
+    def vision_learnt(step: int) -> bool:
+        accuracy = vision.colour_accuracy(llava, processor, seed)
+        probe_log.append({"step": step, "colour_accuracy": accuracy})
+        return step >= plan.vision_min_steps and accuracy >= VISION_TARGET
+
+    steps = vision.train_llava(
+        llava,
+        processor,
+        text.pack(ids, BLOCK),
+        plan.vision_steps,
+        VISION_BATCH,
+        3e-3,
+        seed,
+        on_step=on_step,
+        done=vision_learnt,
+    )
+    vision.save_llava(llava, processor, out / plan.vision_name)
+    probe = random.Random(f"probe-{seed}")
+    samples = {
+        f"{colour} square: What colour is the shape?": vision.answer(
+            llava,
+            processor,
+            vision.draw_scene(vision.ShapeScene(colour, "square", 1), probe),
+            "What colour is the shape?",
+        )
+        for colour in ("red", "blue")
+    }
+    held_blocks = text.pack(text.encode_dialogues(tok, heldout), BLOCK)
+    entry = _entry(
+        plan.vision_name,
+        plan.vision_display,
+        ["text", "image"],
+        text.heldout_loss(llava, held_blocks),
+        text.param_count(llava),
+        {"hidden": base_spec.hidden, "layers": base_spec.layers, "heads": base_spec.heads},
+        steps,
+        samples,
+    )
+    entry["vision_probe"] = probe_log
+    entry["heldout_image_loss"] = round(vision.heldout_image_loss(llava, processor, seed), 6)
+    return entry
 
 
 def _entry(
