@@ -9,6 +9,8 @@ style feature (per standard deviation) sways votes.
 Battles cannot be collapsed into cells (the covariates are continuous), so every step works on
 the battle rows, but never on a dense battles x models design matrix: each row touches two
 models, so gradients and Hessians are np.bincount scatters over the ordered-pair index a*M + b.
+Bootstrap rounds (Poisson(1) weights per battle) are solved together, a chunk of rounds at a time,
+by a chord iteration from the full-data optimum (see ``_bootstrap``).
 """
 
 from __future__ import annotations

@@ -221,6 +221,20 @@ def test_it_reads_jsonl_and_array_alike(tmp_path: Path) -> None:
         assert other.models == fast.models
         assert np.array_equal(other.a, fast.a) and np.array_equal(other.outcome, fast.outcome)
     assert fast.tstamp is not None and fast.tstamp[5] == 5
+    # Files the pattern reader must hand to the JSON parser read the same.
+    reordered = [{"winner": r["winner"], **r} for r in rows if isinstance(r, dict)]
+    nested = [{**r, "judge": {"winner": "model_b"}} for r in rows if isinstance(r, dict)]
+    crlf = "".join(json.dumps(r) + "\r\n" for r in rows)
+    for name, text in (
+        ("reordered", "\n".join(json.dumps(r) for r in reordered)),
+        ("nested", "\n".join(json.dumps(r) for r in nested)),
+        ("crlf", crlf),
+    ):
+        (tmp_path / name).write_text(text)
+        other = load_battles(tmp_path / name)
+        assert other.models == fast.models, name
+        assert np.array_equal(other.a, fast.a) and np.array_equal(other.outcome, fast.outcome)
+        assert other.tstamp is not None and np.array_equal(other.tstamp, fast.tstamp), name
 
 
 def test_it_runs_the_command_line_round_trip(
