@@ -289,7 +289,9 @@ def bootstrap_bt(
     Solving: all rounds of a chunk at once, warm-started at the full-data optimum, by a chord
     iteration x <- x - H^-1 g(x) with the full-data Hessian H factored once: each step is a
     sparse (pairs x models) product, a sigmoid and a sparse product back, over a (pairs x rounds)
-    array. Rounds converge (max step < ``tol`` in log-strength units) in a few steps; any that do
+    array (with half ties, the change of each win probability from the shared start is computed in
+    float32 and added to the float64 start gradient). Rounds converge (max step < ``tol`` in
+    log-strength units) in a few steps; any that do
     not (tiny samples) finish with a full Newton solve of their own. Deterministic for a given
     seed and chunk.
     """
@@ -314,6 +316,9 @@ def bootstrap_bt(
         shape=(pairs, m),
     )
     inc_t = inc.T.tocsr()
+    d_hat = inc @ x_hat[:m]
+    half_d_hat = (0.5 * d_hat).astype(np.float32)[:, None]
+    t_hat = np.tanh(half_d_hat)
     rng = np.random.default_rng(seed)
     samples = np.empty((rounds, m))
     for start in range(0, rounds, chunk):
@@ -322,10 +327,12 @@ def bootstrap_bt(
         drawn *= mean_w[:, :, None]
         c = _cells(counts, ties, drawn[:, 0], drawn[:, 1], drawn[:, 2])
         x = np.repeat(x_hat[:, None], r, axis=1)
-        d = (inc @ x_hat[:m])[:, None]  # every round starts at x_hat
+        # Every round starts at x_hat, where all rounds share d and the pair probabilities.
+        g_d, g_k, _h = _pair_terms(d_hat[:, None], x[m] if c.davidson else 0.0, c, False)
+        g_first = g_d
+        half_total = (0.5 * c.total).astype(np.float32)
         done = False
         for _ in range(30):
-            g_d, g_k, _h = _pair_terms(d, x[m] if c.davidson else 0.0, c, False)
             grad = pen @ x
             grad[:m] += inc_t @ g_d
             if c.davidson:
@@ -336,7 +343,19 @@ def bootstrap_bt(
             done = bool(done_rounds.all())
             if done:
                 break
-            d = inc @ x[:m]
+            if c.davidson:
+                g_d, g_k, _h = _pair_terms(inc @ x[:m], x[m], c, False)
+                continue
+            # Half ties: p - p_hat = (tanh(d/2) - t_hat) / 2 = tanh(e/2) (1 - tanh(d/2) t_hat) / 2
+            # with e = d - d_hat: float32 keeps its relative precision, so g_d = g_first +
+            # total (p - p_hat) stays accurate to ~1e-7 of the change.
+            half_e = (inc @ (0.5 * (x[:m] - x_hat[:m, None]))).astype(np.float32)
+            change = np.tanh(half_e + half_d_hat)
+            change *= -t_hat
+            change += 1.0
+            change *= np.tanh(half_e, out=half_e)
+            change *= half_total
+            g_d = g_first + change
         if not done:
             for k in np.flatnonzero(~done_rounds):
                 ck = _Cells(
