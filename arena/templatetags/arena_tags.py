@@ -10,3 +10,11 @@ register = template.Library()
 def markdown(text: str) -> SafeString:
     """Sanitised HTML of a Markdown answer (see arena.rendering)."""
     return mark_safe(render_markdown(text))
+
+
+@register.filter
+def stream_token(generation_id: object) -> str:
+    """Signed token that lets the page's socket watch this generation without a session lookup."""
+    from modelhub.streams import stream_token as sign
+
+    return sign(str(generation_id))

@@ -27,7 +27,7 @@
   function subscribe() {
     var items = pending().map(function (el) {
       var id = el.dataset.gen;
-      return { id: id, after: positions[id] || 0 };
+      return { id: id, after: positions[id] || 0, token: el.dataset.token };
     });
     if (!items.length) return;
     if (!socket || socket.readyState !== 1) { connect(); return; }
