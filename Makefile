@@ -18,6 +18,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ludus_dev test
 
+# vLLM's CPU build in its own venv (.venv-vllm), then the tests that need a real vLLM server.
+test-vllm: $(STAMP)
+	scripts/vllm_env.sh
+	LUDUS_VLLM_PYTHON=$(CURDIR)/.venv-vllm/bin/python $(PY) -m ludus_dev test --pytest-only tests/vllm
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy .
 

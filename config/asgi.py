@@ -11,11 +11,12 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from config.staticfiles import StaticFilesApp  # noqa: E402
 from modelhub.wsauth import LazyAuthMiddlewareStack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": StaticFilesApp(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             LazyAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
