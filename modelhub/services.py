@@ -138,14 +138,16 @@ def _claim(generation_id: str) -> Generation | None:
         )
         if generation is None or generation.is_finished:
             return None
-        if generation.status == GenerationStatus.STREAMING:
-            # Redelivered after its worker died. If any delta reached the stream, browsers have
-            # seen part of an answer: starting over would duplicate output, so it ends in error.
-            if streams.last_seq(redis_client(), generation_id) > 0:
-                generation_fail(
-                    generation=generation, error="The worker stopped mid-answer. Please regenerate."
-                )
-                return None
+        # Redelivered after its worker died. If any delta reached the stream, browsers have seen
+        # part of an answer: starting over would duplicate output, so it ends in error.
+        if (
+            generation.status == GenerationStatus.STREAMING
+            and streams.last_seq(redis_client(), generation_id) > 0
+        ):
+            generation_fail(
+                generation=generation, error="The worker stopped mid-answer. Please regenerate."
+            )
+            return None
         if redis_client().exists(streams.stop_key(generation_id)):
             _finish(generation, GenerationStatus.CANCELLED, seq=1, finish_reason="cancelled")
             return None

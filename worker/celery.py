@@ -37,7 +37,7 @@ app.autodiscover_tasks()
 # Each worker announces the queues it consumes in Redis every few seconds (with a short TTL), so
 # /healthz can tell which queues have live workers without a broadcast round trip.
 
-import contextlib
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
@@ -55,10 +55,8 @@ def _presence_loop(hostname: str, queues: list[str]) -> None:
     client = redis.Redis.from_url(app.conf.broker_url)
     payload = json.dumps({"hostname": hostname, "queues": queues, "host": socket.gethostname()})
     while not _presence_stop.is_set():
-        try:
+        with contextlib.suppress(Exception):  # broker briefly down: try again next beat
             client.set(WORKER_KEY_PREFIX + hostname, payload, ex=WORKER_TTL_S)
-        except Exception:  # broker briefly down: try again next beat
-            pass
         _presence_stop.wait(5)
     with contextlib.suppress(Exception):
         client.delete(WORKER_KEY_PREFIX + hostname)

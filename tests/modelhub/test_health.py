@@ -38,7 +38,7 @@ def test_it_answers_503_naming_a_queue_without_workers(
 
 
 def test_it_reports_a_down_endpoint_as_degraded_not_down(celery_worker, client: Client) -> None:  # type: ignore[no-untyped-def]
-    EndpointFactory(base_url="http://127.0.0.1:9/v1", healthy=False, last_error="refused")
+    EndpointFactory.create(base_url="http://127.0.0.1:9/v1", healthy=False, last_error="refused")
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.json()
@@ -47,8 +47,8 @@ def test_it_reports_a_down_endpoint_as_degraded_not_down(celery_worker, client: 
 
 
 def test_it_takes_a_failing_endpoint_out_of_sampling_and_brings_it_back(upstream) -> None:  # type: ignore[no-untyped-def]
-    endpoint = EndpointFactory(base_url=upstream.base_url)
-    other = EndpointFactory(base_url=upstream.base_url)
+    endpoint = EndpointFactory.create(base_url=upstream.base_url)
+    other = EndpointFactory.create(base_url=upstream.base_url)
     assert set(selectors.models_available()) == {endpoint.model, other.model}
     control = upstream.base_url.removesuffix("/v1") + "/down"
     httpx.post(control, params={"down": "1"})
@@ -66,15 +66,15 @@ def test_it_takes_a_failing_endpoint_out_of_sampling_and_brings_it_back(upstream
 
 
 def test_it_probes_with_a_one_token_completion(upstream) -> None:  # type: ignore[no-untyped-def]
-    endpoint = EndpointFactory(
-        base_url=upstream.base_url, model=ModelFactory(served_name="fake-500")
+    endpoint = EndpointFactory.create(
+        base_url=upstream.base_url, model=ModelFactory.create(served_name="fake-500")
     )
     healthy, error = services.endpoint_probe(endpoint=endpoint)
     assert healthy is False and "500" in error  # /models answers, the completion does not
 
 
 def test_it_exposes_prometheus_metrics_to_allowed_callers(upstream, settings) -> None:  # type: ignore[no-untyped-def]
-    endpoint = EndpointFactory(base_url=upstream.base_url)
+    endpoint = EndpointFactory.create(base_url=upstream.base_url)
     local = Client(REMOTE_ADDR="127.0.0.1")
     body = local.get("/metrics").content.decode()
     assert "# TYPE ludus_endpoint_up gauge" in body
@@ -90,7 +90,9 @@ def test_it_exposes_prometheus_metrics_to_allowed_callers(upstream, settings) ->
 
 
 def test_it_shows_the_status_page_to_staff_only(upstream, client: Client) -> None:  # type: ignore[no-untyped-def]
-    EndpointFactory(base_url=upstream.base_url, model=ModelFactory(name="visible-model"))
+    EndpointFactory.create(
+        base_url=upstream.base_url, model=ModelFactory.create(name="visible-model")
+    )
     response = client.get("/status/")
     assert response.status_code == 302 and "/login" in response["Location"]
     staff = get_user_model().objects.create_user("alice", password="pw-alice-123", is_staff=True)

@@ -33,9 +33,9 @@ def _start(
     max_tokens: int = 40,
     endpoints: list[str] | None = None,
 ) -> Generation:  # type: ignore[no-untyped-def]
-    model = ModelFactory(served_name=served_name)
+    model = ModelFactory.create(served_name=served_name)
     for base_url in endpoints or [upstream.base_url]:
-        EndpointFactory(model=model, base_url=base_url)
+        EndpointFactory.create(model=model, base_url=base_url)
     params = services.generation_params(model=model, overrides={"max_tokens": max_tokens})
     return services.generation_create(
         model=model,
@@ -224,7 +224,7 @@ def test_it_never_duplicates_output_when_a_task_is_delivered_twice(celery_worker
 
 
 def test_it_fails_a_redelivered_generation_whose_worker_died_mid_stream(transactional_db) -> None:  # type: ignore[no-untyped-def]
-    model = ModelFactory()
+    model = ModelFactory.create()
     generation = Generation.objects.create(
         model=model, messages=[], status=GenerationStatus.STREAMING
     )
@@ -246,7 +246,7 @@ def test_it_reaps_generations_whose_worker_stopped_heartbeating(transactional_db
 
     from modelhub.tasks import reap_stale_generations
 
-    model = ModelFactory()
+    model = ModelFactory.create()
     stale = Generation.objects.create(
         model=model,
         messages=[],
@@ -265,7 +265,7 @@ def test_it_reaps_generations_whose_worker_stopped_heartbeating(transactional_db
 
 
 def test_it_cancels_a_queued_generation_at_once(transactional_db) -> None:  # type: ignore[no-untyped-def]
-    model = ModelFactory()
+    model = ModelFactory.create()
     generation = Generation.objects.create(model=model, messages=[], status=GenerationStatus.QUEUED)
     services.generation_stop(generation=generation)
     generation.refresh_from_db()
@@ -277,7 +277,7 @@ def test_it_cancels_a_queued_generation_at_once(transactional_db) -> None:  # ty
 
 def test_it_caps_max_tokens_and_keeps_model_defaults(transactional_db, settings) -> None:  # type: ignore[no-untyped-def]
     settings.MAX_NEW_TOKENS_CAP = 100
-    model = ModelFactory(max_tokens=50, temperature=0.3)
+    model = ModelFactory.create(max_tokens=50, temperature=0.3)
     assert services.generation_params(model=model) == {
         "temperature": 0.3,
         "top_p": 1.0,
@@ -319,8 +319,8 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
     proc, _ = start_worker(queues="gen.doomed", concurrency=2)
     try:
         key = _session()
-        model = ModelFactory(served_name="fake-r20", queue="gen.doomed")
-        EndpointFactory(model=model, base_url=upstream.base_url)
+        model = ModelFactory.create(served_name="fake-r20", queue="gen.doomed")
+        EndpointFactory.create(model=model, base_url=upstream.base_url)
         generation = services.generation_create(
             model=model,
             messages=[{"role": "user", "content": "hello"}],

@@ -66,8 +66,8 @@ def test_it_streams_a_vllm_generation_through_the_pool_and_a_websocket(
     from tests.factories import EndpointFactory, ModelFactory
     from tests.modelhub.test_pool import _assert_gapless, _collect, _session, _text
 
-    model = ModelFactory(name="vllm-zoo", served_name=MODEL, engine=Engine.VLLM)
-    EndpointFactory(model=model, base_url=vllm_server.spec.base_url + "/v1")
+    model = ModelFactory.create(name="vllm-zoo", served_name=MODEL, engine=Engine.VLLM)
+    EndpointFactory.create(model=model, base_url=vllm_server.spec.base_url + "/v1")
     key = _session()
     generation = services.generation_create(
         model=model,
