@@ -26,6 +26,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+if not os.environ.get("DATABASE_URL"):
+    # Self-contained like the other benches: embedded services, the bench's own database.
+    from ludus_dev.services import ensure_services
+
+    os.environ.update(ensure_services(ROOT / "data", database="ludus_bench").env())
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

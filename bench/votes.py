@@ -32,6 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+if not os.environ.get("DATABASE_URL"):
+    # Self-contained like the other benches: embedded services, the bench's own database.
+    from ludus_dev.services import ensure_services
+
+    os.environ.update(ensure_services(ROOT / "data", database="ludus_bench").env())
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-secret-key")
 
