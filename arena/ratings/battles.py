@@ -443,6 +443,64 @@ _FAST_ROW = re.compile(
 )
 
 
+def _parse_lines_arrow(cols: _Columns, data: bytes) -> bool:
+    """Read plain JSON Lines with pyarrow's JSON reader (C++, multithreaded), when installed.
+
+    Only the needed keys are parsed (others are ignored, whatever they hold). Returns False,
+    having added no rows, on anything unusual (malformed JSON, a missing or null needed field, an
+    unknown winner, an optional number present on some lines only): the other readers then take
+    the file and report precise line numbers.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.json as pj
+    except ImportError:
+        return False
+    fields = [(key, pa.string()) for key in ("model_a", "model_b", "winner")]
+    fields += [(key, pa.float64()) for key in _OPTIONAL_NUMBERS if f'"{key}"'.encode() in data]
+    try:
+        table = pj.read_json(
+            pa.BufferReader(data),
+            read_options=pj.ReadOptions(use_threads=True, block_size=1 << 24),
+            parse_options=pj.ParseOptions(
+                explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    if table.num_rows == 0 or any(table.column(name).null_count for name in table.column_names):
+        return False
+    model_a = table.column("model_a").combine_chunks()
+    model_b = table.column("model_b").combine_chunks()
+    names = pc.unique(pa.concat_arrays([model_a, model_b])).to_pylist()
+    if "" in names:
+        return False
+    value_set = pa.array(names, pa.string())
+    local_a = pc.index_in(model_a, value_set=value_set).to_numpy()
+    local_b = pc.index_in(model_b, value_set=value_set).to_numpy()
+    winners = list(WINNER_CODES)
+    winner_ids = pc.index_in(table.column("winner").combine_chunks(), value_set=pa.array(winners))
+    if winner_ids.null_count or np.any(local_a == local_b):
+        return False
+    numbers = {
+        key: table.column(key).to_numpy().astype(np.float64)
+        for key in _OPTIONAL_NUMBERS
+        if key in table.column_names
+    }
+    if "pair_prob" in numbers and not np.all(
+        (numbers["pair_prob"] > 0) & (numbers["pair_prob"] <= 1)
+    ):
+        return False
+    if "weight" in numbers and not np.all(numbers["weight"] >= 0):
+        return False
+    # Only now, with every row valid, are names interned (a failed attempt leaves cols untouched).
+    index = np.asarray(cols.codes(names), dtype=np.int64)
+    codes = np.array([WINNER_CODES[w] for w in winners], dtype=np.int8)
+    cols.add(index[local_a], index[local_b], codes[winner_ids.to_numpy()], numbers, [], None)
+    return True
+
+
 def _parse_lines_fast(cols: _Columns, data: bytes) -> bool:
     """Pattern-based reading of plain JSON Lines: one regular expression pass for the battles,
     one per optional number field present.
@@ -545,7 +603,9 @@ def load_battles(
                     raise BattleLogError(line, error.reason) from None
             else:
                 plain = not (strict or style or b'"categor' in text)
-                if not (plain and _parse_lines_fast(cols, text)):
+                if not (
+                    plain and (_parse_lines_arrow(cols, text) or _parse_lines_fast(cols, text))
+                ):
                     cols = _Columns(style)  # the failed fast path may have interned names
                     _parse_lines(cols, data, skip_bad)
         else:
