@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pytest
@@ -18,6 +21,7 @@ import redis
 from ludus_dev.fake_upstream import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 ALL_QUEUES = "default,pipeline,gen.local,gen.openai,gen.vllm"
 
 
@@ -106,3 +110,13 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # type:
 
 def dumps(obj: object) -> str:
     return json.dumps(obj)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from a sync test.
+
+    Not asyncio.run in this thread: the browser tests' Playwright (sync API) keeps an event loop
+    running in the main thread for the rest of the session, and asyncio.run refuses to nest.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -14,7 +14,7 @@ from config.asgi import application
 from modelhub import services, streams
 from modelhub.models import Generation, GenerationStatus
 from modelhub.pool import redis_client
-from tests.conftest import wait_for
+from tests.conftest import run_async, wait_for
 from tests.factories import EndpointFactory, ModelFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -89,7 +89,7 @@ def _assert_gapless(frames: list[dict[str, Any]], start: int = 1) -> None:
 def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, max_tokens=40)
-    frames = asyncio.run(_collect(key, str(generation.id)))
+    frames = run_async(_collect(key, str(generation.id)))
     _assert_gapless(frames)
     assert frames[-1]["type"] == "done"
     assert frames[-1]["finish_reason"] == "length"
@@ -127,13 +127,13 @@ def test_it_replays_to_late_and_reconnecting_sockets_without_gaps_or_duplicates(
 ) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, served_name="fake-r200", max_tokens=60)
-    first = asyncio.run(_collect(key, str(generation.id)))
+    first = run_async(_collect(key, str(generation.id)))
     # A socket arriving after the end gets the same frames from the start.
-    late = asyncio.run(_collect(key, str(generation.id)))
+    late = run_async(_collect(key, str(generation.id)))
     assert late == first
     # A reconnect after frame k gets exactly k+1..end.
     k = len(first) // 2
-    resumed = asyncio.run(_collect(key, str(generation.id), after=first[k - 1]["seq"]))
+    resumed = run_async(_collect(key, str(generation.id), after=first[k - 1]["seq"]))
     assert resumed == first[k:]
     _assert_gapless(resumed, start=first[k]["seq"])
 
@@ -145,7 +145,7 @@ def test_it_serves_many_tabs_of_one_generation_at_once(celery_worker, upstream) 
     async def tabs() -> list[list[dict[str, Any]]]:
         return list(await asyncio.gather(*[_collect(key, str(generation.id)) for _ in range(5)]))
 
-    results = asyncio.run(tabs())
+    results = run_async(tabs())
     for frames in results:
         _assert_gapless(frames)
         assert _text(frames) == "".join(f"t{i} " for i in range(80))
@@ -154,9 +154,9 @@ def test_it_serves_many_tabs_of_one_generation_at_once(celery_worker, upstream) 
 def test_it_refuses_other_peoples_generations(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     owner, stranger = _session(), _session()
     generation = _start(upstream, owner, max_tokens=5)
-    frames = asyncio.run(_collect(stranger, str(generation.id)))
+    frames = run_async(_collect(stranger, str(generation.id)))
     assert frames == [{"type": "denied", "id": str(generation.id)}]
-    garbage = asyncio.run(_collect(stranger, "not-a-uuid"))
+    garbage = run_async(_collect(stranger, "not-a-uuid"))
     assert garbage[0]["type"] == "denied"
 
 
@@ -165,7 +165,7 @@ def test_it_stops_a_generation_and_aborts_the_upstream_request(celery_worker, up
     before = httpx.get(stats).json()["disconnected"]
     key = _session()
     generation = _start(upstream, key, served_name="fake-r40", max_tokens=1000)
-    frames = asyncio.run(_collect(key, str(generation.id), stop_after=2))
+    frames = run_async(_collect(key, str(generation.id), stop_after=2))
     assert frames[-1]["type"] == "cancelled"
     _assert_gapless(frames)
     generation.refresh_from_db()
@@ -179,7 +179,7 @@ def test_it_retries_on_another_endpoint_before_the_first_token(celery_worker, up
     generation = _start(
         upstream, key, max_tokens=10, endpoints=["http://127.0.0.1:9/v1", upstream.base_url]
     )
-    frames = asyncio.run(_collect(key, str(generation.id)))
+    frames = run_async(_collect(key, str(generation.id)))
     assert frames[-1]["type"] == "done"
     generation.refresh_from_db()
     assert generation.endpoint is not None and generation.endpoint.base_url == upstream.base_url
@@ -201,7 +201,7 @@ def test_it_ends_failures_in_a_visible_error_state(
 ) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, served_name=served_name, max_tokens=10)
-    frames = asyncio.run(_collect(key, str(generation.id), timeout=20))
+    frames = run_async(_collect(key, str(generation.id), timeout=20))
     assert frames[-1]["type"] == "error"
     assert message in frames[-1]["message"]
     # Error frames reach anonymous battles: no model name, served name or endpoint in them.
@@ -216,7 +216,7 @@ def test_it_ends_failures_in_a_visible_error_state(
 def test_it_never_duplicates_output_when_a_task_is_delivered_twice(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, max_tokens=20)
-    frames = asyncio.run(_collect(key, str(generation.id)))
+    frames = run_async(_collect(key, str(generation.id)))
     services.generation_run(generation_id=str(generation.id))  # a second delivery after the end
     assert streams.read_all(redis_client(), str(generation.id)) == frames
     generation.refresh_from_db()
@@ -293,17 +293,16 @@ def test_it_lets_a_stream_token_stand_in_for_the_session(celery_worker, upstream
     owner, stranger = _session(), _session()
     generation = _start(upstream, owner, max_tokens=12)
     token = streams.stream_token(str(generation.id))
-    frames = asyncio.run(_collect(stranger, str(generation.id), token=token))
+    frames = run_async(_collect(stranger, str(generation.id), token=token))
     assert frames[-1]["type"] == "done"
     assert _text(frames) == "".join(f"t{i} " for i in range(12))
     other = _start(upstream, owner, max_tokens=3)
     # A token is valid for its own generation only; a forged one falls back to the session check.
-    assert asyncio.run(_collect(stranger, str(other.id), token=token)) == [
+    assert run_async(_collect(stranger, str(other.id), token=token)) == [
         {"type": "denied", "id": str(other.id)}
     ]
     assert (
-        asyncio.run(_collect(stranger, str(other.id), token=token[:-2] + "xx"))[0]["type"]
-        == "denied"
+        run_async(_collect(stranger, str(other.id), token=token[:-2] + "xx"))[0]["type"] == "denied"
     )
     assert streams.token_age(token, str(generation.id)) is not None
     assert streams.token_age(token, str(other.id)) is None
@@ -351,7 +350,7 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
             await comm.disconnect()
             return frames
 
-        frames = asyncio.run(watch())
+        frames = run_async(watch())
     finally:
         proc.kill()
         proc.wait()

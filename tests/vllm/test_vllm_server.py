@@ -59,10 +59,10 @@ def test_it_streams_from_a_supervised_vllm_server(vllm_server: Supervisor) -> No
 def test_it_streams_a_vllm_generation_through_the_pool_and_a_websocket(
     vllm_server: Supervisor, celery_worker: str
 ) -> None:
-    import asyncio
 
     from modelhub import services
     from modelhub.models import Engine, GenerationStatus
+    from tests.conftest import run_async
     from tests.factories import EndpointFactory, ModelFactory
     from tests.modelhub.test_pool import _assert_gapless, _collect, _session, _text
 
@@ -76,7 +76,7 @@ def test_it_streams_a_vllm_generation_through_the_pool_and_a_websocket(
         session_key=key,
     )
     assert model.generation_queue == "gen.vllm"
-    frames = asyncio.run(_collect(key, str(generation.id), timeout=60))
+    frames = run_async(_collect(key, str(generation.id), timeout=60))
     assert frames[-1]["type"] == "done", frames[-1]
     _assert_gapless(frames)
     generation.refresh_from_db()
