@@ -171,7 +171,7 @@ def main() -> None:
     store = SessionStore()
     store.create()
     py = sys.executable
-    worker_env = env | {"LUDUS_READ_TIMEOUT": "30"}
+    worker_env = env | {"LUDUS_READ_TIMEOUT": "30", "LUDUS_DB_POOL_MAX": "48"}
     with processes(
         [py, "-m", "ludus_dev.fake_upstream", "--port", str(up_port)],
         [

