@@ -72,6 +72,7 @@ async def run_pool(
     model = await sync_to_async(Model.objects.get)(id=model_id)
     ttfts: list[float] = []
     created_ms: list[float] = []
+    stalled: list[str] = []
     received_tokens = 0
     gaps = 0
     duplicates = 0
@@ -109,7 +110,12 @@ async def run_pool(
             )
             expected = 1
             first = True
-            async for raw in ws:
+            while True:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=60)
+                except TimeoutError:
+                    stalled.append(generation_id)
+                    return
                 frame = json.loads(raw)
                 seq = frame.get("seq", 0)
                 if seq > expected:
