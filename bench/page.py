@@ -32,15 +32,9 @@ if not os.environ.get("DATABASE_URL"):
 
     os.environ.update(ensure_services(ROOT / "data", database="ludus_bench").env())
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from ludus_dev.browser import CHROMIUM_ARGS  # noqa: E402
+from ludus_dev.browser import CHROMIUM_PATH as CHROMIUM  # noqa: E402
+
 METRICS_JS = """() => {
   const entries = performance.getEntriesByType('resource');
   const nav = performance.getEntriesByType('navigation')[0];

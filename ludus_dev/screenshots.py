@@ -10,14 +10,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from ludus_dev.browser import CHROMIUM_ARGS, CHROMIUM_PATH
 
 
 def main() -> None:
@@ -29,7 +22,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 760})
         page.goto(args.url + "/")
         page.get_by_test_id("prompt-input").fill(args.prompt)

@@ -37,6 +37,10 @@ def arena_models(db: None) -> list:  # type: ignore[type-arg]
         ),
     ]
     for model in models:
+        # No worker consumes this queue: generations stay queued and each test finishes them
+        # itself (finish_turn), whether or not another test started a Celery worker.
+        model.queue = "gen.arena-unit-tests"
+        model.save(update_fields=["queue"])
         EndpointFactory(model=model)
     return models
 

@@ -14,18 +14,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from ludus_dev.browser import CHROMIUM_ARGS
+from ludus_dev.browser import CHROMIUM_PATH as CHROMIUM
 from ludus_dev.fake_upstream import free_port
 from tests.conftest import ROOT, _test_database_url
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
 
