@@ -26,10 +26,10 @@ def arena_models(db: None) -> list:  # type: ignore[type-arg]
     """Three healthy text models and one vision model, each with an endpoint (and no others)."""
     Model.objects.update(enabled=False)  # rows other suites may have left in a reused database
     models = [
-        ModelFactory(name="alpha-7b", display_name="Alpha 7B", organization="Alphacorp"),
-        ModelFactory(name="beta-chat", display_name="Beta Chat", organization="Betalabs"),
-        ModelFactory(name="gamma-1", display_name="Gamma One", organization="Gammaworks"),
-        ModelFactory(
+        ModelFactory.create(name="alpha-7b", display_name="Alpha 7B", organization="Alphacorp"),
+        ModelFactory.create(name="beta-chat", display_name="Beta Chat", organization="Betalabs"),
+        ModelFactory.create(name="gamma-1", display_name="Gamma One", organization="Gammaworks"),
+        ModelFactory.create(
             name="delta-vision",
             display_name="Delta Vision",
             organization="Deltaview",
@@ -41,7 +41,7 @@ def arena_models(db: None) -> list:  # type: ignore[type-arg]
         # itself (finish_turn), whether or not another test started a Celery worker.
         model.queue = "gen.arena-unit-tests"
         model.save(update_fields=["queue"])
-        EndpointFactory(model=model)
+        EndpointFactory.create(model=model)
     return models
 
 
