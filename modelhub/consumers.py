@@ -17,7 +17,6 @@ import contextlib
 import json
 from typing import Any
 
-import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -30,18 +29,6 @@ from modelhub.wsauth import resolve_user
 
 MAX_SUBSCRIPTIONS = 8
 
-_clients: dict[int, aioredis.Redis] = {}
-
-
-def _redis() -> aioredis.Redis:
-    """One async Redis client per event loop (connections belong to the loop that made them)."""
-    loop_id = id(asyncio.get_running_loop())
-    client = _clients.get(loop_id)
-    if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, max_connections=200, socket_timeout=10)
-        _clients[loop_id] = client
-    return client
-
 
 class GenerationConsumer(AsyncJsonWebsocketConsumer):
     # Tokens come from Redis Streams, not the channel layer (whose group_send drops messages past
@@ -52,7 +39,6 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
         self.sent: dict[str, int] = {}  # generation id -> last seq sent on this socket
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.pump: asyncio.Task[None] | None = None
-        self.redis = _redis()
         self.hub = hub_for_loop(settings.REDIS_URL)
         await self.accept()
 
@@ -131,7 +117,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
         self, gid: str, after: int, generation: Generation | None, may_have_expired: bool
     ) -> None:
         """Send what is stored after `after`; fall back to PostgreSQL when the stream expired."""
-        entries: Any = await self.redis.xrange(
+        entries: Any = await self.hub.client.xrange(
             streams.events_key(gid), min=f"({streams.entry_id(after)}" if after else "-"
         )
         if not entries and may_have_expired and generation is None:

@@ -11,13 +11,11 @@ from django.db import connection
 from modelhub.pool import redis_client
 from worker.celery import WORKER_KEY_PREFIX
 
-# Queues that must have a live worker for the site to be healthy. The train queue is optional: it
-# is consumed only where a GPU host joins.
-REQUIRED_QUEUES_DEFAULT = ["default", "pipeline", "gen.local", "gen.openai", "gen.vllm"]
-
 
 def required_queues() -> list[str]:
-    return list(getattr(settings, "LUDUS_REQUIRED_QUEUES", REQUIRED_QUEUES_DEFAULT))
+    """Queues that must have a live worker for the site to be healthy (LUDUS_REQUIRED_QUEUES). The
+    train queue is not among them by default: it is consumed only where a GPU host joins."""
+    return list(settings.LUDUS_REQUIRED_QUEUES)
 
 
 def check_database() -> tuple[bool, str]:

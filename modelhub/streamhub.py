@@ -35,7 +35,8 @@ class StreamHub:
         self.reader_client = aioredis.Redis.from_url(
             url, socket_timeout=BLOCK_MS / 1000 + 10, max_connections=1
         )
-        self.control = aioredis.Redis.from_url(url, socket_timeout=5, max_connections=4)
+        # Everything else on this loop (replays, CLIENT UNBLOCK) shares one ordinary client.
+        self.client = aioredis.Redis.from_url(url, socket_timeout=10, max_connections=200)
         self.positions: dict[str, str] = {}  # stream key -> last entry id read by the hub
         self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self.task: asyncio.Task[None] | None = None
@@ -68,7 +69,7 @@ class StreamHub:
         self.changed.set()
         if self.blocked and self.reader_id is not None:
             with contextlib.suppress(Exception):
-                await self.control.client_unblock(self.reader_id)
+                await self.client.client_unblock(self.reader_id)
 
     async def _run(self) -> None:
         conn = await self.reader_client.connection_pool.get_connection()

@@ -14,7 +14,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 # Generation queues: one per engine kind, so GPU hosts can consume gen.vllm only. A model may also
 # name its own queue (Model.queue) for a dedicated worker.
-GENERATION_QUEUES = ("gen.local", "gen.openai", "gen.vllm", "gen.bench")
+GENERATION_QUEUES = ("gen.local", "gen.openai", "gen.vllm")
 app.conf.task_queues = [
     Queue(name) for name in ("default", "pipeline", "train", *GENERATION_QUEUES)
 ]
