@@ -1,6 +1,8 @@
+from typing import Any
+
 from django.contrib import admin
 
-from arena.models import Battle, BattleTarget, SamplingPolicy, Turn, Vote
+from arena.models import ApiToken, Battle, BattleTarget, SamplingPolicy, Turn, Vote
 
 
 @admin.register(Battle)
@@ -56,3 +58,16 @@ class LeaderboardSnapshotAdmin(admin.ModelAdmin):
 class SamplingWeightsAdmin(admin.ModelAdmin):
     list_display = ["recorded_at"]
     readonly_fields = ["policy", "weights"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Staff see and revoke (delete) tokens; new ones are made by their owner or `manage.py
+    apitoken create`, since a token is shown only once."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False

@@ -26,3 +26,11 @@ def vote_limit_per_owner() -> int:
 
 def vote_limit_per_ip() -> int:
     return _int("ARENA_VOTES_PER_MINUTE_PER_IP", 600)
+
+
+def export_limit_per_user() -> int:
+    return _int("ARENA_EXPORTS_PER_MINUTE", 30)
+
+
+def export_limit_per_ip() -> int:
+    return _int("ARENA_EXPORTS_PER_MINUTE_PER_IP", 60)

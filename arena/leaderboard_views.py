@@ -1,5 +1,5 @@
 """Leaderboard pages and snapshot exports. The page is public and reads the latest snapshot (it
-never fits); exports need a logged-in account until there is an API token system."""
+never fits); exports need a logged-in account or an API token (arena/apitokens.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import io
 from typing import Any
 
 from django import forms
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from arena import leaderboard
+from arena.apitokens import researcher_access
 from arena.models import LeaderboardSnapshot
 
 PAGE = "arena/leaderboard.html"
@@ -64,7 +64,7 @@ def _snapshot(snapshot_id: int) -> LeaderboardSnapshot:
 
 
 @require_GET
-@login_required
+@researcher_access
 def snapshot_export_json(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(snapshot_id)
     response = JsonResponse(leaderboard.snapshot_export(snapshot), json_dumps_params={"indent": 2})
@@ -73,7 +73,7 @@ def snapshot_export_json(request: HttpRequest, snapshot_id: int) -> HttpResponse
 
 
 @require_GET
-@login_required
+@researcher_access
 def snapshot_export_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(snapshot_id)
     buffer = io.StringIO()
@@ -86,7 +86,7 @@ def snapshot_export_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@researcher_access
 def snapshot_battles_jsonl(request: HttpRequest, snapshot_id: int) -> StreamingHttpResponse:
     snapshot = _snapshot(snapshot_id)
     response = StreamingHttpResponse(

@@ -222,3 +222,24 @@ class SamplingWeights(models.Model):
 
     def __str__(self) -> str:
         return f"sampling weights {self.recorded_at:%Y-%m-%d %H:%M}"
+
+
+class ApiToken(models.Model):
+    """A researcher's bearer token for the export endpoints. Only the SHA-256 of the token is
+    stored (tokens are 256-bit random strings, so a fast hash is enough); the token itself is shown
+    once, when it is created. Deleting the row revokes it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The token's first characters, to tell it.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

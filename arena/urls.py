@@ -18,6 +18,12 @@ urlpatterns = [
     path("b/<uuid:battle_id>/answer/<uuid:generation_id>/", views.answer_view, name="answer"),
     path("s/<uuid:battle_id>/", views.battle_share, name="battle-share"),
     path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/tokens/", accounts.api_tokens, name="api-tokens"),
+    path(
+        "accounts/tokens/<int:token_id>/revoke/",
+        accounts.api_token_revoke,
+        name="api-token-revoke",
+    ),
 ]
 
 # Leaderboards (issue 5)

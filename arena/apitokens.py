@@ -1,0 +1,109 @@
+"""API tokens for researchers: scripts fetch leaderboard and battle-log exports with
+``Authorization: Bearer <token>``; a browser with a logged-in session needs none."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+
+from arena import conf, ratelimit
+from arena.models import ApiToken
+from arena.services import ip_hash
+
+PREFIX = "ludus_"
+MAX_PER_USER = 20
+# last_used_at is written at most this often per token, so that a script polling an export does
+# not turn every read into a write.
+TOUCH_EVERY = timedelta(minutes=1)
+
+
+class TokenError(Exception):
+    """A token request that cannot be granted (the message is shown to the user)."""
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
+    """A new token for ``user``: the row, and the token itself (not stored; shown once)."""
+    name = name.strip()
+    if not name:
+        raise TokenError("Give the token a name.")
+    if ApiToken.objects.filter(user=user).count() >= MAX_PER_USER:
+        raise TokenError(f"You have {MAX_PER_USER} tokens already. Revoke one first.")
+    raw = PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=raw[: len(PREFIX) + 6], digest=_digest(raw)
+    )
+    return token, raw
+
+
+def token_revoke(*, user: User, token_id: int) -> bool:
+    """Delete one of ``user``'s tokens; False when there is no such token of theirs."""
+    deleted, _ = ApiToken.objects.filter(user=user, id=token_id).delete()
+    return deleted > 0
+
+
+def token_user(raw: str) -> User | None:
+    """The active user a token belongs to, or None (unknown token, inactive user)."""
+    if not raw.startswith(PREFIX) or len(raw) > 100:
+        return None
+    token = ApiToken.objects.select_related("user").filter(digest=_digest(raw)).first()
+    if token is None or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY:
+        ApiToken.objects.filter(id=token.id).update(last_used_at=now)
+    return token.user
+
+
+def _unauthorized(message: str) -> HttpResponse:
+    response = JsonResponse({"error": message}, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="ludus"'
+    return response
+
+
+def researcher_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Let a view through for a logged-in session or a valid bearer token, within the export rate
+    limits (per account and per IP). A token request that fails gets 401 with a JSON error; a
+    browser without a session is sent to the login page."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        header = request.headers.get("Authorization", "")
+        if header:
+            scheme, _, raw = header.partition(" ")
+            if scheme.lower() != "bearer" or not raw.strip():
+                return _unauthorized("Send the token as 'Authorization: Bearer <token>'.")
+            user = token_user(raw.strip())
+            if user is None:
+                return _unauthorized("Unknown or revoked API token.")
+            request.user = user
+        elif not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        allowed = ratelimit.hit(
+            "export",
+            [
+                (f"user:{request.user.pk}", conf.export_limit_per_user()),
+                (ip_hash(request.META.get("REMOTE_ADDR", "")), conf.export_limit_per_ip()),
+            ],
+        )
+        if not allowed:
+            return HttpResponse(
+                "Too many export requests. Please wait a minute.",
+                status=429,
+                content_type="text/plain",
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapped
