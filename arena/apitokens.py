@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 
 from arena import conf, ratelimit
@@ -73,13 +74,13 @@ def _unauthorized(message: str) -> HttpResponse:
     return response
 
 
-def researcher_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def researcher_access(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Let a view through for a logged-in session or a valid bearer token, within the export rate
     limits (per account and per IP). A token request that fails gets 401 with a JSON error; a
     browser without a session is sent to the login page."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, raw = header.partition(" ")

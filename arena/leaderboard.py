@@ -77,7 +77,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "interval": "bootstrap",
     "ties": "half",
     "bothbad": "tie",
-    "ipw": False,
 }
 OVER_TIME_POINTS = 10
 ALL = ""  # the board key of "all categories"
@@ -243,6 +242,9 @@ def _commands(params: dict[str, Any], categories: list[str]) -> dict[str, str]:
         suffix = f" --category {category}" if category else ""
         out[f"bt:{category}"] = f"{base} --bootstrap {params['rounds']} --seed {params['seed']}"
         out[f"bt:{category}"] += suffix
+        out[f"bt_ipw:{category}"] = (
+            f"{base} --bootstrap {params['rounds']} --seed {params['seed']} --ipw{suffix}"
+        )
         out[f"style:{category}"] = (
             f"{base} --method style --bootstrap {params['style_rounds']} --seed {params['seed']}"
             + suffix
@@ -265,12 +267,14 @@ def _fit_boards(
 ) -> dict[str, Any]:
     """Boards per method and category, matrices' cells per category and ratings over time.
 
-    BT boards come from the SQL counts; style boards and ratings over time need per-battle data,
-    parsed from the export lines exactly as the command line parses the file."""
+    BT boards come from the SQL counts; inverse-propensity-weighted BT boards (each battle weighted
+    by 1/the probability its pair was sampled with, which undoes adaptive sampling), style boards
+    and ratings over time need per-battle data, parsed from the export lines exactly as the command
+    line parses the file."""
     models = sorted({name for row in count_rows for name in row[:2]})
     categories = sorted({c for row in count_rows for c in row[3]})
     battles = load_battles(b"".join(lines), style=True) if lines else None
-    boards: dict[str, dict[str, Any]] = {"bt": {}, "style": {}}
+    boards: dict[str, dict[str, Any]] = {"bt": {}, "bt_ipw": {}, "style": {}}
     cells: dict[str, list[list[Any]]] = {}
     for category in [ALL, *categories]:
         merged: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -291,6 +295,18 @@ def _fit_boards(
             bothbad=params["bothbad"],
         )
         if battles is not None:
+            boards["bt_ipw"][category] = _board(
+                battles,
+                category,
+                method="bt",
+                rounds=params["rounds"],
+                seed=params["seed"],
+                interval=params["interval"],
+                ties=params["ties"],
+                bothbad=params["bothbad"],
+                category=category or None,
+                ipw=True,
+            )
             boards["style"][category] = _board(
                 battles,
                 category,
@@ -499,6 +515,7 @@ def snapshot_export(snapshot: LeaderboardSnapshot) -> dict[str, Any]:
 @dataclass(frozen=True)
 class PageOptions:
     style: bool = False
+    ipw: bool = False
     category: str = ALL
     show_deprecated: bool = False
 
@@ -514,7 +531,7 @@ def leaderboard_page_data(*, snapshot: LeaderboardSnapshot, options: PageOptions
     from arena import svg
 
     data = snapshot.data
-    method = "style" if options.style else "bt"
+    method = "style" if options.style else ("bt_ipw" if options.ipw else "bt")
     category = options.category if options.category in data.get("categories", []) else ALL
     board = data.get("boards", {}).get(method, {}).get(category) or {"models": []}
     meta = {m["model"]: m for m in data.get("fairness", {}).get("models", [])}

@@ -23,6 +23,7 @@ CSV_FIELDS = ["method", "category", "rank", "model", "rating", "lower", "upper",
 
 class LeaderboardOptionsForm(forms.Form):
     style = forms.BooleanField(required=False)
+    ipw = forms.BooleanField(required=False)
     category = forms.CharField(required=False, max_length=60)
     deprecated = forms.BooleanField(required=False)
 
@@ -33,6 +34,7 @@ def _options(request: HttpRequest) -> leaderboard.PageOptions:
         return leaderboard.PageOptions()
     return leaderboard.PageOptions(
         style=form.cleaned_data["style"],
+        ipw=form.cleaned_data["ipw"],
         category=form.cleaned_data["category"] or leaderboard.ALL,
         show_deprecated=form.cleaned_data["deprecated"],
     )

@@ -158,3 +158,37 @@ def test_it_reproduces_the_snapshot_from_its_battles_with_the_command_line(
     assert snapshot.params["commands"]["bt:coding"] == (
         "python -m arena.ratings battles.jsonl --bootstrap 60 --seed 7 --category coding"
     )
+
+
+def test_it_publishes_sampling_adjusted_ratings_that_the_command_line_reproduces(
+    board_models: list[Model], tmp_path: Path
+) -> None:
+    alpha, beta, gamma, _ = board_models
+    # An adaptive sampler showed alpha-beta six times as often as alpha-gamma.
+    for choice, n in (("a", 12), ("b", 4)):
+        for _ in range(n):
+            make_vote(alpha, beta, choice, pair_probability=0.6)
+    for choice, n in (("a", 1), ("b", 3)):
+        for _ in range(n):
+            make_vote(alpha, gamma, choice, pair_probability=0.1)
+    for choice, n in (("a", 3), ("b", 3)):
+        for _ in range(n):
+            make_vote(beta, gamma, choice, pair_probability=0.3)
+    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+    body = b"".join(
+        _logged_in().get(f"/leaderboard/{snapshot.id}/battles.jsonl").streaming_content  # type: ignore[attr-defined]
+    )
+    path = tmp_path / "battles.jsonl"
+    path.write_bytes(body)
+
+    boards = snapshot.data["boards"]
+    plain = {m["model"]: m["rating"] for m in boards["bt"][""]["models"]}
+    weighted = {m["model"]: m["rating"] for m in boards["bt_ipw"][""]["models"]}
+    assert boards["bt_ipw"][""]["ipw"] is True
+    # Weighting up the rare alpha-gamma battles (which gamma mostly won) lifts gamma.
+    assert weighted["gamma-1"] - weighted["alpha-7b"] > plain["gamma-1"] - plain["alpha-7b"]
+    assert _cli(path, "--bootstrap", "60", "--seed", "7", "--ipw") == boards["bt_ipw"][""]
+    assert snapshot.params["commands"]["bt_ipw:"].endswith("--seed 7 --ipw")
+    page = Client().get("/leaderboard/", {"ipw": "on"}).content.decode()
+    assert "Sampling-adjusted ratings (IPW)" in page
+    assert "Sampling-adjusted" not in Client().get("/leaderboard/").content.decode()
