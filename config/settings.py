@@ -68,6 +68,9 @@ TEMPLATES = [
 
 DB_POOL = env_bool("LUDUS_DB_POOL", True)
 DB_POOL_MAX = env_int("LUDUS_DB_POOL_MAX", 16)
+# Threads per web process that run Django's request handling (config.wsgi_bridge); each holds a
+# pooled database connection only while it queries.
+WEB_THREADS = env_int("LUDUS_WEB_THREADS", 8)
 
 
 def _database_from_url(url: str) -> dict[str, object]:
@@ -117,7 +120,7 @@ if _xdist_worker.startswith("gw"):
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.ReusingRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "ludus",
     }
