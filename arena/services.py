@@ -509,6 +509,15 @@ def _vote_checked(row: Any, choice: str) -> tuple[bool, list[leak.Identity]]:
     return any(leak.is_leak(t or "", identities) for t in texts), identities
 
 
+def _vote_refusal(row: Any, choice: str) -> bool:
+    """For the vote statement's row: raise the precise refusal when nothing was inserted; else
+    return whether an answer names a model."""
+    leaks, _ = _vote_checked(row, choice)
+    if row[-1] is None:
+        raise Conflict("This answer already has your vote.")
+    return leaks
+
+
 def _vote_run(cursor: Any, *, params: dict[str, Any], choice: str) -> tuple[Any, bool]:
     """Read the vote statement's row (the cursor has just run it) and finish inside the caller's
     transaction: the precise refusal, or the leak follow-up. Returns the row and whether an answer
@@ -516,13 +525,46 @@ def _vote_run(cursor: Any, *, params: dict[str, Any], choice: str) -> tuple[Any,
     row = cursor.fetchone()
     if row is None:
         raise NotFound("No such battle.")
-    leaks, _ = _vote_checked(row, choice)
-    if row[-1] is None:
-        raise Conflict("This answer already has your vote.")
+    leaks = _vote_refusal(row, choice)
     battle_leaked = row[5]
     if leaks and not battle_leaked:
         cursor.execute(_vote_sql()[1], {"vote": row[-1], "battle": params["battle"]})
     return row, leaks
+
+
+def _vote_statement(
+    *, battle_id: Any, turn_id: Any, requester: Requester, choice: str
+) -> tuple[str, dict[str, Any]]:
+    """The vote statement for this requester and its parameters (NotFound on malformed ids or a
+    requester with neither user nor session)."""
+    try:
+        turn_pk = int(turn_id)
+        battle_uuid = battle_id if isinstance(battle_id, uuid.UUID) else uuid.UUID(str(battle_id))
+    except (TypeError, ValueError):
+        raise NotFound("No such turn.") from None
+    owner, owner_params = _owner_sql(requester)
+    if not owner:
+        raise NotFound("No such battle.")
+    params = {
+        "turn": turn_pk, "battle": battle_uuid, "choice": choice, "user": requester.user_id,
+        "session": requester.session_key, "ip": requester.ip_hash, "now": timezone.now(),
+        "anonymous": str(Mode.ANONYMOUS), "direct": str(Mode.DIRECT),
+        "terminal": [str(s) for s in TERMINAL_STATUSES],
+        "direct_choices": [str(c) for c in DIRECT_CHOICES],
+        "pair_choices": [str(c) for c in PAIR_CHOICES],
+        **owner_params,
+    }  # fmt: skip
+    return _vote_sql()[0].replace("{owner}", owner), params
+
+
+def _vote_limits(requester: Requester) -> list[tuple[str, int]]:
+    return [
+        (requester.ident, conf.vote_limit_per_owner()),
+        (requester.ip_hash, conf.vote_limit_per_ip()),
+    ]
+
+
+TOO_FAST = "You are voting too fast. Please wait a minute."
 
 
 def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str) -> VoteResult:
@@ -532,39 +574,18 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
 
     Outside any atomic block (the web request), BEGIN travels with the statement and COMMIT is
     the second round trip: two round trips to PostgreSQL in all. Inside one (tests, callers with a
-    transaction) the same statements run in a savepoint.
+    transaction) the same statements run in a savepoint. vote_cast_async is the same on an
+    event loop.
 
     Precise refusals, none of which stores anything: 404 not this requester's battle or turn, 400
     a choice the mode does not take, 409 a second vote on the turn (double click, replay) or a vote
     on an answer that was regenerated or followed up, 425 an answer still streaming, 429 too fast.
     """
-    if not ratelimit.hit(
-        "vote",
-        [
-            (requester.ident, conf.vote_limit_per_owner()),
-            (requester.ip_hash, conf.vote_limit_per_ip()),
-        ],
-    ):
-        raise RateLimited("You are voting too fast. Please wait a minute.")
-    try:
-        turn_pk = int(turn_id)
-        battle_uuid = battle_id if isinstance(battle_id, uuid.UUID) else uuid.UUID(str(battle_id))
-    except (TypeError, ValueError):
-        raise NotFound("No such turn.") from None
-    owner, owner_params = _owner_sql(requester)
-    if not owner:
-        raise NotFound("No such battle.")
-    now = timezone.now()
-    params = {
-        "turn": turn_pk, "battle": battle_uuid, "choice": choice, "user": requester.user_id,
-        "session": requester.session_key, "ip": requester.ip_hash, "now": now,
-        "anonymous": str(Mode.ANONYMOUS), "direct": str(Mode.DIRECT),
-        "terminal": [str(s) for s in TERMINAL_STATUSES],
-        "direct_choices": [str(c) for c in DIRECT_CHOICES],
-        "pair_choices": [str(c) for c in PAIR_CHOICES],
-        **owner_params,
-    }  # fmt: skip
-    sql = _vote_sql()[0].replace("{owner}", owner)
+    if not ratelimit.hit("vote", _vote_limits(requester)):
+        raise RateLimited(TOO_FAST)
+    sql, params = _vote_statement(
+        battle_id=battle_id, turn_id=turn_id, requester=requester, choice=choice
+    )
     with connection.cursor() as cursor:
         if connection.in_atomic_block or not _client_binding(cursor):
             with transaction.atomic():
@@ -581,9 +602,44 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
+    return _vote_result(row, leaks=leaks, params=params, requester=requester, choice=choice)
+
+
+async def vote_cast_async(
+    *, battle_id: Any, turn_id: Any, requester: Requester, choice: str, pool: Any
+) -> VoteResult:
+    """vote_cast on an event loop: the same limits, statement, checks and refusals, through an
+    async Redis client and a psycopg AsyncConnectionPool (`pool`, autocommit connections with
+    client-side binding) instead of Django's connection."""
+    if not await ratelimit.ahit("vote", _vote_limits(requester)):
+        raise RateLimited(TOO_FAST)
+    sql, params = _vote_statement(
+        battle_id=battle_id, turn_id=turn_id, requester=requester, choice=choice
+    )
+    async with pool.connection() as conn, conn.cursor() as cursor:
+        try:
+            await cursor.execute("BEGIN;" + sql, params)
+            cursor.nextset()
+            row = await cursor.fetchone()
+            if row is None:
+                raise NotFound("No such battle.")
+            leaks = _vote_refusal(row, choice)
+            if leaks and not row[5]:
+                await cursor.execute(_vote_sql()[1], {"vote": row[-1], "battle": params["battle"]})
+        except BaseException:
+            await cursor.execute("ROLLBACK")
+            raise
+        await cursor.execute("COMMIT")
+    return _vote_result(row, leaks=leaks, params=params, requester=requester, choice=choice)
+
+
+def _vote_result(
+    row: Any, *, leaks: bool, params: dict[str, Any], requester: Requester, choice: str
+) -> VoteResult:
     (_s, index, _h, revealed, mode, battle_leaked, model_b_id, _sa, _ta, finished_a, _sb, _tb,
      finished_b, model_a_id, name_a, display_a, org_a, _pa, name_b, display_b, org_b, _pb,
      vote_id) = row  # fmt: skip
+    now, battle_uuid, turn_pk = params["now"], params["battle"], params["turn"]
     leaked = battle_leaked or leaks
     finished = max((f for f in (finished_a, finished_b) if f is not None), default=None)
     two_sided = model_b_id is not None

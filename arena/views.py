@@ -231,7 +231,8 @@ def _verdict_template() -> Any:
 
 @require_POST
 def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
-    """The hot path: one rate-limit round trip to Redis, one locking read and one insert."""
+    """The hot path: one rate-limit round trip to Redis, one locking read and one insert.
+    (arena.fastvote serves the same endpoint on the event loop for anonymous htmx votes.)"""
     form = VoteForm(request.POST)
     if not form.is_valid():
         return HttpResponse("Choose an answer.", status=400, content_type="text/plain")
@@ -243,9 +244,23 @@ def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
             choice=form.cleaned_data["choice"],
         )
     except services.ArenaError as exc:
-        return HttpResponse(exc.message, status=exc.status, content_type="text/plain")
+        return vote_refused(exc)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect("battle", battle_id=battle_id)
+    return vote_verdict(request, result)
+
+
+def vote_refused(exc: services.ArenaError) -> HttpResponse:
+    return HttpResponse(exc.message, status=exc.status, content_type="text/plain")
+
+
+@lru_cache(maxsize=8)
+def _mode_home_url(mode: str) -> str:
+    return reverse(MODE_HOME[Mode(mode)])
+
+
+def vote_verdict(request: HttpRequest, result: services.VoteResult) -> HttpResponse:
+    """The htmx reply to a vote: the verdict partial (names revealed), swapped into #actions."""
     battle = result.battle
     # The partial needs no request: rendered without context processors (no user, no CSRF token).
     html = _verdict_template().render(
@@ -257,7 +272,7 @@ def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
             "last_vote": result.vote,
             "finished": True,
             "two_sided": battle.model_b_id is not None,
-            "home_url": reverse(MODE_HOME[Mode(battle.mode)]),
+            "home_url": _mode_home_url(battle.mode),
             "share_url": request.build_absolute_uri(reverse("battle-share", args=[battle.id])),
         }
     )
