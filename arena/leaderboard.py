@@ -276,6 +276,14 @@ def _fit_boards(
     battles = load_battles(b"".join(lines), style=True) if lines else None
     boards: dict[str, dict[str, Any]] = {"bt": {}, "bt_ipw": {}, "style": {}}
     cells: dict[str, list[list[Any]]] = {}
+    bt = {
+        "method": "bt",
+        "rounds": params["rounds"],
+        "seed": params["seed"],
+        "interval": params["interval"],
+        "ties": params["ties"],
+        "bothbad": params["bothbad"],
+    }
     for category in [ALL, *categories]:
         merged: dict[tuple[str, str, str], int] = defaultdict(int)
         for a, b, winner, cats, n in count_rows:
@@ -284,28 +292,10 @@ def _fit_boards(
         rows = [(a, b, w, n) for (a, b, w), n in sorted(merged.items())]
         cells[category] = [list(r) for r in rows]
         # The full model list, as the command line keeps every model of the file in a category.
-        boards["bt"][category] = _board(
-            PairCounts.from_rows(rows, models=models),
-            category,
-            method="bt",
-            rounds=params["rounds"],
-            seed=params["seed"],
-            interval=params["interval"],
-            ties=params["ties"],
-            bothbad=params["bothbad"],
-        )
+        boards["bt"][category] = _board(PairCounts.from_rows(rows, models=models), category, **bt)
         if battles is not None:
             boards["bt_ipw"][category] = _board(
-                battles,
-                category,
-                method="bt",
-                rounds=params["rounds"],
-                seed=params["seed"],
-                interval=params["interval"],
-                ties=params["ties"],
-                bothbad=params["bothbad"],
-                category=category or None,
-                ipw=True,
+                battles, category, **bt, category=category or None, ipw=True
             )
             boards["style"][category] = _board(
                 battles,
