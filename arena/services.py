@@ -7,12 +7,13 @@ import hmac
 import logging
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Q
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from arena import categories, conf, leak, moderation, ratelimit, sampling
@@ -644,22 +645,71 @@ def _vote_result(
     finished = max((f for f in (finished_a, finished_b) if f is not None), default=None)
     two_sided = model_b_id is not None
     # Unsaved instances carrying what the reply shows: no further queries.
-    model_a = Model(id=model_a_id, name=name_a, display_name=display_a, organization=org_a)
+    model_a = _unsaved(
+        Model, {"id": model_a_id, "name": name_a, "display_name": display_a, "organization": org_a}
+    )
     model_b = (
-        Model(id=model_b_id, name=name_b, display_name=display_b, organization=org_b)
+        _unsaved(
+            Model,
+            {"id": model_b_id, "name": name_b, "display_name": display_b, "organization": org_b},
+        )
         if two_sided
         else None
     )
-    battle = Battle(id=battle_uuid, mode=mode, leaked=leaked, model_a=model_a, model_b=model_b)
-    turn = Turn(id=turn_pk, battle=battle, index=index, superseded=False)
-    vote = Vote(
-        id=vote_id, turn=turn, battle=battle, choice=choice, user_id=requester.user_id,
-        session_key=requester.session_key, ip_hash=requester.ip_hash,
-        anony=mode == Mode.ANONYMOUS and not revealed, leaked=leaked,
-        time_to_vote_ms=max(0, int((now - finished).total_seconds() * 1000)) if finished else None,
-        created_at=now,
+    battle = _unsaved(
+        Battle,
+        {"id": battle_uuid, "mode": mode, "leaked": leaked},
+        related={"model_a": model_a, "model_b": model_b},
+    )
+    turn = _unsaved(
+        Turn, {"id": turn_pk, "index": index, "superseded": False}, related={"battle": battle}
+    )
+    vote = _unsaved(
+        Vote,
+        {
+            "id": vote_id, "choice": choice, "user_id": requester.user_id,
+            "session_key": requester.session_key, "ip_hash": requester.ip_hash,
+            "anony": mode == Mode.ANONYMOUS and not revealed, "leaked": leaked,
+            "time_to_vote_ms": (
+                max(0, int((now - finished).total_seconds() * 1000)) if finished else None
+            ),
+            "created_at": now,
+        },
+        related={"turn": turn, "battle": battle},
     )  # fmt: skip
     return VoteResult(vote=vote, battle=battle, turn=turn)
+
+
+@cache
+def _field_defaults(cls: type[Any]) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
+    fixed: dict[str, Any] = {}
+    made: list[tuple[str, Any]] = []
+    for field in cls._meta.concrete_fields:
+        if field.has_default() and callable(field.default):
+            made.append((field.attname, field.default))
+        else:
+            fixed[field.attname] = field.get_default()
+    return fixed, tuple(made)
+
+
+def _unsaved(cls: type[Any], values: dict[str, Any], related: dict[str, Any] | None = None) -> Any:
+    """An unsaved instance with `values` (by attname), related objects (by field name) and the
+    defaults for the rest, as Model(**...) would build it, at a fraction of the cost (Model.__init__
+    walks every field with per-field lookups: a tenth of a vote's CPU for five instances). For
+    replies only: no pre_init/post_init signals (the arena's models have no receivers)."""
+    obj = cls.__new__(cls)
+    obj._state = ModelState()
+    fixed, made = _field_defaults(cls)
+    attrs = obj.__dict__
+    attrs.update(fixed)
+    for name, make in made:
+        if name not in values:
+            attrs[name] = make()
+    attrs.update(values)
+    for name, value in (related or {}).items():
+        attrs[cls._meta.get_field(name).attname] = None if value is None else value.pk
+        obj._state.fields_cache[name] = value
+    return obj
 
 
 def _client_binding(cursor: Any) -> bool:

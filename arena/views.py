@@ -259,6 +259,18 @@ def _mode_home_url(mode: str) -> str:
     return reverse(MODE_HOME[Mode(mode)])
 
 
+@lru_cache(maxsize=1)
+def _share_path_template() -> tuple[str, str]:
+    zero = UUID(int=0)
+    return reverse("battle-share", args=[zero]), str(zero)
+
+
+def _share_path(battle_id: UUID) -> str:
+    """reverse("battle-share", args=[battle_id]), without the resolver on the hot path."""
+    path, zero = _share_path_template()
+    return path.replace(zero, str(battle_id))
+
+
 def vote_verdict(request: HttpRequest, result: services.VoteResult) -> HttpResponse:
     """The htmx reply to a vote: the verdict partial (names revealed), swapped into #actions."""
     battle = result.battle
@@ -273,7 +285,7 @@ def vote_verdict(request: HttpRequest, result: services.VoteResult) -> HttpRespo
             "finished": True,
             "two_sided": battle.model_b_id is not None,
             "home_url": _mode_home_url(battle.mode),
-            "share_url": request.build_absolute_uri(reverse("battle-share", args=[battle.id])),
+            "share_url": request.build_absolute_uri(_share_path(battle.id)),
         }
     )
     response = HttpResponse(html)
