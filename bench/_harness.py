@@ -81,3 +81,57 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    found = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            for child in children:
+                found.extend(_process_tree(int(child)))
+    except OSError:
+        pass
+    return found
+
+
+def _pids_named(prefix: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith(prefix):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_snapshot(labelled: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each labelled process tree, of this process, and of Redis and
+    PostgreSQL (every redis-server / postgres process on the machine: run benches under the lock)."""
+    snapshot = {
+        label: sum(map(_cpu_seconds, _process_tree(pid))) for label, pid in labelled.items()
+    }
+    snapshot["bench client"] = _cpu_seconds(os.getpid())
+    snapshot["redis"] = sum(map(_cpu_seconds, _pids_named("redis-server")))
+    snapshot["postgres"] = sum(map(_cpu_seconds, _pids_named("postgres")))
+    return snapshot
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+    """One line: the share of one core each process used between two snapshots."""
+    parts = [
+        f"{label} {(after[label] - before.get(label, 0.0)) / seconds * 100:.0f}%" for label in after
+    ]
+    total = sum(after[label] - before.get(label, 0.0) for label in after) / seconds * 100
+    return f"cpu (% of one core): {', '.join(parts)}; total {total:.0f}%"

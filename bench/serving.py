@@ -15,12 +15,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ROOT, free_port, percentile, processes, setup_django, wait_port
+from _harness import (
+    ROOT,
+    cpu_report,
+    cpu_snapshot,
+    free_port,
+    percentile,
+    processes,
+    setup_django,
+    wait_port,
+)
 
 
 async def run_direct(
@@ -30,8 +41,11 @@ async def run_direct(
 
     ttfts: list[float] = []
     received = 0
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    # Several small connection pools, as the generation worker uses: httpcore scans a pool's
+    # connections on every request and close, which costs O(n) per stream in one big pool.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
+    clients = [httpx.AsyncClient(limits=limits, timeout=60) for _ in range(16)]
+    try:
 
         async def one(i: int) -> None:
             nonlocal received
@@ -44,7 +58,7 @@ async def run_direct(
             }
             started = time.monotonic()
             first = True
-            async with client.stream(
+            async with clients[i % len(clients)].stream(
                 "POST", base_url + "/chat/completions", json=payload
             ) as response:
                 async for line in response.aiter_lines():
@@ -57,7 +71,51 @@ async def run_direct(
         started = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = time.monotonic() - started
+    finally:
+        for client in clients:
+            await client.aclose()
     return ttfts, received, elapsed
+
+
+def _creator(
+    conn: Connection, model_id: int, session_key: str, tokens: int, n: int, spread: float
+) -> None:
+    """Create the bench's generations on its schedule, in a process of its own.
+
+    What the arena's battle view does in a web process: create the generation (which enqueues it)
+    and hand the page a stream token. Each reply carries the monotonic time (one clock for every
+    process of the machine) at which the creation started: pool TTFT counts from there. Doing this
+    in the bench process itself measured the bench: its event loop, busy with 256 sockets, held
+    the GIL while creation threads waited for it.
+    """
+    import django
+
+    django.setup()
+    from django.db import close_old_connections
+
+    from modelhub import services, streams
+    from modelhub.models import Model
+
+    model = Model.objects.get(id=model_id)
+    params = services.generation_params(model=model, overrides={"max_tokens": tokens})
+    close_old_connections()
+    conn.send("ready")
+    t0 = conn.recv()
+    for i in range(n):
+        delay = t0 + spread * i / n - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        started = time.monotonic()
+        generation = services.generation_create(
+            model=model,
+            messages=[{"role": "user", "content": "hi"}],
+            params=params,
+            session_key=session_key,
+        )
+        close_old_connections()  # return the pooled connection, as a finished request does
+        gid = str(generation.id)
+        conn.send((i, gid, streams.stream_token(gid), started, time.monotonic()))
+    conn.close()
 
 
 async def run_pool(
@@ -66,29 +124,34 @@ async def run_pool(
     import websockets
     from asgiref.sync import sync_to_async
 
-    from modelhub import services, streams
-    from modelhub.models import Model
-
-    model = await sync_to_async(Model.objects.get)(id=model_id)
     ttfts: list[float] = []
     created_ms: list[float] = []
     stalled: list[str] = []
+    stages: dict[str, list[float]] = {}  # generation id -> [create started, first frame]
     received_tokens = 0
     gaps = 0
     duplicates = 0
 
-    def create() -> tuple[str, str]:
-        # What the arena's battle view does: create the generation, hand the page a stream token.
-        params = services.generation_params(model=model, overrides={"max_tokens": tokens})
-        generation = services.generation_create(
-            model=model,
-            messages=[{"role": "user", "content": "hi"}],
-            params=params,
-            session_key=session_key,
-        )
-        return str(generation.id), streams.stream_token(str(generation.id))
+    loop = asyncio.get_running_loop()
+    tickets: list[asyncio.Future[tuple[str, str, float]]] = [loop.create_future() for _ in range(n)]
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    creator = multiprocessing.get_context("spawn").Process(
+        target=_creator, args=(theirs, model_id, session_key, tokens, n, spread), daemon=True
+    )
+    creator.start()
+    await loop.run_in_executor(None, ours.recv)  # "ready": Django is set up there
 
-    create_async = sync_to_async(create, thread_sensitive=False)
+    def on_ticket() -> None:
+        while ours.poll():
+            try:
+                i, gid, token, began, done = ours.recv()
+            except EOFError:
+                loop.remove_reader(ours.fileno())
+                return
+            created_ms.append((done - began) * 1000)
+            tickets[i].set_result((gid, token, began))
+
+    loop.add_reader(ours.fileno(), on_ticket)
 
     async def one(i: int) -> None:
         nonlocal received_tokens, gaps, duplicates
@@ -97,9 +160,8 @@ async def run_pool(
         async with websockets.connect(
             f"ws://127.0.0.1:{web_port}/ws/generations/", additional_headers=headers, max_queue=None
         ) as ws:
-            started = time.monotonic()
-            generation_id, token = await create_async()
-            created_ms.append((time.monotonic() - started) * 1000)
+            generation_id, token, started = await tickets[i]
+            stages[generation_id] = [started]
             await ws.send(
                 json.dumps(
                     {
@@ -126,6 +188,7 @@ async def run_pool(
                 if frame["type"] == "delta":
                     if first:
                         ttfts.append((time.monotonic() - started) * 1000)
+                        stages[generation_id].append(time.monotonic())
                         first = False
                     received_tokens += len(frame["text"].split())
                 if frame["type"] in {"done", "error", "cancelled", "denied"}:
@@ -134,11 +197,44 @@ async def run_pool(
                     return
 
     started = time.monotonic()
+    ours.send(started)
     await asyncio.gather(*(one(i) for i in range(n)))
+    loop.remove_reader(ours.fileno())
+    creator.join(10)
     print(
-        f"pool: creating a generation took p50 {percentile(created_ms, 50):.1f} ms, p99 {percentile(created_ms, 99):.1f} ms (client side)"
+        f"pool: creating a generation (in the creator process) took p50 {percentile(created_ms, 50):.1f} ms, p99 {percentile(created_ms, 99):.1f} ms "
     )
+    await sync_to_async(_print_stages)(stages)
     return ttfts, received_tokens, time.monotonic() - started, gaps, duplicates
+
+
+def _print_stages(stages: dict[str, list[float]]) -> None:
+    """Where a pool TTFT goes, from the stored timestamps of each generation (one machine, one
+    clock): the bench's create call up to the INSERT, the queue up to the worker's claim, the
+    claim up to the upstream's first token reaching the worker, and the delivery to the socket."""
+    from modelhub.models import Generation
+
+    to_wall = time.time() - time.monotonic()
+    rows = Generation.objects.filter(id__in=list(stages)).values_list(
+        "id", "created_at", "started_at", "ttft_ms"
+    )
+    parts: dict[str, list[float]] = {"create": [], "queue": [], "worker": [], "delivery": []}
+    for gid, created, claimed, ttft in rows:
+        times = [t + to_wall for t in stages[str(gid)]]
+        if claimed is None or ttft is None or len(times) < 2:
+            continue
+        first_token = claimed.timestamp() + ttft / 1000  # ttft counts from the upstream request
+        parts["create"].append((created.timestamp() - times[0]) * 1000)
+        parts["queue"].append((claimed - created).total_seconds() * 1000)
+        parts["worker"].append(ttft)
+        parts["delivery"].append((times[1] - first_token) * 1000)
+    print(
+        "pool TTFT stages (p50/p99 ms): "
+        + ", ".join(
+            f"{name} {percentile(values, 50):.1f}/{percentile(values, 99):.1f}"
+            for name, values in parts.items()
+        )
+    )
 
 
 def main() -> None:
@@ -151,6 +247,7 @@ def main() -> None:
     parser.add_argument(
         "--spread", type=float, default=1.0, help="seconds over which requests start"
     )
+    parser.add_argument("--gen-procs", type=int, default=1, help="generation worker processes")
     parser.add_argument("--keep", action="store_true", help="keep the generations for inspection")
     args = parser.parse_args()
 
@@ -177,7 +274,11 @@ def main() -> None:
     store = SessionStore()
     store.create()
     py = sys.executable
-    worker_env = env | {"LUDUS_READ_TIMEOUT": "30", "LUDUS_DB_POOL_MAX": "48"}
+    worker_env = env | {
+        "LUDUS_READ_TIMEOUT": "30",
+        "LUDUS_DB_POOL_MAX": "48",
+        "LUDUS_DB_POOL_MIN": "32",
+    }
     with processes(
         [py, "-m", "ludus_dev.fake_upstream", "--port", str(up_port)],
         [
@@ -191,41 +292,58 @@ def main() -> None:
             "--log-level",
             "warning",
         ],
-        [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-Q",
-            "gen.bench",
-            "-P",
-            "threads",
-            "-c",
-            str(args.streams),
-            "-n",
-            "bench@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
+        *(
+            [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "-Q",
+                "gen.bench",
+                "-P",
+                "threads",
+                "-c",
+                str(-(-args.streams // args.gen_procs)),
+                "-n",
+                f"bench{i}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "WARNING",
+            ]
+            for i in range(args.gen_procs)
+        ),
         env=worker_env,
-    ):
+    ) as procs:
         wait_port(up_port)
         wait_port(web_port)
         time.sleep(3)  # let the worker connect to the broker
+        labelled = {"upstream": procs[0].pid, "web": procs[1].pid}
+        labelled |= {f"gen worker {i}": proc.pid for i, proc in enumerate(procs[2:])}
+        before = cpu_snapshot(labelled)
         d_ttft, d_tokens, d_elapsed = asyncio.run(
             run_direct(base_url, served, args.streams, args.tokens, args.spread)
         )
+        middle = cpu_snapshot(labelled)
         p_ttft, p_tokens, p_elapsed, gaps, duplicates = asyncio.run(
             run_pool(
                 web_port, store.session_key or "", model.id, args.streams, args.tokens, args.spread
             )
         )
+        after = cpu_snapshot(labelled)
+        print("direct", cpu_report(before, middle, d_elapsed))
+        print("pool  ", cpu_report(middle, after, p_elapsed))
     from modelhub.models import Generation
 
+    rows = Generation.objects.filter(model=model).values_list("created_at", "started_at", "ttft_ms")
+    queued_ms = [(s - c).total_seconds() * 1000 for c, s, _ in rows if s is not None]
+    worker_ttft = [t for _, _, t in rows if t is not None]
+    print(
+        f"pool: queued (created to claimed) p50 {percentile(queued_ms, 50):.1f} ms p99 {percentile(queued_ms, 99):.1f} ms;"
+        f" worker TTFT (request to first token) p50 {percentile(worker_ttft, 50):.1f} ms p99 {percentile(worker_ttft, 99):.1f} ms"
+    )
     if not args.keep:
         Generation.objects.filter(model=model)._raw_delete(Generation.objects.db)  # type: ignore[attr-defined]
     direct_tps = d_tokens / d_elapsed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,48 +105,81 @@ def _raise_for_status(response: httpx.Response) -> None:
     raise UpstreamServerError(response.status_code, body)
 
 
+class SSEParser:
+    """Incremental parser for the `data:` lines of an OpenAI stream (one instance per stream).
+
+    `feed` takes one line (without its line ending) and returns the deltas it carried; `finish`
+    returns the one Finish event once the input is over. A stream that ends without `[DONE]` or a
+    finish_reason, or carries a line that is not JSON, raises MalformedStream.
+    """
+
+    __slots__ = ("_finish", "done")
+
+    def __init__(self) -> None:
+        self._finish: Finish | None = None
+        self.done = False  # `[DONE]` was seen: nothing after it counts
+
+    def feed(self, raw: str | bytes) -> list[Delta]:
+        line = raw.strip()
+        if not line:
+            return []
+        if isinstance(line, bytes):
+            if line[:6] == b"data: " and line[6:7] == b"{":
+                return self._chunk(line[6:])  # the common case: one JSON chunk
+            line = line.decode("utf-8", "replace")
+        if line.startswith(":"):
+            return []
+        if not line.startswith("data:"):
+            if line.startswith(("event:", "id:", "retry:")):
+                return []
+            raise MalformedStream(f"unexpected line in event stream: {line[:100]!r}")
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return []
+        return self._chunk(data)
+
+    def _chunk(self, data: str | bytes) -> list[Delta]:
+        try:
+            chunk = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise MalformedStream(f"chunk is not JSON: {data[:100]!r}") from None
+        if not isinstance(chunk, dict):
+            raise MalformedStream("chunk is not a JSON object")
+        if "error" in chunk:
+            raise UpstreamServerError(500, json.dumps(chunk["error"])[:500])
+        deltas: list[Delta] = []
+        for choice in chunk.get("choices") or ():
+            delta = (choice.get("delta") or {}).get("content")
+            if delta:
+                deltas.append(Delta(delta))
+            if choice.get("finish_reason"):
+                self._finish = self._finish or Finish(reason=str(choice["finish_reason"]))
+        usage = chunk.get("usage")
+        if usage and isinstance(usage, dict):
+            self._finish = self._finish or Finish(reason="")
+            self._finish.prompt_tokens = usage.get("prompt_tokens")
+            self._finish.completion_tokens = usage.get("completion_tokens")
+        return deltas
+
+    def finish(self) -> Finish:
+        if self._finish is None and not self.done:
+            raise MalformedStream("stream ended without [DONE] or a finish_reason")
+        return self._finish or Finish(reason="stop")
+
+
 def parse_sse_lines(lines: Iterator[str]) -> Iterator[Delta | Finish]:
     """Turn the `data:` lines of an OpenAI stream into Delta and Finish events.
 
     Exactly one Finish is yielded, after the last delta; a stream that ends without `[DONE]` or a
     finish_reason, or carries a line that is not JSON, raises MalformedStream.
     """
-    finish: Finish | None = None
-    done = False
+    parser = SSEParser()
     for raw in lines:
-        line = raw.strip()
-        if not line or line.startswith(":"):
-            continue
-        if not line.startswith("data:"):
-            if line.startswith(("event:", "id:", "retry:")):
-                continue
-            raise MalformedStream(f"unexpected line in event stream: {line[:100]!r}")
-        data = line[5:].strip()
-        if data == "[DONE]":
-            done = True
+        yield from parser.feed(raw)
+        if parser.done:
             break
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            raise MalformedStream(f"chunk is not JSON: {data[:100]!r}") from None
-        if not isinstance(chunk, dict):
-            raise MalformedStream("chunk is not a JSON object")
-        if "error" in chunk:
-            raise UpstreamServerError(500, json.dumps(chunk["error"])[:500])
-        usage = chunk.get("usage")
-        for choice in chunk.get("choices") or []:
-            delta = (choice.get("delta") or {}).get("content")
-            if delta:
-                yield Delta(delta)
-            if choice.get("finish_reason"):
-                finish = finish or Finish(reason=str(choice["finish_reason"]))
-        if usage and isinstance(usage, dict):
-            finish = finish or Finish(reason="")
-            finish.prompt_tokens = usage.get("prompt_tokens")
-            finish.completion_tokens = usage.get("completion_tokens")
-    if finish is None and not done:
-        raise MalformedStream("stream ended without [DONE] or a finish_reason")
-    yield finish or Finish(reason="stop")
+    yield parser.finish()
 
 
 class ChatStream:
@@ -202,6 +235,95 @@ class ChatStream:
             raise UpstreamTimeout("upstream stopped sending (read timeout)") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise MalformedStream(f"upstream connection broke: {exc}") from exc
+
+
+class AsyncChatStream:
+    """The asyncio twin of ChatStream, for a worker that runs many streams on one event loop.
+
+    Lines are split from the raw body bytes and JSON chunks parsed from bytes, skipping text
+    decoding of every line: at hundreds of concurrent streams the per-token cost is what limits a
+    worker. Cancelling the task that iterates `events()` closes the response (leaving the `async
+    with` block), which aborts the upstream request.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        payload: dict[str, Any],
+        api_key: str | None = None,
+        timeouts: Timeouts = Timeouts(),
+    ) -> None:
+        self._client = client
+        self._request = client.build_request(
+            "POST",
+            chat_url(base_url),
+            json=payload,
+            headers=_headers(api_key),
+            timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
+        )
+        self._response: httpx.Response | None = None
+
+    async def __aenter__(self) -> AsyncChatStream:
+        try:
+            self._response = await self._client.send(self._request, stream=True)
+        except httpx.ConnectError as exc:
+            raise UpstreamConnectError(f"cannot connect to {self._request.url}: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"timed out connecting to {self._request.url}") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from exc
+        if self._response.status_code >= 400:
+            try:
+                body = (await self._response.aread()).decode("utf-8", "replace")
+            except httpx.HTTPError as exc:
+                body = f"({type(exc).__name__} reading the error body)"
+            finally:
+                await self.aclose()
+            if self._response.status_code < 500:
+                raise UpstreamClientError(self._response.status_code, body)
+            raise UpstreamServerError(self._response.status_code, body)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+    async def events(self) -> AsyncIterator[list[Delta] | Finish]:
+        """Yield the deltas of each body chunk as one list (a chunk often holds one event), then
+        the Finish."""
+        assert self._response is not None, "use AsyncChatStream as an async context manager"
+        parser = SSEParser()
+        rest = b""
+        try:
+            async for chunk in self._response.aiter_bytes():
+                if b"\r" in chunk:  # SSE allows CR and CRLF endings; blank lines are ignored
+                    chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                deltas: list[Delta] = []
+                for line in lines:
+                    if line:
+                        deltas.extend(parser.feed(line))
+                        if parser.done:
+                            break
+                if deltas:
+                    yield deltas
+                if parser.done:
+                    break
+            else:
+                if rest:
+                    deltas = parser.feed(rest)
+                    if deltas:
+                        yield deltas
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("upstream stopped sending (read timeout)") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise MalformedStream(f"upstream connection broke: {exc}") from exc
+        yield parser.finish()
 
 
 def complete(

@@ -1,7 +1,11 @@
-"""The worker side of the serving pool: coalescing deltas into the replayable Redis streams.
+"""The worker side of the serving pool: reading upstreams and coalescing deltas into the
+replayable Redis streams.
 
-A Celery worker runs many generations at once on a thread pool. Each generation thread appends
-deltas to its `Outbox`; one `Flusher` thread per process writes every outbox that has something new
+A Celery worker runs many generations at once. Each Celery task (a thread of the worker's thread
+pool) claims its generation and stores the outcome in PostgreSQL, but the upstream read itself
+runs on the process's one `StreamRunner` event loop: hundreds of OS threads each waking per token
+spent the worker's CPU on GIL hand-offs, while one loop reads every stream with no switching. The
+task thread waits on its read without holding the GIL. The read appends deltas to an `Outbox`; one `Flusher` thread per process writes every outbox that has something new
 in a single Redis pipeline every ~50 ms (and at once for a first token, so time-to-first-token gains
 nothing from coalescing). One writer per process keeps each stream's sequence numbers in order, and
 one round trip per tick keeps Redis load flat however many streams run. The same tick checks the
@@ -10,11 +14,14 @@ stop flags of all active generations and refreshes their heartbeats in PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
@@ -24,8 +31,10 @@ from django.utils import timezone
 from modelhub import streams
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HEARTBEAT_EVERY_S = 2.0
+HTTP_POOLS = 16
 
 
 @dataclass
@@ -71,7 +80,12 @@ class Flusher:
 
     def close(self, box: Outbox) -> None:
         """Write what is pending for this generation and stop tracking it. After this returns the
-        caller owns the stream again (to write the terminal frame at `box.seq + 1`)."""
+        caller owns the stream again (to write the terminal frame at `box.seq + 1`). Closing a box
+        that is closed already is a no-op that takes no tick lock (callers may hold a database
+        connection, and a tick may be waiting for one)."""
+        with self._lock:
+            if box.generation_id not in self._outboxes and not box.pending:
+                return
         with self._tick_lock:  # no tick is half-way through writing this stream
             with self._lock:
                 self._outboxes.pop(box.generation_id, None)
@@ -96,9 +110,15 @@ class Flusher:
 
     def flush_once(self) -> None:
         with self._tick_lock:
-            self._flush_locked()
+            ids = self._flush_locked()
+        now = time.monotonic()
+        if ids and now - self._last_heartbeat >= HEARTBEAT_EVERY_S:
+            # Outside the tick lock: waiting for a database connection must not hold up closes.
+            self._last_heartbeat = now
+            self._heartbeat(ids)
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self) -> list[str]:
+        """Write every pending delta, check the stop flags; return the ids of the open boxes."""
         with self._lock:
             boxes = list(self._outboxes.values())
             batch: list[tuple[Outbox, int, str]] = []
@@ -107,27 +127,40 @@ class Flusher:
                     batch.append((box, box.next_seq(), "".join(box.pending)))
                     box.pending.clear()
                     box.urgent = False
+        if not boxes:
+            return []
         pipe = self.client.pipeline(transaction=False)
         for box, seq, text in batch:
             streams.add(pipe, box.generation_id, seq, {"type": "delta", "text": text})
-        for box in boxes:
-            pipe.exists(streams.stop_key(box.generation_id))
-        results = pipe.execute(raise_on_error=False) if (batch or boxes) else []
+        # One EXISTS over every stop key: a count, almost always 0. Only when it is not are the
+        # keys checked one by one.
+        pipe.exists(*(streams.stop_key(box.generation_id) for box in boxes))
+        results = pipe.execute(raise_on_error=False)
         for result in results[: len(batch)]:
             if isinstance(result, Exception) and "equal or smaller" not in str(result):
                 log.warning("stream write failed: %s", result)
-        for box, stop in zip(boxes, results[len(batch) :], strict=False):
-            if stop and not box.cancelled:
-                box.cancelled = True
-                if box.on_cancel is not None:
-                    try:
-                        box.on_cancel()
-                    except Exception:
-                        log.exception("cancel callback failed")
-        now = time.monotonic()
-        if boxes and now - self._last_heartbeat >= HEARTBEAT_EVERY_S:
-            self._last_heartbeat = now
-            self._heartbeat([box.generation_id for box in boxes])
+        stops = results[len(batch)]
+        if isinstance(stops, Exception):
+            log.warning("stop flag check failed: %s", stops)
+        elif stops:
+            pipe = self.client.pipeline(transaction=False)
+            for box in boxes:
+                pipe.exists(streams.stop_key(box.generation_id))
+            for box, stop in zip(boxes, pipe.execute(raise_on_error=False), strict=True):
+                if stop and not isinstance(stop, Exception):
+                    self._cancel(box)
+        return [box.generation_id for box in boxes]
+
+    @staticmethod
+    def _cancel(box: Outbox) -> None:
+        if box.cancelled:
+            return
+        box.cancelled = True
+        if box.on_cancel is not None:
+            try:
+                box.on_cancel()
+            except Exception:
+                log.exception("cancel callback failed")
 
     def _heartbeat(self, ids: list[str]) -> None:
         from modelhub.models import Generation, GenerationStatus
@@ -156,3 +189,76 @@ def flusher() -> Flusher:
         if _flusher is None:
             _flusher = Flusher(redis_client(), settings.GENERATION_COALESCE_MS / 1000.0)
         return _flusher
+
+
+class StreamRunner:
+    """One event loop thread per worker process that runs the upstream reads of all its generations.
+
+    `run` is called from a Celery task thread and blocks it until the coroutine is done. The
+    outbox's `on_cancel` (called by the flusher when a stop flag appears) cancels the read's task,
+    which closes the upstream response; the coroutine sees `box.cancelled` and returns normally.
+    """
+
+    def __init__(self) -> None:
+        try:
+            import uvloop
+
+            self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+            self.loop = asyncio.new_event_loop()
+        self._clients: list[Any] = []
+        self._next_client = 0
+        self._thread = threading.Thread(target=self._run, name="ludus-streams", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    @property
+    def http(self) -> Any:
+        """An httpx.AsyncClient of the loop (made on it, used only from it).
+
+        httpcore's connection pool scans all of its connections for every request it assigns and
+        every response it closes: with hundreds of open streams in one pool that scan was most of
+        the worker's CPU. Streams are spread round-robin over several small pools instead.
+        """
+        if not self._clients:
+            import httpx
+
+            self._clients = [
+                httpx.AsyncClient(
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=32)
+                )
+                for _ in range(HTTP_POOLS)
+            ]
+        self._next_client = (self._next_client + 1) % len(self._clients)
+        return self._clients[self._next_client]
+
+    def run(self, box: Outbox, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        async def main() -> T:
+            task = asyncio.current_task()
+            assert task is not None
+
+            def cancel() -> None:
+                self.loop.call_soon_threadsafe(task.cancel)
+
+            box.on_cancel = cancel
+            try:
+                return await make()
+            finally:
+                box.on_cancel = None
+
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(main(), self.loop)
+        return future.result()
+
+
+_runner: StreamRunner | None = None
+
+
+def runner() -> StreamRunner:
+    global _runner
+    with _flusher_lock:
+        if _runner is None:
+            _runner = StreamRunner()
+        return _runner

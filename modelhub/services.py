@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +19,7 @@ from django.utils import timezone
 from modelhub import client as oai
 from modelhub import metrics, streams
 from modelhub.models import Endpoint, Generation, GenerationStatus, Model
-from modelhub.pool import Outbox, flusher, redis_client
+from modelhub.pool import Outbox, flusher, redis_client, runner
 from modelhub.selectors import endpoint_api_key, endpoints_for_dispatch
 
 log = logging.getLogger(__name__)
@@ -196,6 +198,57 @@ def generation_fail_at(generation: Generation, seq: int, error: str) -> None:
     _finish(generation, GenerationStatus.ERROR, seq=seq, error=error, finish_reason="error")
 
 
+@dataclass
+class _Read:
+    """What one upstream read produced; `error` is set when it failed."""
+
+    parts: list[str] = field(default_factory=list)
+    ttft_ms: float | None = None
+    finish: oai.Finish | None = None
+    error: oai.UpstreamError | None = None
+
+
+async def _read_upstream(
+    http: httpx.AsyncClient,
+    endpoint_url: str,
+    payload: dict[str, Any],
+    api_key: str | None,
+    timeouts: oai.Timeouts,
+    box: Outbox,
+    started: float,
+    deadline: float,
+) -> _Read:
+    """Read one upstream stream on the runner's loop, pushing deltas to the outbox as they come."""
+    read = _Read()
+    if box.cancelled:
+        return read
+    push = flusher().push
+    try:
+        async with oai.AsyncChatStream(http, endpoint_url, payload, api_key, timeouts) as stream:
+            async for events in stream.events():
+                if isinstance(events, oai.Finish):
+                    read.finish = events
+                    break
+                if read.ttft_ms is None:
+                    read.ttft_ms = (time.monotonic() - started) * 1000
+                texts = [delta.text for delta in events]
+                push(box, "".join(texts), urgent=not read.parts)
+                read.parts.extend(texts)
+                if box.cancelled:
+                    break
+                if time.monotonic() > deadline:
+                    read.finish = oai.Finish(reason="time_limit")
+                    break
+    except oai.UpstreamError as exc:
+        read.error = exc
+    except asyncio.CancelledError:
+        if not box.cancelled:
+            raise
+        # The flusher saw the stop flag and cancelled this read; leaving the block closed the
+        # upstream response.
+    return read
+
+
 def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str | None:
     """Stream from one endpoint. Returns None when the generation reached a terminal state, or the
     error text when this endpoint failed before any token reached the stream (try the next one)."""
@@ -205,50 +258,38 @@ def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str
     generation.endpoint = endpoint
     started = time.monotonic()
     deadline = started + settings.GENERATION_TIME_LIMIT
-    parts: list[str] = []
-    ttft_ms: float | None = None
-    finish: oai.Finish | None = None
     metrics.request_started(endpoint.id)
-    stream = oai.ChatStream(_http, endpoint.base_url, payload, endpoint_api_key(endpoint), timeouts)
-    box.on_cancel = stream.close
-    try:
-        with stream:
-            for event in stream.events():
-                if isinstance(event, oai.Delta):
-                    if ttft_ms is None:
-                        ttft_ms = (time.monotonic() - started) * 1000
-                    flusher().push(box, event.text, urgent=not parts)
-                    parts.append(event.text)
-                    if box.cancelled:
-                        break
-                    if time.monotonic() > deadline:
-                        finish = oai.Finish(reason="time_limit")
-                        break
-                else:
-                    finish = event
-    except oai.UpstreamError as exc:
-        if box.cancelled:
-            pass  # closing the stream from the flusher makes the read fail; that is the stop
-        elif not parts and exc.retryable:
+    api_key = endpoint_api_key(endpoint)
+    streams_runner = runner()
+    read = streams_runner.run(
+        box,
+        lambda: _read_upstream(
+            streams_runner.http,
+            endpoint.base_url,
+            payload,
+            api_key,
+            timeouts,
+            box,
+            started,
+            deadline,
+        ),
+    )
+    parts, ttft_ms, finish, exc = read.parts, read.ttft_ms, read.finish, read.error
+    if exc is not None and not box.cancelled:
+        # (With the stop flag set, a failed read is the stop closing the stream.)
+        if not parts and exc.retryable:
             metrics.request_failed(endpoint.id)
             endpoint_mark_failure(endpoint=endpoint, error=str(exc))
             log.warning("endpoint %s failed before the first token: %s", endpoint, exc)
             return str(exc)
-        else:
-            metrics.request_failed(endpoint.id)
-            if not isinstance(exc, oai.UpstreamClientError):
-                endpoint_mark_failure(endpoint=endpoint, error=str(exc))
-            flusher().close(box)
-            generation_fail_at(
-                generation,
-                box.seq + 1,
-                _user_error(exc),
-            )
-            generation.text = "".join(parts)
-            Generation.objects.filter(id=generation.id).update(
-                text=generation.text, ttft_ms=ttft_ms
-            )
-            return None
+        metrics.request_failed(endpoint.id)
+        if not isinstance(exc, oai.UpstreamClientError):
+            endpoint_mark_failure(endpoint=endpoint, error=str(exc))
+        flusher().close(box)
+        generation_fail_at(generation, box.seq + 1, _user_error(exc))
+        generation.text = "".join(parts)
+        Generation.objects.filter(id=generation.id).update(text=generation.text, ttft_ms=ttft_ms)
+        return None
     flusher().close(box)
     text = "".join(parts)
     elapsed = time.monotonic() - started

@@ -64,12 +64,23 @@ def _presence_loop(hostname: str, queues: list[str]) -> None:
 
 @worker_ready.connect
 def _announce(sender: object, **kwargs: object) -> None:
+    _open_database_pool()
     consumer = sender
     hostname = getattr(consumer, "hostname", socket.gethostname())
     queues = sorted(q.name for q in app.amqp.queues.consume_from.values())
     threading.Thread(
         target=_presence_loop, args=(hostname, queues), daemon=True, name="ludus-presence"
     ).start()
+
+
+def _open_database_pool() -> None:
+    """Open this process's connection pool now, so it fills to its minimum size before the first
+    tasks arrive instead of while a burst of them waits for connections."""
+    from django.db import connection
+
+    with contextlib.suppress(Exception):  # the database being down is /healthz's business
+        connection.ensure_connection()
+        connection.close()
 
 
 @worker_shutdown.connect

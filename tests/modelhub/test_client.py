@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from modelhub import client as oai
+from tests.conftest import run_async
 
 
 def _stream(
@@ -114,3 +115,73 @@ def test_it_rejects_streams_without_an_ending() -> None:
         )
     )
     assert [type(e) for e in events] == [oai.Delta, oai.Finish]
+
+
+# -- the asyncio stream (what generation workers run) ---------------------------------------
+
+
+def _astream(
+    upstream, model: str, max_tokens: int = 5, read: float = 5.0
+) -> list[oai.Delta | oai.Finish]:  # type: ignore[no-untyped-def]
+    async def read_all() -> list[oai.Delta | oai.Finish]:
+        payload = oai.build_payload(
+            model, [{"role": "user", "content": "hi"}], {"max_tokens": max_tokens}
+        )
+        events: list[oai.Delta | oai.Finish] = []
+        async with (
+            httpx.AsyncClient() as http,
+            oai.AsyncChatStream(
+                http, upstream.base_url, payload, timeouts=oai.Timeouts(1, read)
+            ) as stream,
+        ):
+            async for item in stream.events():
+                events.extend(item if isinstance(item, list) else [item])
+        return events
+
+    return run_async(read_all())
+
+
+def test_it_streams_the_same_events_on_asyncio(upstream) -> None:  # type: ignore[no-untyped-def]
+    events = _astream(upstream, "fake", max_tokens=5)
+    assert "".join(e.text for e in events if isinstance(e, oai.Delta)) == "t0 t1 t2 t3 t4 "
+    assert [e for e in events if isinstance(e, oai.Finish)] == [events[-1]]
+    finish = events[-1]
+    assert isinstance(finish, oai.Finish)
+    assert finish.reason == "length" and finish.completion_tokens == 5
+
+
+@pytest.mark.parametrize(
+    ("model", "error", "retryable"),
+    [
+        ("fake-500", oai.UpstreamServerError, True),
+        ("fake-400", oai.UpstreamClientError, False),
+        ("fake-malformed", oai.MalformedStream, True),
+        ("fake-die", oai.MalformedStream, True),
+    ],
+)
+def test_it_raises_typed_errors_on_asyncio(
+    upstream, model: str, error: type[Exception], retryable: bool
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error) as caught:
+        _astream(upstream, model)
+    assert getattr(caught.value, "retryable", None) is retryable
+
+
+def test_it_times_out_a_silent_upstream_on_asyncio(upstream) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(oai.UpstreamTimeout):
+        _astream(upstream, "fake-hang", read=0.5)
+
+
+def test_it_parses_lines_given_as_bytes_like_text() -> None:
+    lines = [
+        b": keepalive",
+        b'data: {"choices":[{"delta":{"content":"\xc3\xa9"}}]}\r',
+        b'data:{"choices":[{"delta":{"content":"b"},"finish_reason":"stop"}]}',
+        b"data: [DONE]",
+    ]
+    parser = oai.SSEParser()
+    deltas = [d.text for line in lines for d in parser.feed(line)]
+    assert deltas == ["\u00e9", "b"]
+    assert parser.done and parser.finish().reason == "stop"
+    with pytest.raises(oai.MalformedStream):
+        oai.SSEParser().feed(b"data: {not json")

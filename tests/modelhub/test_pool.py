@@ -174,6 +174,23 @@ def test_it_stops_a_generation_and_aborts_the_upstream_request(celery_worker, up
     wait_for(lambda: httpx.get(stats).json()["disconnected"] > before, timeout=5)
 
 
+def test_it_stops_a_generation_whose_upstream_sends_nothing(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    # The read is parked waiting for the upstream's first byte when the stop comes: cancelling
+    # the read there must end the generation as cancelled, not in an error and not in a hang.
+    key = _session()
+    generation = _start(upstream, key, served_name="fake-hang", max_tokens=10)
+    wait_for(
+        lambda: Generation.objects.get(id=generation.id).status == GenerationStatus.STREAMING,
+        timeout=10,
+    )
+    services.generation_stop(generation=generation)
+    frames = run_async(_collect(key, str(generation.id), timeout=10))
+    assert frames[-1]["type"] == "cancelled"
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.CANCELLED
+    assert generation.error == ""
+
+
 def test_it_retries_on_another_endpoint_before_the_first_token(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(
