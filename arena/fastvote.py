@@ -100,11 +100,24 @@ async def _pool() -> Any:
         params = connections["default"].get_connection_params()
         params |= {"cursor_factory": psycopg.AsyncClientCursor, "autocommit": True}
         pool = AsyncConnectionPool(
-            "", kwargs=params, min_size=1, max_size=settings.DB_POOL_MAX, timeout=20, open=False
+            "",
+            kwargs=params,
+            min_size=1,
+            max_size=settings.DB_POOL_MAX,
+            timeout=20,
+            open=False,
+            configure=_prepare,
         )
         _pools[loop] = pool
         await pool.open()
     return pool
+
+
+async def _prepare(conn: Any) -> None:
+    """Each pool connection holds the vote statement prepared, with a generic plan (its lookups
+    are by primary key: one plan fits every vote)."""
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    await conn.execute(services.vote_prepare_sql())
 
 
 async def close() -> None:
@@ -221,6 +234,7 @@ class VoteFastPath:
                 requester=requester,
                 choice=form.cleaned_data["choice"],
                 pool=await _pool(),
+                prepared=True,
             )
             response = views.vote_verdict(request, result)
         except services.ArenaError as exc:
