@@ -16,8 +16,12 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
+import re
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -40,6 +44,7 @@ async def run_direct(
     import httpx
 
     ttfts: list[float] = []
+    ended: list[float] = []  # when each stream's end arrived: throughput counts up to the last
     received = 0
     # Several small connection pools, as the generation worker uses: httpcore scans a pool's
     # connections on every request and close, which costs O(n) per stream in one big pool.
@@ -67,10 +72,12 @@ async def run_direct(
                             ttfts.append((time.monotonic() - started) * 1000)
                             first = False
                         received += 1
+                    elif line == "data: [DONE]":
+                        ended.append(time.monotonic())
 
         started = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(n)))
-        elapsed = time.monotonic() - started
+        elapsed = max(ended, default=time.monotonic()) - started
     finally:
         for client in clients:
             await client.aclose()
@@ -84,7 +91,7 @@ def _creator(
 
     What the arena's battle view does in a web process: create the generation (which enqueues it)
     and hand the page a stream token. Each reply carries the monotonic time (one clock for every
-    process of the machine) at which the creation started: pool TTFT counts from there. Doing this
+    process of the machine) at which the page would have started it: pool TTFT counts from there. Doing this
     in the bench process itself measured the bench: its event loop, busy with 256 sockets, held
     the GIL while creation threads waited for it.
     """
@@ -99,13 +106,9 @@ def _creator(
     model = Model.objects.get(id=model_id)
     params = services.generation_params(model=model, overrides={"max_tokens": tokens})
     close_old_connections()
-    conn.send("ready")
-    t0 = conn.recv()
-    for i in range(n):
-        delay = t0 + spread * i / n - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        started = time.monotonic()
+    send_lock = threading.Lock()
+
+    def create(i: int, scheduled: float) -> None:
         generation = services.generation_create(
             model=model,
             messages=[{"role": "user", "content": "hi"}],
@@ -114,7 +117,20 @@ def _creator(
         )
         close_old_connections()  # return the pooled connection, as a finished request does
         gid = str(generation.id)
-        conn.send((i, gid, streams.stream_token(gid), started, time.monotonic()))
+        with send_lock:
+            conn.send((i, gid, streams.stream_token(gid), scheduled, time.monotonic()))
+
+    conn.send("ready")
+    t0 = conn.recv()
+    # Several threads, as a web process serves several requests at once. TTFT counts from the
+    # scheduled moment, so a creation that waits for a free thread counts its wait.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i in range(n):
+            scheduled = t0 + spread * i / n
+            delay = scheduled - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(create, i, scheduled)
     conn.close()
 
 
@@ -127,7 +143,8 @@ async def run_pool(
     ttfts: list[float] = []
     created_ms: list[float] = []
     stalled: list[str] = []
-    stages: dict[str, list[float]] = {}  # generation id -> [create started, first frame]
+    stages: dict[str, list[float]] = {}  # generation id -> [create started, first frame, end]
+    ended: list[float] = []  # when each stream's end arrived: throughput counts up to the last
     received_tokens = 0
     gaps = 0
     duplicates = 0
@@ -192,6 +209,8 @@ async def run_pool(
                         first = False
                     received_tokens += len(frame["text"].split())
                 if frame["type"] in {"done", "error", "cancelled", "denied"}:
+                    stages[generation_id].append(time.monotonic())
+                    ended.append(time.monotonic())
                     if frame["type"] != "done":
                         print("generation ended with", frame, file=sys.stderr)
                     return
@@ -199,13 +218,14 @@ async def run_pool(
     started = time.monotonic()
     ours.send(started)
     await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = max(ended, default=time.monotonic()) - started
     loop.remove_reader(ours.fileno())
     creator.join(10)
     print(
         f"pool: creating a generation (in the creator process) took p50 {percentile(created_ms, 50):.1f} ms, p99 {percentile(created_ms, 99):.1f} ms "
     )
     await sync_to_async(_print_stages)(stages)
-    return ttfts, received_tokens, time.monotonic() - started, gaps, duplicates
+    return ttfts, received_tokens, elapsed, gaps, duplicates
 
 
 def _print_stages(stages: dict[str, list[float]]) -> None:
@@ -219,6 +239,7 @@ def _print_stages(stages: dict[str, list[float]]) -> None:
         "id", "created_at", "started_at", "ttft_ms"
     )
     parts: dict[str, list[float]] = {"create": [], "queue": [], "worker": [], "delivery": []}
+    lasted = [(t[2] - t[1]) * 1000 for t in stages.values() if len(t) == 3]
     for gid, created, claimed, ttft in rows:
         times = [t + to_wall for t in stages[str(gid)]]
         if claimed is None or ttft is None or len(times) < 2:
@@ -234,7 +255,21 @@ def _print_stages(stages: dict[str, list[float]]) -> None:
             f"{name} {percentile(values, 50):.1f}/{percentile(values, 99):.1f}"
             for name, values in parts.items()
         )
+        + f"; first frame to end p50 {percentile(lasted, 50):.0f} ms, p99 {percentile(lasted, 99):.0f} ms"
     )
+
+
+def gen_worker_command(index: int) -> list[str]:
+    """The Procfile's `gen:` line, as the product runs it, consuming the bench's queue."""
+    line = next(
+        line.split(":", 1)[1].strip()
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if line.startswith("gen:")
+    )
+    line = re.sub(r" -Q \S+", " -Q gen.bench", line)
+    line = re.sub(r" -n \S+", f" -n bench{index}@%h", line)
+    line = re.sub(r" -l \S+", " -l WARNING", line)
+    return ["sh", "-c", f"exec {line}"]
 
 
 def main() -> None:
@@ -247,7 +282,12 @@ def main() -> None:
     parser.add_argument(
         "--spread", type=float, default=1.0, help="seconds over which requests start"
     )
-    parser.add_argument("--gen-procs", type=int, default=1, help="generation worker processes")
+    parser.add_argument(
+        "--gen-procs",
+        type=int,
+        default=1,
+        help="generation worker processes, each started from the Procfile's gen line",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generations for inspection")
     args = parser.parse_args()
 
@@ -276,8 +316,7 @@ def main() -> None:
     py = sys.executable
     worker_env = env | {
         "LUDUS_READ_TIMEOUT": "30",
-        "LUDUS_DB_POOL_MAX": "48",
-        "LUDUS_DB_POOL_MIN": "32",
+        "PATH": f"{Path(py).parent}{os.pathsep}{env.get('PATH', '')}",
     }
     with processes(
         [py, "-m", "ludus_dev.fake_upstream", "--port", str(up_port)],
@@ -292,29 +331,7 @@ def main() -> None:
             "--log-level",
             "warning",
         ],
-        *(
-            [
-                py,
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                "gen.bench",
-                "-P",
-                "threads",
-                "-c",
-                str(-(-args.streams // args.gen_procs)),
-                "-n",
-                f"bench{i}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "WARNING",
-            ]
-            for i in range(args.gen_procs)
-        ),
+        *(gen_worker_command(i) for i in range(args.gen_procs)),
         env=worker_env,
     ) as procs:
         wait_port(up_port)

@@ -68,9 +68,6 @@ TEMPLATES = [
 
 DB_POOL = env_bool("LUDUS_DB_POOL", True)
 DB_POOL_MAX = env_int("LUDUS_DB_POOL_MAX", 16)
-# Connections each process keeps open. The pool opens missing ones in the background one by one
-# (10-30 ms each): a burst of requests on a process with only a couple open queues behind that.
-DB_POOL_MIN = min(env_int("LUDUS_DB_POOL_MIN", 2), DB_POOL_MAX)
 # Threads per web process that run Django's request handling (config.wsgi_bridge); each holds a
 # pooled database connection only while it queries.
 WEB_THREADS = env_int("LUDUS_WEB_THREADS", 8)
@@ -97,11 +94,7 @@ def _database_from_url(url: str) -> dict[str, object]:
         "CONN_MAX_AGE": 0 if DB_POOL else env_int("DATABASE_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": not DB_POOL,
         "OPTIONS": query
-        | (
-            {"pool": {"min_size": DB_POOL_MIN, "max_size": DB_POOL_MAX, "timeout": 20}}
-            if DB_POOL
-            else {}
-        ),
+        | ({"pool": {"min_size": 2, "max_size": DB_POOL_MAX, "timeout": 20}} if DB_POOL else {}),
         "TEST": {"NAME": env_str("DATABASE_TEST_NAME", "test_ludus")},
     }
 

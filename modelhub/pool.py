@@ -215,6 +215,14 @@ class StreamRunner:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
+    def _make_clients(self) -> list[Any]:
+        import httpx
+
+        # One TLS context for all pools: building one loads the CA bundle (tens of ms).
+        tls = httpx.create_ssl_context()
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
+        return [httpx.AsyncClient(limits=limits, verify=tls) for _ in range(HTTP_POOLS)]
+
     @property
     def http(self) -> Any:
         """An httpx.AsyncClient of the loop (made on it, used only from it).
@@ -224,16 +232,18 @@ class StreamRunner:
         the worker's CPU. Streams are spread round-robin over several small pools instead.
         """
         if not self._clients:
-            import httpx
-
-            self._clients = [
-                httpx.AsyncClient(
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=32)
-                )
-                for _ in range(HTTP_POOLS)
-            ]
+            self._clients = self._make_clients()
         self._next_client = (self._next_client + 1) % len(self._clients)
         return self._clients[self._next_client]
+
+    def warm(self) -> None:
+        """Make the HTTP clients now, on the loop, instead of during the first generation."""
+
+        async def make() -> None:
+            if not self._clients:
+                self._clients = self._make_clients()
+
+        asyncio.run_coroutine_threadsafe(make(), self.loop).result()
 
     def run(self, box: Outbox, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         async def main() -> T:

@@ -65,6 +65,8 @@ def _presence_loop(hostname: str, queues: list[str]) -> None:
 @worker_ready.connect
 def _announce(sender: object, **kwargs: object) -> None:
     _open_database_pool()
+    if any(q.name.startswith("gen.") for q in app.amqp.queues.consume_from.values()):
+        _start_serving_pool()
     consumer = sender
     hostname = getattr(consumer, "hostname", socket.gethostname())
     queues = sorted(q.name for q in app.amqp.queues.consume_from.values())
@@ -81,6 +83,15 @@ def _open_database_pool() -> None:
     with contextlib.suppress(Exception):  # the database being down is /healthz's business
         connection.ensure_connection()
         connection.close()
+
+
+def _start_serving_pool() -> None:
+    """Start the stream runner and the flusher of a generation worker before its first task, so
+    that task's first token does not wait for them."""
+    from modelhub.pool import flusher, runner
+
+    runner().warm()
+    flusher()
 
 
 @worker_shutdown.connect
