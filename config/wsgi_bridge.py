@@ -22,6 +22,9 @@ from typing import IO, Any
 
 # Request bodies up to this size stay in memory; larger ones (image uploads) spill to a file.
 BODY_IN_MEMORY = 1024 * 1024
+# Bodies past this size get 413 before they are stored anywhere: above Django's own upload limits
+# (DATA_UPLOAD_MAX_MEMORY_SIZE, the image limit), which answer smaller oversized requests precisely.
+MAX_BODY = 32 * 1024 * 1024
 
 Message = dict[str, Any]
 Send = Callable[[Message], Any]
@@ -68,6 +71,13 @@ def _environ(scope: dict[str, Any], body: IO[bytes], length: int) -> dict[str, A
     return environ
 
 
+async def _too_large(send: Send) -> None:
+    text = f"Request body larger than {MAX_BODY // (1024 * 1024)} MB.".encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
+
+
 class WsgiBridge:
     """An ASGI app (HTTP only) that serves a WSGI app on a pool of `threads` threads."""
 
@@ -78,6 +88,10 @@ class WsgiBridge:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
         if scope["type"] != "http":
             raise ValueError(f"WsgiBridge serves HTTP, not {scope['type']!r}")
+        declared = dict(scope.get("headers", ())).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > MAX_BODY:
+            await _too_large(send)
+            return
         with tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY) as body:
             length = 0
             more = True
@@ -87,8 +101,11 @@ class WsgiBridge:
                     return
                 chunk = message.get("body", b"")
                 if chunk:
-                    body.write(chunk)
                     length += len(chunk)
+                    if length > MAX_BODY:  # chunked, without a Content-Length
+                        await _too_large(send)
+                        return
+                    body.write(chunk)
                 more = message.get("more_body", False)
             body.seek(0)
             loop = asyncio.get_running_loop()

@@ -4,7 +4,6 @@ accepted by every export as a bearer token, rate limited, revocable."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from io import StringIO
 
 import pytest
@@ -19,16 +18,6 @@ from tests.leaderboard.conftest import simulate_votes
 
 ROUNDS = {"rounds": 20, "style_rounds": 10, "seed": 3}
 EXPORTS = ("export.json", "export.csv", "battles.jsonl")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_export_limits() -> Iterator[None]:
-    from arena.ratelimit import _client
-
-    client = _client()
-    for key in client.scan_iter("ludus:rl:export:*"):
-        client.delete(key)
-    yield
 
 
 @pytest.fixture
