@@ -86,8 +86,9 @@ _pools: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 async def _pool() -> Any:
-    """The psycopg AsyncConnectionPool of the running loop (autocommit, client-side binding: the
-    vote sends BEGIN with its statement)."""
+    """The psycopg AsyncConnectionPool of the running loop (autocommit: the vote statement is its
+    own transaction; client-side binding: it runs as EXECUTE of a prepared statement, which takes
+    no server-side parameters)."""
     import asyncio
 
     import psycopg

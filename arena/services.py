@@ -357,9 +357,20 @@ def _identities(battle: Battle) -> list[leak.Identity]:
     ]
 
 
-def _turn_leaks(battle: Battle, turn: Turn) -> bool:
-    identities = _identities(battle)
-    return any(leak.is_leak(g.text, identities) for g in _turn_generations(turn))
+def generation_leak_flag(*, generation: Generation) -> bool:
+    """Flag the battle whose turn holds this finished answer when the answer names one of the
+    battle's models (its votes then stop counting in ratings). Called through modelhub's
+    generation_finished signal, inside the transaction that stores the answer's terminal state: no
+    vote can see the answer finished and the battle not yet flagged. Returns whether it flagged."""
+    if not generation.text:
+        return False
+    turns = Turn.objects.filter(
+        Q(generation_a=generation.id) | Q(generation_b=generation.id), battle__leaked=False
+    ).select_related("battle__model_a", "battle__model_b")
+    leaked = {t.battle_id for t in turns if leak.is_leak(generation.text, _identities(t.battle))}
+    return (
+        bool(leaked) and Battle.objects.filter(id__in=leaked, leaked=False).update(leaked=True) > 0
+    )
 
 
 def battle_continue(*, battle: Battle, requester: Requester, prompt: str) -> Turn:
@@ -372,9 +383,6 @@ def battle_continue(*, battle: Battle, requester: Requester, prompt: str) -> Tur
             raise TooEarly("Wait until both answers are complete.")
         if last.index >= MAX_TURNS:
             raise Conflict("This conversation is long enough. Start a new round.")
-        if not battle.leaked and _turn_leaks(battle, last):
-            Battle.objects.filter(id=battle.id).update(leaked=True)
-            battle.leaked = True
         categories.battle_categories_add_turn(battle=battle, prompt=prompt)
         return _start_turn(
             battle, index=last.index + 1, attempt=1, prompt=prompt, requester=requester
@@ -392,9 +400,6 @@ def turn_regenerate(*, battle: Battle, requester: Requester) -> Turn:
         for generation in _turn_generations(last):
             if generation.status not in TERMINAL_STATUSES:
                 generation_stop(generation=generation)
-        if not battle.leaked and _turn_leaks(battle, last):
-            Battle.objects.filter(id=battle.id).update(leaked=True)
-            battle.leaked = True
         Turn.objects.filter(id=last.id).update(superseded=True)
         return _start_turn(
             battle,
@@ -413,15 +418,16 @@ class VoteResult:
 
 
 @lru_cache(maxsize=1)
-def _vote_sql() -> tuple[str, str]:
-    """The vote statement and the leak follow-up, with table names from the models' metadata.
+def _vote_sql() -> str:
+    """The vote statement, with table names from the models' metadata.
 
     One statement locks the turn (FOR UPDATE OF t, so that a regenerate or follow-up cannot slip
     in), inserts the vote when every check passes (owner, current attempt, answers finished, a
     choice the mode takes) with INSERT ... ON CONFLICT (turn_id) DO NOTHING (the unique turn: a
     double click or a replay inserts nothing), and returns in one row what the caller needs: the
-    checks for a precise refusal, the texts and identities for the leak check, the names for the
-    reveal, and the new vote's id (NULL when nothing was inserted)."""
+    checks for a precise refusal, the names for the reveal, and the new vote's id (NULL when
+    nothing was inserted). The vote takes the battle's leak flag, which is set when an answer
+    finishes (generation_leak_flag): the statement is the whole transaction."""
     turn, battle, vote = Turn._meta.db_table, Battle._meta.db_table, Vote._meta.db_table
     generation, model = Generation._meta.db_table, Model._meta.db_table
     cast = f"""
@@ -431,12 +437,11 @@ def _vote_sql() -> tuple[str, str]:
                            WHERE l.battle_id = t.battle_id AND l."index" > t."index") AS has_later,
                    EXISTS (SELECT 1 FROM {vote} v WHERE v.battle_id = t.battle_id) AS revealed,
                    b.mode, b.leaked, b.model_b_id,
-                   ga.status AS status_a, ga.text AS text_a, ga.finished_at AS finished_a,
-                   gb.status AS status_b, gb.text AS text_b, gb.finished_at AS finished_b,
+                   ga.status AS status_a, ga.finished_at AS finished_a,
+                   gb.status AS status_b, gb.finished_at AS finished_b,
                    ma.id AS ma_id, ma.name AS ma_name, ma.display_name AS ma_display,
-                   ma.organization AS ma_org, ma.identity_patterns AS ma_patterns,
-                   mb.name AS mb_name, mb.display_name AS mb_display,
-                   mb.organization AS mb_org, mb.identity_patterns AS mb_patterns
+                   ma.organization AS ma_org,
+                   mb.name AS mb_name, mb.display_name AS mb_display, mb.organization AS mb_org
             FROM {turn} t
             JOIN {battle} b ON b.id = t.battle_id
             JOIN {generation} ga ON ga.id = t.generation_a_id
@@ -463,15 +468,11 @@ def _vote_sql() -> tuple[str, str]:
             RETURNING id
         )
         SELECT t.superseded, t."index", t.has_later, t.revealed, t.mode, t.leaked, t.model_b_id,
-               t.status_a, t.text_a, t.finished_a, t.status_b, t.text_b, t.finished_b,
-               t.ma_id, t.ma_name, t.ma_display, t.ma_org, t.ma_patterns,
-               t.mb_name, t.mb_display, t.mb_org, t.mb_patterns,
+               t.status_a, t.finished_a, t.status_b, t.finished_b,
+               t.ma_id, t.ma_name, t.ma_display, t.ma_org, t.mb_name, t.mb_display, t.mb_org,
                (SELECT id FROM ins)
         FROM t"""
-    leaked = f"""
-        WITH v AS (UPDATE {vote} SET leaked = true WHERE id = %(vote)s)
-        UPDATE {battle} SET leaked = true WHERE id = %(battle)s AND NOT leaked"""
-    return cast, leaked
+    return cast
 
 
 def _owner_sql(requester: Requester) -> tuple[str, dict[str, Any]]:
@@ -487,50 +488,22 @@ def _owner_sql(requester: Requester) -> tuple[str, dict[str, Any]]:
     return " OR ".join(clauses), params
 
 
-def _vote_checked(row: Any, choice: str) -> tuple[bool, list[leak.Identity]]:
-    """Raise the precise refusal for a vote the statement did not insert (checks in the same order
-    as the statement's); return whether an answer names a model, and the identities."""
-    (superseded, _index, has_later, _revealed, mode, _battle_leaked, model_b_id,
-     status_a, text_a, _finished_a, status_b, text_b, _finished_b,
-     _ma_id, name_a, display_a, org_a, patterns_a,
-     name_b, display_b, org_b, patterns_b, _vote_id) = row  # fmt: skip
-    two_sided = model_b_id is not None
+def _vote_refusal(row: Any, choice: str) -> None:
+    """For the vote statement's row with nothing inserted, raise the precise refusal (the checks
+    in the statement's order)."""
+    (superseded, _index, has_later, _revealed, mode, _leaked, model_b_id,
+     status_a, _finished_a, status_b, _finished_b, *_names, vote_id) = row  # fmt: skip
+    if vote_id is not None:
+        return
     allowed = DIRECT_CHOICES if mode == Mode.DIRECT else PAIR_CHOICES
     if choice not in allowed:
         raise ArenaError("Unknown choice.")
     if superseded or has_later:
         raise Conflict("This answer was replaced; vote on the current one.")
-    statuses = (status_a, status_b) if two_sided else (status_a,)
+    statuses = (status_a, status_b) if model_b_id is not None else (status_a,)
     if any(s not in TERMINAL_STATUSES for s in statuses):
         raise TooEarly("Wait until both answers are complete before voting.")
-    identities = [leak.Identity(name_a, display_a, org_a, tuple(patterns_a or ()))]
-    if two_sided:
-        identities.append(leak.Identity(name_b, display_b, org_b, tuple(patterns_b or ())))
-    texts = (text_a, text_b) if two_sided else (text_a,)
-    return any(leak.is_leak(t or "", identities) for t in texts), identities
-
-
-def _vote_refusal(row: Any, choice: str) -> bool:
-    """For the vote statement's row: raise the precise refusal when nothing was inserted; else
-    return whether an answer names a model."""
-    leaks, _ = _vote_checked(row, choice)
-    if row[-1] is None:
-        raise Conflict("This answer already has your vote.")
-    return leaks
-
-
-def _vote_run(cursor: Any, *, params: dict[str, Any], choice: str) -> tuple[Any, bool]:
-    """Read the vote statement's row (the cursor has just run it) and finish inside the caller's
-    transaction: the precise refusal, or the leak follow-up. Returns the row and whether an answer
-    names a model. Raises ArenaError (the caller rolls back)."""
-    row = cursor.fetchone()
-    if row is None:
-        raise NotFound("No such battle.")
-    leaks = _vote_refusal(row, choice)
-    battle_leaked = row[5]
-    if leaks and not battle_leaked:
-        cursor.execute(_vote_sql()[1], {"vote": row[-1], "battle": params["battle"]})
-    return row, leaks
+    raise Conflict("This answer already has your vote.")
 
 
 def _vote_statement(
@@ -555,7 +528,7 @@ def _vote_statement(
         "pair_choices": [str(c) for c in PAIR_CHOICES],
         **owner_params,
     }  # fmt: skip
-    return _vote_sql()[0].replace("{owner}", owner), params
+    return _vote_sql().replace("{owner}", owner), params
 
 
 def _vote_limits(requester: Requester) -> list[tuple[str, int]]:
@@ -570,13 +543,8 @@ TOO_FAST = "You are voting too fast. Please wait a minute."
 
 def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str) -> VoteResult:
     """Record one vote on the battle's current turn: one Redis round trip (rate limits), then one
-    transaction of one statement (lock, checks, INSERT ... ON CONFLICT DO NOTHING; see _vote_sql)
-    and, only when an answer gave a model away, an update of the vote and the battle.
-
-    Outside any atomic block (the web request), BEGIN travels with the statement and COMMIT is
-    the second round trip: two round trips to PostgreSQL in all. Inside one (tests, callers with a
-    transaction) the same statements run in a savepoint. vote_cast_async is the same on an
-    event loop.
+    statement (lock, checks, INSERT ... ON CONFLICT DO NOTHING; see _vote_sql) that is its own
+    transaction: one round trip to PostgreSQL. vote_cast_async is the same on an event loop.
 
     Precise refusals, none of which stores anything: 404 not this requester's battle or turn, 400
     a choice the mode does not take, 409 a second vote on the turn (double click, replay) or a vote
@@ -588,22 +556,18 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
         battle_id=battle_id, turn_id=turn_id, requester=requester, choice=choice
     )
     with connection.cursor() as cursor:
-        if connection.in_atomic_block or not _client_binding(cursor):
-            with transaction.atomic():
-                cursor.execute(sql, params)
-                row, leaks = _vote_run(cursor, params=params, choice=choice)
-        else:
-            # One round trip for BEGIN and the statement (client-side binding sends both as one
-            # simple query); COMMIT or ROLLBACK is the second.
-            try:
-                cursor.execute("BEGIN;" + sql, params)
-                cursor.nextset()  # past BEGIN's empty result
-                row, leaks = _vote_run(cursor, params=params, choice=choice)
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-    return _vote_result(row, leaks=leaks, params=params, requester=requester, choice=choice)
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return _vote_outcome(row, params=params, requester=requester, choice=choice)
+
+
+def _vote_outcome(
+    row: Any, *, params: dict[str, Any], requester: Requester, choice: str
+) -> VoteResult:
+    if row is None:
+        raise NotFound("No such battle.")
+    _vote_refusal(row, choice)
+    return _vote_result(row, params=params, requester=requester, choice=choice)
 
 
 # The vote statement for a session-only requester as a prepared statement (vote_prepare_sql):
@@ -620,7 +584,7 @@ _PREPARED_PARAMS = (
 def vote_prepare_sql() -> str:
     """PREPARE of the vote statement for session-only requesters, for a connection of the pool
     that vote_cast_async(prepared=True) is given (run once per connection)."""
-    sql = _vote_sql()[0].replace("{owner}", "b.session_key = %(owner_session)s")
+    sql = _vote_sql().replace("{owner}", "b.session_key = %(owner_session)s")
     for number, (name, _type) in enumerate(_PREPARED_PARAMS, 1):
         sql = sql.replace(f"%({name})s", f"${number}")
     types = ", ".join(t for _, t in _PREPARED_PARAMS)
@@ -649,30 +613,17 @@ async def vote_cast_async(
         args = ", ".join(f"%({name})s" for name, _type in _PREPARED_PARAMS)
         sql = f"EXECUTE {_PREPARED_VOTE}({args})"
     async with pool.connection() as conn, conn.cursor() as cursor:
-        try:
-            await cursor.execute("BEGIN;" + sql, params)
-            cursor.nextset()
-            row = await cursor.fetchone()
-            if row is None:
-                raise NotFound("No such battle.")
-            leaks = _vote_refusal(row, choice)
-            if leaks and not row[5]:
-                await cursor.execute(_vote_sql()[1], {"vote": row[-1], "battle": params["battle"]})
-        except BaseException:
-            await cursor.execute("ROLLBACK")
-            raise
-        await cursor.execute("COMMIT")
-    return _vote_result(row, leaks=leaks, params=params, requester=requester, choice=choice)
+        await cursor.execute(sql, params)
+        row = await cursor.fetchone()
+    return _vote_outcome(row, params=params, requester=requester, choice=choice)
 
 
 def _vote_result(
-    row: Any, *, leaks: bool, params: dict[str, Any], requester: Requester, choice: str
+    row: Any, *, params: dict[str, Any], requester: Requester, choice: str
 ) -> VoteResult:
-    (_s, index, _h, revealed, mode, battle_leaked, model_b_id, _sa, _ta, finished_a, _sb, _tb,
-     finished_b, model_a_id, name_a, display_a, org_a, _pa, name_b, display_b, org_b, _pb,
-     vote_id) = row  # fmt: skip
+    (_s, index, _h, revealed, mode, leaked, model_b_id, _sa, finished_a, _sb, finished_b,
+     model_a_id, name_a, display_a, org_a, name_b, display_b, org_b, vote_id) = row  # fmt: skip
     now, battle_uuid, turn_pk = params["now"], params["battle"], params["turn"]
-    leaked = battle_leaked or leaks
     finished = max((f for f in (finished_a, finished_b) if f is not None), default=None)
     two_sided = model_b_id is not None
     # Unsaved instances carrying what the reply shows: no further queries.
@@ -747,14 +698,6 @@ def _unsaved(cls: Any, values: dict[str, Any], related: dict[str, Any] | None = 
         attrs[cls._meta.get_field(name).attname] = None if value is None else value.pk
         obj._state.fields_cache[name] = value
     return obj
-
-
-def _client_binding(cursor: Any) -> bool:
-    """Whether Django's cursor binds parameters client-side (psycopg's ClientCursor, Django's
-    default): only then can BEGIN and a parametrised statement travel as one query."""
-    import psycopg
-
-    return isinstance(getattr(cursor, "cursor", None), psycopg.ClientCursor)
 
 
 def battle_flag(*, battle: Battle, reason: str = "") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpRequest
 
 # The session key under which this browser's anonymous battles are stored. Django's login() gives
@@ -31,3 +32,13 @@ def battles_adopt_on_login(
     keys = {session.get(SESSION_OWNER_KEY) or "", session.session_key or ""} - {""}
     for key in keys:
         battles_adopt(session_key=key, user_id=user.pk)
+
+
+def battle_leak_on_finish(sender: Any, generation: Any, **kwargs: Any) -> None:
+    """generation_finished: flag the battle when the finished answer names one of its models. Runs
+    in the transaction that stores the answer, in a savepoint of its own (a failure here leaves
+    the answer stored)."""
+    from arena.services import generation_leak_flag
+
+    with transaction.atomic():
+        generation_leak_flag(generation=generation)

@@ -7,6 +7,7 @@ on demand. The model name picks the behaviour:
   fake-malformed          sends one good delta, then a line that is not JSON
   fake-die                sends a few deltas, then drops the connection without [DONE]
   fake-echo               streams back the kinds of the last message's content parts
+  fake-say                streams back the last message's text, word by word
 
 GET /stats reports how many streams finished and how many clients went away mid-stream.
 """
@@ -111,6 +112,10 @@ async def chat(request: Request) -> Response:
             if isinstance(part, dict) and part.get("type") == "image_url"
         ]
         echo = [f"{k} " for k in kinds] + [f"{u} " for u in urls]
+        n = len(echo)
+    elif model.startswith("fake-say"):
+        content = (payload.get("messages") or [{}])[-1].get("content")
+        echo = [f"{word} " for word in str(content or "").split()]
         n = len(echo)
 
     async def body() -> AsyncIterator[str]:

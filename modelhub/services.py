@@ -21,6 +21,7 @@ from modelhub import metrics, streams
 from modelhub.models import Endpoint, Generation, GenerationStatus, Model
 from modelhub.pool import Outbox, flusher, redis_client, runner
 from modelhub.selectors import endpoint_api_key, endpoints_for_dispatch
+from modelhub.signals import generation_finished
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def _finish(
     error: str = "",
     fields: dict[str, Any] | None = None,
 ) -> None:
-    """Store the terminal state in PostgreSQL, then publish the terminal frame at `seq`."""
+    """Store the terminal state in PostgreSQL (with what generation_finished's receivers write, in
+    one transaction), then publish the terminal frame at `seq`."""
     now = timezone.now()
     generation.status = status
     generation.finish_reason = finish_reason
@@ -110,7 +112,11 @@ def _finish(
         generation.duration_ms = (now - generation.started_at).total_seconds() * 1000
     for key, value in (fields or {}).items():
         setattr(generation, key, value)
-    generation.save()
+    with transaction.atomic():
+        generation.save()
+        for receiver, failure in generation_finished.send_robust(Generation, generation=generation):
+            if failure is not None:
+                log.error("generation_finished receiver %r failed", receiver, exc_info=failure)
     frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
     frame["finish_reason"] = finish_reason
     if error:

@@ -3,10 +3,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from arena.models import Battle, Mode, Turn
 from modelhub.models import Generation, GenerationStatus, Model
+from modelhub.signals import generation_finished
 from tests.factories import EndpointFactory, ModelFactory
 
 
@@ -46,13 +48,18 @@ def arena_models(db: None) -> list:  # type: ignore[type-arg]
 
 
 def finish_turn(turn: Turn, text_a: str = "answer a", text_b: str = "answer b") -> None:
+    """Finish the turn's answers as the pool does: the terminal state and, in the same
+    transaction, modelhub's generation_finished signal (the arena flags leaks on it)."""
     now = timezone.now()
     for generation, text in ((turn.generation_a, text_a), (turn.generation_b, text_b)):
         if generation is None:
             continue
-        Generation.objects.filter(id=generation.id).update(
-            status=GenerationStatus.DONE, text=text, finished_at=now, last_seq=2
-        )
+        with transaction.atomic():
+            Generation.objects.filter(id=generation.id).update(
+                status=GenerationStatus.DONE, text=text, finished_at=now, last_seq=2
+            )
+            generation.refresh_from_db()
+            generation_finished.send(Generation, generation=generation)
 
 
 def last_turn(battle: Battle) -> Turn:

@@ -183,18 +183,23 @@ def test_it_flags_a_vote_when_an_answer_names_its_model(arena_models: list[Any])
     battle = _battle(client)
     turn = last_turn(battle)
     finish_turn(turn, text_a=f"As {battle.model_b.display_name}, I think so.")  # type: ignore[union-attr]
-    assert _vote(client, battle, turn).status_code == 200
-    vote = Vote.objects.get()
     battle.refresh_from_db()
-    assert vote.leaked and battle.leaked
+    assert battle.leaked  # as soon as the answer finished, before any vote
+
+    response = _vote(client, battle, turn)
+
+    assert response.status_code == 200
+    assert "will not count in ratings" in response.content.decode()
+    assert Vote.objects.get().leaked
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_request_path_outside_a_transaction_refuses_flags_and_stores_once(
     arena_models: list[Any],
 ) -> None:
-    """Outside an atomic block the vote sends BEGIN with its statement and then COMMIT or ROLLBACK:
-    a refusal leaves nothing behind and the connection usable, a leak flags vote and battle."""
+    """Outside an atomic block the vote statement is its own transaction: a refusal leaves
+    nothing behind and the connection usable; an answer that named its model (flagged when it
+    finished) flags the vote."""
     client = Client()
     battle = _battle(client)
     turn = last_turn(battle)
