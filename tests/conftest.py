@@ -89,6 +89,20 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
     stop_worker(proc)
 
 
+@pytest.fixture(autouse=True)
+def _generations_settled(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that ran the shared worker: wait until the worker has finished every generation
+    the test started, before the database is flushed (a TRUNCATE racing a finishing generation's
+    transaction deadlocks). Set up after pytest-django's database fixture, so torn down before it."""
+    yield
+    if "celery_worker" not in request.fixturenames:
+        return
+    from modelhub.models import Generation, GenerationStatus
+
+    busy = (GenerationStatus.QUEUED, GenerationStatus.STREAMING)
+    wait_for(lambda: not Generation.objects.filter(status__in=busy).exists(), timeout=30)
+
+
 @pytest.fixture
 def redis_conn() -> redis.Redis:
     from django.conf import settings
