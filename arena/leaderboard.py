@@ -28,10 +28,8 @@ from django.utils import timezone
 from arena import sampling
 from arena.models import (
     Battle,
-    BattleTarget,
     LeaderboardSnapshot,
     Mode,
-    SamplingPolicy,
     SamplingWeights,
     Vote,
 )
@@ -43,7 +41,7 @@ from arena.ratings import (
     ratings_over_time,
     winrate_matrix,
 )
-from arena.selectors import WINNER, battle_log_rows
+from arena.selectors import WINNER, battle_log_rows, sampling_candidates
 from modelhub.models import Modality, Model
 from modelhub.selectors import models_available
 
@@ -155,57 +153,16 @@ def snapshot_battle_lines(*, snapshot: LeaderboardSnapshot) -> Iterator[bytes]:
 # -- sampling weights -------------------------------------------------------------------------
 
 
-def _anonymous_counts(field: str, ids: list[int]) -> dict[int, int]:
-    counts: dict[int, int] = defaultdict(int)
-    rows: Iterable[tuple[int, int | None, int]]
-    if field == "votes":
-        rows = (
-            Vote.objects.filter(battle__mode=Mode.ANONYMOUS)
-            .values_list("battle__model_a_id", "battle__model_b_id")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-    else:
-        rows = (
-            Battle.objects.filter(mode=Mode.ANONYMOUS)
-            .values_list("model_a_id", "model_b_id")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-    wanted = set(ids)
-    for a, b, n in rows:
-        for model_id in (a, b):
-            if model_id in wanted:
-                counts[model_id] += n
-    return counts
-
-
 def sampling_weights_current() -> tuple[dict[str, Any], dict[str, Any]]:
     """(policy, weights) of the text pool now: per model its base weight, its effective weight
     after boosts, and its share of battle appearances under the pair distribution."""
     pool = list(models_available(modality=Modality.TEXT).order_by("name"))
-    row = SamplingPolicy.objects.first() or SamplingPolicy()
+    row, candidates = sampling_candidates(pool, key=lambda m: m.name)
     policy = {
         "new_model_boost": row.new_model_boost,
         "new_model_until_votes": row.new_model_until_votes,
         "target_boost": row.target_boost,
     }
-    ids = [m.id for m in pool]
-    votes = _anonymous_counts("votes", ids)
-    targets = dict(
-        BattleTarget.objects.filter(model_id__in=ids).values_list("model_id", "target_battles")
-    )
-    battles = _anonymous_counts("battles", ids) if targets else {}
-    candidates = [
-        sampling.Candidate(
-            key=m.name,
-            weight=m.sampling_weight,
-            votes=votes.get(m.id, 0),
-            battles=battles.get(m.id, 0),
-            target_battles=targets.get(m.id),
-        )
-        for m in pool
-    ]
     share: dict[str, float] = defaultdict(float)
     if len(candidates) >= 2:
         for (a, b), p in sampling.pair_distribution(candidates, **policy).items():

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from arena.models import Battle, Mode, Turn, Vote
-from modelhub.models import TERMINAL_STATUSES, Generation
+from arena import sampling
+from arena.models import Battle, BattleTarget, Mode, SamplingPolicy, Turn, Vote
+from modelhub.models import TERMINAL_STATUSES, Generation, Model
 
 WINNER = {"a": "model_a", "b": "model_b", "tie": "tie", "bothbad": "tie (bothbad)"}
 
@@ -34,6 +36,53 @@ class Requester:
     @property
     def ident(self) -> str:
         return f"u{self.user_id}" if self.user_id is not None else f"s{self.session_key}"
+
+
+def anonymous_appearances(ids: list[int], *, votes: bool) -> dict[int, int]:
+    """Per model of `ids`: its anonymous battles on either side (or the votes on them)."""
+    rows: QuerySet[Any]
+    if votes:
+        rows = Vote.objects.filter(battle__mode=Mode.ANONYMOUS).filter(
+            Q(battle__model_a_id__in=ids) | Q(battle__model_b_id__in=ids)
+        )
+        rows = rows.values_list("battle__model_a_id", "battle__model_b_id")
+    else:
+        rows = Battle.objects.filter(mode=Mode.ANONYMOUS).filter(
+            Q(model_a_id__in=ids) | Q(model_b_id__in=ids)
+        )
+        rows = rows.values_list("model_a_id", "model_b_id")
+    counts: dict[int, int] = defaultdict(int)
+    wanted = set(ids)
+    for a, b, n in rows.annotate(n=Count("id")).order_by():
+        for model_id in (a, b):
+            if model_id in wanted:
+                counts[model_id] += n
+    return dict(counts)
+
+
+def sampling_candidates(
+    pool: list[Model], *, key: Callable[[Model], str]
+) -> tuple[SamplingPolicy, list[sampling.Candidate]]:
+    """The sampling policy in force and a candidate per model of `pool` (named by `key`), with
+    the vote and battle counts its boosts and targets need."""
+    policy = SamplingPolicy.objects.first() or SamplingPolicy()
+    ids = [m.id for m in pool]
+    votes = anonymous_appearances(ids, votes=True)
+    targets = dict(
+        BattleTarget.objects.filter(model_id__in=ids).values_list("model_id", "target_battles")
+    )
+    battles = anonymous_appearances(ids, votes=False) if targets else {}
+    candidates = [
+        sampling.Candidate(
+            key=key(m),
+            weight=m.sampling_weight,
+            votes=votes.get(m.id, 0),
+            battles=battles.get(m.id, 0),
+            target_battles=targets.get(m.id),
+        )
+        for m in pool
+    ]
+    return policy, candidates
 
 
 def battle_for_owner(*, battle_id: Any, requester: Requester) -> Battle | None:

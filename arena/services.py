@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.db.models.base import ModelState
 from django.utils import timezone
 
@@ -22,13 +22,11 @@ from arena.models import (
     DIRECT_CHOICES,
     PAIR_CHOICES,
     Battle,
-    BattleTarget,
     Mode,
-    SamplingPolicy,
     Turn,
     Vote,
 )
-from arena.selectors import Requester
+from arena.selectors import Requester, sampling_candidates
 from modelhub.models import TERMINAL_STATUSES, Generation, Modality, Model
 from modelhub.selectors import models_available
 from modelhub.services import generation_create, generation_params, generation_stop
@@ -92,23 +90,7 @@ def pair_sample(*, vision: bool, rng: Any = None) -> tuple[Model, Model, float]:
     pool = list(models_available(modality=Modality.IMAGE if vision else Modality.TEXT))
     if len(pool) < 2:
         raise sampling.NotEnoughModels("fewer than two models are available")
-    policy = SamplingPolicy.objects.first() or SamplingPolicy()
-    ids = [m.id for m in pool]
-    votes = _vote_counts(ids)
-    targets = dict(
-        BattleTarget.objects.filter(model_id__in=ids).values_list("model_id", "target_battles")
-    )
-    battles = _battle_counts(ids) if targets else {}
-    candidates = [
-        sampling.Candidate(
-            key=str(m.id),
-            weight=m.sampling_weight,
-            votes=votes.get(m.id, 0),
-            battles=battles.get(m.id, 0),
-            target_battles=targets.get(m.id),
-        )
-        for m in pool
-    ]
+    policy, candidates = sampling_candidates(pool, key=lambda m: str(m.id))
     left, right, probability = sampling.sample_pair(
         candidates,
         rng=rng,
@@ -118,35 +100,6 @@ def pair_sample(*, vision: bool, rng: Any = None) -> tuple[Model, Model, float]:
     )
     by_id = {str(m.id): m for m in pool}
     return by_id[left], by_id[right], probability
-
-
-def _vote_counts(ids: list[int]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    rows = (
-        Vote.objects.filter(battle__mode=Mode.ANONYMOUS)
-        .filter(Q(battle__model_a_id__in=ids) | Q(battle__model_b_id__in=ids))
-        .values_list("battle__model_a_id", "battle__model_b_id")
-        .annotate(n=Count("id"))
-    )
-    for a, b, n in rows:
-        counts[a] = counts.get(a, 0) + n
-        counts[b] = counts.get(b, 0) + n
-    return counts
-
-
-def _battle_counts(ids: list[int]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    rows = (
-        Battle.objects.filter(mode=Mode.ANONYMOUS)
-        .filter(Q(model_a_id__in=ids) | Q(model_b_id__in=ids))
-        .values_list("model_a_id", "model_b_id")
-        .annotate(n=Count("id"))
-    )
-    for a, b, n in rows:
-        counts[a] = counts.get(a, 0) + n
-        if b is not None:
-            counts[b] = counts.get(b, 0) + n
-    return counts
 
 
 # -- prompts ----------------------------------------------------------------------------------
