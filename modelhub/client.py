@@ -1,16 +1,16 @@
 """One client for every engine: the OpenAI chat-completions protocol over HTTP with SSE streaming.
 
-Django-free. `stream_chat` yields typed events; closing the generator (or leaving the `with` block)
-closes the HTTP response, which aborts the upstream request. Errors are typed so the pool can tell
-"try another endpoint" (connect errors, 5xx, timeouts before the first token) from "the request is
-bad" (4xx).
+Django-free. `AsyncChatStream` yields typed events; leaving its `async with` block (or cancelling
+the task that reads it) closes the HTTP response, which aborts the upstream request; `complete`
+makes one non-streaming request (the health probe's one-token completion). Errors are typed so the
+pool can tell "try another endpoint" (connect errors, 5xx, timeouts before the first token) from
+"the request is bad" (4xx).
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,77 +168,8 @@ class SSEParser:
         return self._finish or Finish(reason="stop")
 
 
-def parse_sse_lines(lines: Iterator[str]) -> Iterator[Delta | Finish]:
-    """Turn the `data:` lines of an OpenAI stream into Delta and Finish events.
-
-    Exactly one Finish is yielded, after the last delta; a stream that ends without `[DONE]` or a
-    finish_reason, or carries a line that is not JSON, raises MalformedStream.
-    """
-    parser = SSEParser()
-    for raw in lines:
-        yield from parser.feed(raw)
-        if parser.done:
-            break
-    yield parser.finish()
-
-
-class ChatStream:
-    """A streaming chat completion. Use as a context manager; `close()` aborts the upstream request."""
-
-    def __init__(
-        self,
-        client: httpx.Client,
-        base_url: str,
-        payload: dict[str, Any],
-        api_key: str | None = None,
-        timeouts: Timeouts = Timeouts(),
-    ) -> None:
-        self._client = client
-        self._request = client.build_request(
-            "POST",
-            chat_url(base_url),
-            json=payload,
-            headers=_headers(api_key),
-            timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
-        )
-        self._response: httpx.Response | None = None
-        self.started = time.monotonic()
-
-    def __enter__(self) -> ChatStream:
-        try:
-            self._response = self._client.send(self._request, stream=True)
-        except httpx.ConnectError as exc:
-            raise UpstreamConnectError(f"cannot connect to {self._request.url}: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"timed out connecting to {self._request.url}") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from exc
-        try:
-            _raise_for_status(self._response)
-        except UpstreamError:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._response is not None:
-            self._response.close()
-
-    def events(self) -> Iterator[Delta | Finish]:
-        assert self._response is not None, "use ChatStream as a context manager"
-        try:
-            yield from parse_sse_lines(self._response.iter_lines())
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout("upstream stopped sending (read timeout)") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise MalformedStream(f"upstream connection broke: {exc}") from exc
-
-
 class AsyncChatStream:
-    """The asyncio twin of ChatStream, for a worker that runs many streams on one event loop.
+    """A streaming chat completion on asyncio (a worker runs all its streams on one event loop).
 
     Lines are split from the raw body bytes and JSON chunks parsed from bytes, skipping text
     decoding of every line: at hundreds of concurrent streams the per-token cost is what limits a
