@@ -37,6 +37,8 @@ from _harness import (
     wait_port,
 )
 
+from ludus_dev.__main__ import gen_processes
+
 
 async def run_direct(
     base_url: str, model: str, n: int, tokens: int, spread: float
@@ -285,8 +287,9 @@ def main() -> None:
     parser.add_argument(
         "--gen-procs",
         type=int,
-        default=1,
-        help="generation worker processes, each started from the Procfile's gen line",
+        default=gen_processes(),
+        help="generation worker processes, each started from the Procfile's gen line "
+        "(default: as make run starts them, GEN_PROCESSES)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the generations for inspection")
     args = parser.parse_args()

@@ -27,6 +27,13 @@ def _base_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+def gen_processes() -> int:
+    """How many `gen` processes make run starts (GEN_PROCESSES): on 2 cores, two processes of
+    GEN_CONCURRENCY threads each served 256 streams with half the added first-token latency of one
+    (bench/serving.py); three did worse."""
+    return max(1, int(os.environ.get("GEN_PROCESSES", "2")))
+
+
 def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
@@ -46,7 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _manage(env, "ensure_admin")
         print(f"\n  Ludus is starting at http://{env['HOST']}:{env['PORT']}\n", flush=True)
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
-        proc = subprocess.Popen([honcho, "-f", "Procfile", "start"], cwd=ROOT, env=env)
+        formation = f"gen={gen_processes()}"
+        proc = subprocess.Popen(
+            [honcho, "-f", "Procfile", "start", "-c", formation], cwd=ROOT, env=env
+        )
         try:
             return proc.wait()
         except KeyboardInterrupt:

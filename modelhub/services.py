@@ -136,7 +136,25 @@ def generation_fail(*, generation: Generation, error: str) -> None:
 
 
 def _claim(generation_id: str) -> Generation | None:
-    """Mark a generation as streaming, or return None when there is nothing (left) to do."""
+    """Mark a generation as streaming, or return None when there is nothing (left) to do.
+
+    The common case, a queued generation, is one UPDATE (no transaction held open) and one read;
+    anything else (a redelivery, a missing or finished generation) takes the locked path."""
+    now = timezone.now()
+    claimed = Generation.objects.filter(id=generation_id, status=GenerationStatus.QUEUED).update(
+        status=GenerationStatus.STREAMING, attempts=F("attempts") + 1, started_at=now,
+        heartbeat_at=now,
+    )  # fmt: skip
+    if not claimed:
+        return _claim_locked(generation_id)
+    generation = Generation.objects.select_related("model").get(id=generation_id)
+    if redis_client().exists(streams.stop_key(generation_id)):
+        _finish(generation, GenerationStatus.CANCELLED, seq=1, finish_reason="cancelled")
+        return None
+    return generation
+
+
+def _claim_locked(generation_id: str) -> Generation | None:
     with transaction.atomic():
         generation = (
             Generation.objects.select_for_update()
