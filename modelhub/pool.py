@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HEARTBEAT_EVERY_S = 2.0
-HTTP_POOLS = 16
 
 
 @dataclass
@@ -206,8 +205,7 @@ class StreamRunner:
             self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
         except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
             self.loop = asyncio.new_event_loop()
-        self._clients: list[Any] = []
-        self._next_client = 0
+        self._session: Any = None
         self._thread = threading.Thread(target=self._run, name="ludus-streams", daemon=True)
         self._thread.start()
 
@@ -215,33 +213,28 @@ class StreamRunner:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def _make_clients(self) -> list[Any]:
-        import httpx
+    def _make_session(self) -> Any:
+        import ssl
 
-        # One TLS context for all pools: building one loads the CA bundle (tens of ms).
-        tls = httpx.create_ssl_context()
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
-        return [httpx.AsyncClient(limits=limits, verify=tls) for _ in range(HTTP_POOLS)]
+        import aiohttp
+
+        # One connection pool without a limit (the worker's concurrency is the limit), one TLS
+        # context (building one loads the CA bundle: tens of ms).
+        connector = aiohttp.TCPConnector(limit=0, ssl=ssl.create_default_context())
+        return aiohttp.ClientSession(connector=connector)
 
     @property
     def http(self) -> Any:
-        """An httpx.AsyncClient of the loop (made on it, used only from it).
-
-        httpcore's connection pool scans all of its connections for every request it assigns and
-        every response it closes: with hundreds of open streams in one pool that scan was most of
-        the worker's CPU. Streams are spread round-robin over several small pools instead.
-        """
-        if not self._clients:
-            self._clients = self._make_clients()
-        self._next_client = (self._next_client + 1) % len(self._clients)
-        return self._clients[self._next_client]
+        """The loop's aiohttp.ClientSession (made on the loop, used only from it)."""
+        if self._session is None:
+            self._session = self._make_session()
+        return self._session
 
     def warm(self) -> None:
-        """Make the HTTP clients now, on the loop, instead of during the first generation."""
+        """Make the HTTP session now, on the loop, instead of during the first generation."""
 
         async def make() -> None:
-            if not self._clients:
-                self._clients = self._make_clients()
+            _ = self.http
 
         asyncio.run_coroutine_threadsafe(make(), self.loop).result()
 

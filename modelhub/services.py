@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 import httpx
 from django.conf import settings
 from django.db import connection, transaction
@@ -233,7 +234,7 @@ class _Read:
 
 
 async def _read_upstream(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     endpoint_url: str,
     payload: dict[str, Any],
     api_key: str | None,

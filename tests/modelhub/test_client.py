@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import aiohttp
 import httpx
 import pytest
 
@@ -20,7 +21,7 @@ def _astream(
         )
         events: list[oai.Delta | oai.Finish] = []
         async with (
-            httpx.AsyncClient() as http,
+            aiohttp.ClientSession() as http,
             oai.AsyncChatStream(
                 http, upstream.base_url, payload, timeouts=oai.Timeouts(1, read)
             ) as stream,
@@ -82,7 +83,7 @@ def test_it_reports_connection_refused_as_connect_error() -> None:
     async def connect() -> None:
         payload = oai.build_payload("fake", [{"role": "user", "content": "hi"}], {})
         async with (
-            httpx.AsyncClient() as http,
+            aiohttp.ClientSession() as http,
             oai.AsyncChatStream(
                 http, "http://127.0.0.1:9/v1", payload, timeouts=oai.Timeouts(0.5, 0.5)
             ),
@@ -104,7 +105,7 @@ def test_it_aborts_the_upstream_request_when_closed(upstream) -> None:  # type: 
             "fake-r50", [{"role": "user", "content": "hi"}], {"max_tokens": 500}
         )
         async with (
-            httpx.AsyncClient() as http,
+            aiohttp.ClientSession() as http,
             oai.AsyncChatStream(http, upstream.base_url, payload) as stream,
         ):
             async for item in stream.events():
