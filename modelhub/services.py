@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
@@ -139,20 +140,35 @@ def generation_fail(*, generation: Generation, error: str) -> None:
 def _claim(generation_id: str) -> Generation | None:
     """Mark a generation as streaming, or return None when there is nothing (left) to do.
 
-    The common case, a queued generation, is one UPDATE (no transaction held open) and one read;
-    anything else (a redelivery, a missing or finished generation) takes the locked path."""
+    The common case, a queued generation, is one UPDATE ... RETURNING (no transaction held open)
+    and one read of its model; anything else (a redelivery, a missing or finished generation)
+    takes the locked path."""
     now = timezone.now()
-    claimed = Generation.objects.filter(id=generation_id, status=GenerationStatus.QUEUED).update(
-        status=GenerationStatus.STREAMING, attempts=F("attempts") + 1, started_at=now,
-        heartbeat_at=now,
-    )  # fmt: skip
+    claim = (GenerationStatus.STREAMING, now, now, generation_id, GenerationStatus.QUEUED)
+    claimed = list(Generation.objects.raw(_claim_sql(), claim))
     if not claimed:
         return _claim_locked(generation_id)
-    generation = Generation.objects.select_related("model").get(id=generation_id)
+    generation = claimed[0]
+    generation.model = Model.objects.raw(_model_sql(), [generation.model_id])[0]
     if redis_client().exists(streams.stop_key(generation_id)):
         _finish(generation, GenerationStatus.CANCELLED, seq=1, finish_reason="cancelled")
         return None
     return generation
+
+
+@lru_cache(maxsize=1)
+def _claim_sql() -> str:
+    """Every generation start runs this and _model_sql: written out, they skip compiling ORM
+    queries (a third of a generation worker's CPU in a burst of starts)."""
+    return (
+        f"UPDATE {Generation._meta.db_table} SET status = %s, attempts = attempts + 1,"
+        " started_at = %s, heartbeat_at = %s WHERE id = %s AND status = %s RETURNING *"
+    )
+
+
+@lru_cache(maxsize=1)
+def _model_sql() -> str:
+    return f"SELECT * FROM {Model._meta.db_table} WHERE id = %s"
 
 
 def _claim_locked(generation_id: str) -> Generation | None:
