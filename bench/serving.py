@@ -333,6 +333,8 @@ def main() -> None:
             "--no-access-log",
             "--log-level",
             "warning",
+            "--ws-per-message-deflate",
+            "false",
         ],
         *(gen_worker_command(i) for i in range(args.gen_procs)),
         env=worker_env,
