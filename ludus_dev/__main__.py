@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 from ludus_dev.services import ensure_services
@@ -34,6 +38,21 @@ def gen_processes() -> int:
     return max(1, int(os.environ.get("GEN_PROCESSES", "2")))
 
 
+def _announce_ready(url: str, timeout_s: float = 180.0) -> None:
+    """Say when the arena can take a battle: /healthz reports every part up, no endpoint down."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if json.load(response).get("status") == "ok":
+                    print(f"\n  Ludus is ready at {url}\n", flush=True)
+                    return
+        except (OSError, ValueError):
+            pass  # not listening yet, or 503 while workers start
+        time.sleep(1)
+    print(f"\n  Ludus is up at {url}, but {url}/healthz still reports a problem\n", flush=True)
+
+
 def _manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
@@ -51,7 +70,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _manage(env, "migrate", "--noinput", "-v", "0")
         _manage(env, "build_demo_models", "--if-missing")
         _manage(env, "ensure_admin")
-        print(f"\n  Ludus is starting at http://{env['HOST']}:{env['PORT']}\n", flush=True)
+        url = f"http://{env['HOST']}:{env['PORT']}"
+        print(f"\n  Ludus is starting at {url} (models load for a few seconds)\n", flush=True)
+        threading.Thread(target=_announce_ready, args=(url,), daemon=True).start()
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
         formation = f"gen={gen_processes()}"
         proc = subprocess.Popen(
