@@ -5,7 +5,8 @@ A Celery worker runs many generations at once. Each Celery task (a thread of the
 pool) claims its generation and stores the outcome in PostgreSQL, but the upstream read itself
 runs on the process's one `StreamRunner` event loop: hundreds of OS threads each waking per token
 spent the worker's CPU on GIL hand-offs, while one loop reads every stream with no switching. The
-task thread waits on its read without holding the GIL. The read appends deltas to an `Outbox`; one `Flusher` thread per process writes every outbox that has something new
+task thread waits on its read without holding the GIL. The read appends deltas to an `Outbox`; one
+`Flusher` thread per process writes every outbox that has something new
 in a single Redis pipeline every ~50 ms (and at once for a first token, so time-to-first-token gains
 nothing from coalescing). One writer per process keeps each stream's sequence numbers in order, and
 one round trip per tick keeps Redis load flat however many streams run. The same tick checks the
