@@ -24,18 +24,26 @@ def _keys(scope: str, limits: list[tuple[str, int]]) -> list[tuple[str, int]]:
     ]
 
 
+def _counted(pipe: Any, keys: list[tuple[str, int]]) -> Any:
+    """Queue the count of one event on each window key (a redis-py pipeline, sync or async)."""
+    for key, _ in keys:
+        pipe.incr(key)
+        pipe.expire(key, WINDOW_S * 2)
+    return pipe
+
+
+def _within(results: list[Any], keys: list[tuple[str, int]]) -> bool:
+    counts = results[0::2]
+    return all(count <= limit for count, (_, limit) in zip(counts, keys, strict=True))
+
+
 def hit(scope: str, limits: list[tuple[str, int]]) -> bool:
     """Count one event against each (identity, limit) of `scope`; False when any limit is passed.
     Identities that are empty are skipped; a limit of 0 or less means no limit."""
     keys = _keys(scope, limits)
     if not keys:
         return True
-    pipe = _client().pipeline(transaction=False)
-    for key, _ in keys:
-        pipe.incr(key)
-        pipe.expire(key, WINDOW_S * 2)
-    counts = pipe.execute()[0::2]
-    return all(count <= limit for count, (_, limit) in zip(counts, keys, strict=True))
+    return _within(_counted(_client().pipeline(transaction=False), keys).execute(), keys)
 
 
 _async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -73,9 +81,4 @@ async def ahit(scope: str, limits: list[tuple[str, int]]) -> bool:
     keys = _keys(scope, limits)
     if not keys:
         return True
-    pipe = async_client().pipeline(transaction=False)
-    for key, _ in keys:
-        pipe.incr(key)
-        pipe.expire(key, WINDOW_S * 2)
-    counts = (await pipe.execute())[0::2]
-    return all(count <= limit for count, (_, limit) in zip(counts, keys, strict=True))
+    return _within(await _counted(async_client().pipeline(transaction=False), keys).execute(), keys)

@@ -262,27 +262,10 @@ def test_it_streams_a_zoo_model_through_the_pool_and_a_websocket(
 ) -> None:
     """A zoo model registered as an engine=local model: generation via the Celery pool, read back
     through the real ASGI websocket, stored in PostgreSQL."""
-    from modelhub import services
-    from modelhub.models import Engine, GenerationStatus
-    from tests.conftest import run_async
+    from modelhub.models import Engine
     from tests.factories import EndpointFactory, ModelFactory
-    from tests.modelhub.test_pool import _assert_gapless, _collect, _session, _text
+    from tests.modelhub.test_pool import stream_and_check
 
     model = ModelFactory.create(name="local-zoo", served_name=TEXT_MODEL, engine=Engine.LOCAL)
     EndpointFactory.create(model=model, base_url=engine_url + "/v1")
-    key = _session()
-    generation = services.generation_create(
-        model=model,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        params=services.generation_params(
-            model=model, overrides={"max_tokens": 24, "temperature": 0}
-        ),
-        session_key=key,
-    )
-    frames = run_async(_collect(key, str(generation.id), timeout=60))
-    assert frames[-1]["type"] == "done", frames[-1]
-    _assert_gapless(frames)
-    generation.refresh_from_db()
-    assert generation.status == GenerationStatus.DONE
-    assert generation.text and generation.text == _text(frames)
-    assert generation.completion_tokens and generation.ttft_ms is not None
+    stream_and_check(model, {"max_tokens": 24, "temperature": 0})

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -9,20 +8,10 @@ from django.utils import timezone
 
 from arena.models import Battle, Mode, Turn, Vote
 from modelhub.models import Generation, GenerationStatus, Model
+from tests.arena.conftest import _fresh_rate_limits  # noqa: F401  (autouse: no counted limits)
 from tests.factories import EndpointFactory, ModelFactory
 
 ANSWERS = ("# Title\n- one\n- two\n**bold** answer", "short answer", "a longer plain answer " * 5)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_export_limits() -> Iterator[None]:
-    """Export rate-limit windows live in Redis across tests: start every test with none counted."""
-    from arena.ratelimit import _client
-
-    client = _client()
-    for key in client.scan_iter("ludus:rl:export:*"):
-        client.delete(key)
-    yield
 
 
 @pytest.fixture

@@ -86,6 +86,27 @@ def _assert_gapless(frames: list[dict[str, Any]], start: int = 1) -> None:
     assert seqs == list(range(start, start + len(seqs))), seqs
 
 
+def stream_and_check(model: Any, params: dict[str, Any]) -> Generation:
+    """Run a capital-of-France generation of `model` through the pool, read it back through the
+    real websocket, and check the stream is whole and gapless and matches what was stored (the
+    engine suites run this against the local engine and a real vLLM)."""
+    key = _session()
+    generation = services.generation_create(
+        model=model,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        params=services.generation_params(model=model, overrides=params),
+        session_key=key,
+    )
+    frames = run_async(_collect(key, str(generation.id), timeout=60))
+    assert frames[-1]["type"] == "done", frames[-1]
+    _assert_gapless(frames)
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.DONE
+    assert generation.text and generation.text == _text(frames)
+    assert generation.completion_tokens and generation.ttft_ms is not None
+    return generation
+
+
 def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, max_tokens=40)

@@ -59,30 +59,14 @@ def test_it_streams_from_a_supervised_vllm_server(vllm_server: Supervisor) -> No
 def test_it_streams_a_vllm_generation_through_the_pool_and_a_websocket(
     vllm_server: Supervisor, celery_worker: str
 ) -> None:
-
-    from modelhub import services
-    from modelhub.models import Engine, GenerationStatus
-    from tests.conftest import run_async
+    from modelhub.models import Engine
     from tests.factories import EndpointFactory, ModelFactory
-    from tests.modelhub.test_pool import _assert_gapless, _collect, _session, _text
+    from tests.modelhub.test_pool import stream_and_check
 
     model = ModelFactory.create(name="vllm-zoo", served_name=MODEL, engine=Engine.VLLM)
     EndpointFactory.create(model=model, base_url=vllm_server.spec.base_url + "/v1")
-    key = _session()
-    generation = services.generation_create(
-        model=model,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        params=services.generation_params(model=model, overrides={"max_tokens": 24}),
-        session_key=key,
-    )
     assert model.generation_queue == "gen.vllm"
-    frames = run_async(_collect(key, str(generation.id), timeout=60))
-    assert frames[-1]["type"] == "done", frames[-1]
-    _assert_gapless(frames)
-    generation.refresh_from_db()
-    assert generation.status == GenerationStatus.DONE
-    assert generation.text and generation.text == _text(frames)
-    assert generation.completion_tokens and generation.ttft_ms is not None
+    stream_and_check(model, {"max_tokens": 24})
 
 
 def test_it_restarts_vllm_after_a_crash(vllm_server: Supervisor) -> None:
