@@ -42,7 +42,7 @@ import json  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 
-from celery.signals import worker_ready, worker_shutdown  # noqa: E402
+from celery.signals import worker_process_init, worker_ready, worker_shutdown  # noqa: E402
 
 WORKER_KEY_PREFIX = "ludus:workers:"
 WORKER_TTL_S = 15
@@ -64,6 +64,8 @@ def _presence_loop(hostname: str, queues: list[str]) -> None:
 
 @worker_ready.connect
 def _announce(sender: object, **kwargs: object) -> None:
+    from config.gc import freeze_startup_heap
+
     _open_database_pool()
     if any(q.name.startswith("gen.") for q in app.amqp.queues.consume_from.values()):
         _start_serving_pool()
@@ -73,6 +75,7 @@ def _announce(sender: object, **kwargs: object) -> None:
     threading.Thread(
         target=_presence_loop, args=(hostname, queues), daemon=True, name="ludus-presence"
     ).start()
+    freeze_startup_heap()
 
 
 def _open_database_pool() -> None:
@@ -92,6 +95,14 @@ def _start_serving_pool() -> None:
 
     runner().warm()
     flusher()
+
+
+@worker_process_init.connect
+def _freeze_child_heap(**kwargs: object) -> None:
+    """A prefork pool's children fork before worker_ready: each freezes its own heap."""
+    from config.gc import freeze_startup_heap
+
+    freeze_startup_heap()
 
 
 @worker_shutdown.connect
