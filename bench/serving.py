@@ -366,6 +366,20 @@ def main() -> None:
         after = cpu_snapshot(labelled)
         print("direct", cpu_report(before, middle, d_elapsed))
         print("pool  ", cpu_report(middle, after, p_elapsed))
+        # The same CPU per generation: unlike latency under a saturating burst, a figure that
+        # repeats from run to run, to compare changes by.
+        per_gen = {
+            phase: {
+                label: (end[label] - start.get(label, 0.0)) * 1000 / args.streams for label in end
+            }
+            for phase, start, end in (("direct", before, middle), ("pool", middle, after))
+        }
+        for phase, costs in per_gen.items():
+            print(
+                f"{phase} cpu per generation (ms): "
+                + ", ".join(f"{label} {ms:.2f}" for label, ms in costs.items())
+                + f"; total {sum(costs.values()):.2f}"
+            )
     from modelhub.models import Generation
 
     rows = Generation.objects.filter(model=model).values_list("created_at", "started_at", "ttft_ms")
@@ -396,6 +410,8 @@ def main() -> None:
         "expected_tokens": args.streams * args.tokens,
         "gaps": gaps,
         "duplicates": duplicates,
+        "direct_cpu_ms_per_generation": round(sum(per_gen["direct"].values()), 2),
+        "pool_cpu_ms_per_generation": round(sum(per_gen["pool"].values()), 2),
     }
     print(
         f"direct: TTFT p50 {result['direct_ttft_p50_ms']} ms p99 {result['direct_ttft_p99_ms']} ms, {direct_tps:.0f} tokens/s"

@@ -19,6 +19,7 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
@@ -52,6 +53,12 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def websocket_disconnect(self, message: Any) -> None:
+        """Channels' websocket_disconnect without its thread hop to close database connections
+        (see dispatch) and without channel-layer groups (this consumer has no layer)."""
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def disconnect(self, code: int) -> None:
         for gid in self.sent:
@@ -115,12 +122,15 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             if gid in self.sent:
                 continue
             self.sent[gid] = after
-            # Register with the hub first, then replay what is stored: see streamhub's contract.
-            await self.hub.subscribe(gid, after, self.queue)
             # A stream lives until FINISHED_TTL_S after its end, and a generation ends after its
             # token was issued: with a younger token an empty stream means "not started yet".
             may_have_expired = age is None or age > streams.FINISHED_TTL_S - 60
-            await self._catch_up(gid, after, generation, may_have_expired)
+            # Register with the hub first, then replay what is stored: see streamhub's contract.
+            # When the hub starts reading the stream at `after` for this socket it delivers the
+            # stored entries itself, and only an expired stream needs a look of its own.
+            fresh = await self.hub.subscribe(gid, after, self.queue)
+            if not fresh or may_have_expired:
+                await self._catch_up(gid, after, generation, may_have_expired)
         if self.pump is None:
             self.pump = asyncio.create_task(self._pump())
 

@@ -15,7 +15,6 @@ neither.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from typing import Any
@@ -35,25 +34,40 @@ class StreamHub:
         self.reader_client = aioredis.Redis.from_url(
             url, socket_timeout=BLOCK_MS / 1000 + 10, max_connections=1
         )
-        # Everything else on this loop (replays, CLIENT UNBLOCK) shares one ordinary client.
-        self.client = aioredis.Redis.from_url(url, socket_timeout=10, max_connections=200)
+        # Everything else on this loop (replays, CLIENT UNBLOCK) shares a few ordinary connections:
+        # a burst of sockets waits its turn for one instead of opening hundreds (each new
+        # connection costs a handshake and, in redis-py, a read of its own package metadata).
+        self.client = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url, socket_timeout=10, max_connections=16, timeout=20
+            )
+        )
         self.positions: dict[str, str] = {}  # stream key -> last entry id read by the hub
         self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self.task: asyncio.Task[None] | None = None
         self.reader_id: int | None = None
         self.blocked = False
+        self.reading: frozenset[str] = frozenset()  # the keys of the XREAD in flight
+        self.unblocking = False  # a CLIENT UNBLOCK of the XREAD in flight is under way
         self.changed = asyncio.Event()
 
     async def subscribe(
         self, generation_id: str, after: int, queue: asyncio.Queue[dict[str, Any]]
-    ) -> None:
+    ) -> bool:
+        """Deliver the stream's entries after `after` to `queue` from now on. Returns True when the
+        hub starts reading this stream at `after` for this subscriber, so it delivers every entry
+        already stored too; False when the hub was already further on (the caller replays what
+        is stored)."""
         key = streams.events_key(generation_id)
         self.subscribers[key].add(queue)
-        if key not in self.positions:
+        fresh = key not in self.positions
+        if fresh:
             self.positions[key] = streams.entry_id(after) if after else "0-0"
-            await self._wake()
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run())
+        elif fresh:
+            await self._wake(key)
+        return fresh
 
     def unsubscribe(self, generation_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
         key = streams.events_key(generation_id)
@@ -64,12 +78,27 @@ class StreamHub:
                 self.subscribers.pop(key, None)
                 self.positions.pop(key, None)
 
-    async def _wake(self) -> None:
-        """Interrupt a blocked XREAD so it is reissued with the new set of streams."""
+    async def _wake(self, key: str) -> None:
+        """Interrupt the blocked XREAD so it is reissued with `key` among its streams.
+
+        One CLIENT UNBLOCK per XREAD: subscriptions that arrive while one is under way are in the
+        reissued XREAD. An UNBLOCK that reaches Redis before the XREAD it means to interrupt
+        (they travel on different connections) finds nothing blocked, so it is repeated until the
+        XREAD is interrupted, has returned, or already reads `key`."""
         self.changed.set()
-        if self.blocked and self.reader_id is not None:
-            with contextlib.suppress(Exception):
-                await self.client.client_unblock(self.reader_id)
+        if self.unblocking:
+            return
+        self.unblocking = True
+        try:
+            for _ in range(1000):
+                if not self.blocked or key in self.reading or self.reader_id is None:
+                    break
+                if await self.client.client_unblock(self.reader_id):
+                    return  # the reader clears `unblocking` when it reissues
+                await asyncio.sleep(0.001)
+        except Exception:  # Redis is down: the reader's own error handling takes over
+            log.warning("could not interrupt the stream hub's XREAD", exc_info=True)
+        self.unblocking = False
 
     async def _run(self) -> None:
         conn = await self.reader_client.connection_pool.get_connection()
@@ -90,6 +119,8 @@ class StreamHub:
                     *keys.keys(),
                     *keys.values(),
                 ]
+                self.reading = frozenset(keys)
+                self.unblocking = False
                 self.blocked = True
                 try:
                     await conn.send_command(*args)
