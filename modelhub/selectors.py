@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,27 +32,37 @@ def models_available(*, modality: str | None = None) -> QuerySet[Model]:
 
 
 def endpoints_for_dispatch(*, model: Model) -> list[Endpoint]:
-    """Enabled endpoints of a model, healthy ones first, least loaded first.
+    """Enabled endpoints of a model in dispatch order (see `dispatch_order`), each with its
+    `inflight` count."""
+    return dispatch_order(
+        Endpoint.objects.raw(_dispatch_sql(), [str(GenerationStatus.STREAMING), model.id])
+    )
+
+
+def dispatch_order(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+    """Healthy endpoints first, least loaded (fewest generations streaming) first.
 
     Unhealthy endpoints stay at the end of the list: when every endpoint looks down, trying one
     beats failing without a request.
     """
-    endpoints = list(
-        Endpoint.objects.raw(_dispatch_sql(), [str(GenerationStatus.STREAMING), model.id])
+    return sorted(endpoints, key=lambda ep: (not ep.healthy, ep.inflight, ep.id))  # type: ignore[attr-defined]
+
+
+def inflight_sql(alias: str) -> str:
+    """A column: how many generations endpoint `alias` streams now (one %s: the streaming status)."""
+    return (
+        f"(SELECT count(*) FROM {Generation._meta.db_table} g"
+        f" WHERE g.endpoint_id = {alias}.id AND g.status = %s) AS inflight"
     )
-    endpoints.sort(key=lambda ep: (not ep.healthy, ep.inflight, ep.id))  # type: ignore[attr-defined]
-    return endpoints
 
 
 @lru_cache(maxsize=1)
 def _dispatch_sql() -> str:
-    """Every generation start reads this: written out, it skips compiling an ORM query (a quarter of
-    a generation worker's CPU in a burst of starts)."""
-    endpoint, generation = Endpoint._meta, Generation._meta
+    """Written out: no ORM query to compile (a quarter of a generation worker's CPU in a burst of
+    starts, when every start read it)."""
     return (
-        f"SELECT e.*, (SELECT count(*) FROM {generation.db_table} g"
-        f" WHERE g.endpoint_id = e.id AND g.status = %s) AS inflight"
-        f" FROM {endpoint.db_table} e WHERE e.model_id = %s AND e.enabled"
+        f"SELECT e.*, {inflight_sql('e')} FROM {Endpoint._meta.db_table} e"
+        " WHERE e.model_id = %s AND e.enabled"
     )
 
 

@@ -36,18 +36,45 @@ def test_it_orders_endpoints_healthy_first_then_least_loaded() -> None:
     assert [e.inflight for e in order] == [1, 3, 0]  # type: ignore[attr-defined]
 
 
-def test_it_claims_a_queued_generation_once_with_its_model() -> None:
+def test_it_claims_a_queued_generation_once_with_its_model_and_endpoints() -> None:
     from modelhub.services import _claim
 
-    model = ModelFactory.create(name="claimed-model")
+    model = ModelFactory.create(name="claimed-model", identity_patterns=["claimy"])
+    busy = EndpointFactory.create(model=model, base_url="http://busy/v1")
+    idle = EndpointFactory.create(model=model, base_url="http://idle/v1")
+    EndpointFactory.create(model=model, base_url="http://off/v1", enabled=False)
+    _streaming(busy, 2)
+    generation = Generation.objects.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], params={"max_tokens": 5}
+    )
+
+    claimed = _claim(str(generation.id))
+
+    assert claimed is not None
+    started, endpoints = claimed
+    assert started.id == generation.id and started.model_id == model.id
+    # Loaded as the ORM loads them: JSON decoded, arrays as lists, the model attached.
+    assert started.messages == [{"role": "user", "content": "hi"}]
+    assert started.params == {"max_tokens": 5}
+    assert started.model.name == "claimed-model"
+    assert started.model.identity_patterns == ["claimy"]
+    assert [(e.base_url, e.inflight) for e in endpoints] == [(idle.base_url, 0), (busy.base_url, 2)]  # type: ignore[attr-defined]
+    assert endpoints == endpoints_for_dispatch(model=model)
+    generation.refresh_from_db()
+    assert (generation.status, generation.attempts) == (GenerationStatus.STREAMING, 1)
+    assert generation.started_at is not None and generation.heartbeat_at == generation.started_at
+    assert started.started_at == generation.started_at
+    Generation.objects.filter(id=generation.id).update(status=GenerationStatus.DONE)
+    assert _claim(str(generation.id)) is None  # finished: nothing left to do
+
+
+def test_a_model_without_enabled_endpoints_is_claimed_with_none() -> None:
+    from modelhub.services import _claim
+
+    model = ModelFactory.create()
+    EndpointFactory.create(model=model, base_url="http://off/v1", enabled=False)
     generation = Generation.objects.create(model=model, messages=[], params={})
 
     claimed = _claim(str(generation.id))
 
-    assert claimed is not None and claimed.id == generation.id
-    assert claimed.model.name == "claimed-model"
-    generation.refresh_from_db()
-    assert (generation.status, generation.attempts) == (GenerationStatus.STREAMING, 1)
-    assert generation.started_at is not None and generation.heartbeat_at == generation.started_at
-    Generation.objects.filter(id=generation.id).update(status=GenerationStatus.DONE)
-    assert _claim(str(generation.id)) is None  # finished: nothing left to do
+    assert claimed is not None and claimed[0].id == generation.id and claimed[1] == []
