@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.http import HttpRequest
 
 # The session key under which this browser's anonymous battles are stored. Django's login() gives
@@ -36,9 +35,7 @@ def battles_adopt_on_login(
 
 def battle_leak_on_finish(sender: Any, generation: Any, **kwargs: Any) -> None:
     """generation_finished: flag the battle when the finished answer names one of its models. Runs
-    in the transaction that stores the answer, in a savepoint of its own (a failure here leaves
-    the answer stored)."""
+    in the transaction that stores the answer (which is stored without the flag if this fails)."""
     from arena.services import generation_leak_flag
 
-    with transaction.atomic():
-        generation_leak_flag(generation=generation)
+    generation_leak_flag(generation=generation)

@@ -43,16 +43,14 @@ from ludus_dev.__main__ import gen_processes
 async def run_direct(
     base_url: str, model: str, n: int, tokens: int, spread: float
 ) -> tuple[list[float], int, float]:
-    import httpx
+    import aiohttp
 
     ttfts: list[float] = []
     ended: list[float] = []  # when each stream's end arrived: throughput counts up to the last
     received = 0
-    # Several small connection pools, as the generation worker uses: httpcore scans a pool's
-    # connections on every request and close, which costs O(n) per stream in one big pool.
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=32)
-    clients = [httpx.AsyncClient(limits=limits, timeout=60) for _ in range(16)]
-    try:
+    # aiohttp, as the generation worker reads upstreams: both sides of the comparison pay the same
+    # client, and the bench's own CPU (it shares the machine) stays small.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one(i: int) -> None:
             nonlocal received
@@ -65,24 +63,19 @@ async def run_direct(
             }
             started = time.monotonic()
             first = True
-            async with clients[i % len(clients)].stream(
-                "POST", base_url + "/chat/completions", json=payload
-            ) as response:
-                async for line in response.aiter_lines():
-                    if line.startswith("data: {") and '"content"' in line:
+            async with session.post(base_url + "/chat/completions", json=payload) as response:
+                async for line in response.content:
+                    if line.startswith(b"data: {") and b'"content"' in line:
                         if first:
                             ttfts.append((time.monotonic() - started) * 1000)
                             first = False
                         received += 1
-                    elif line == "data: [DONE]":
+                    elif line.startswith(b"data: [DONE]"):
                         ended.append(time.monotonic())
 
         started = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = max(ended, default=time.monotonic()) - started
-    finally:
-        for client in clients:
-            await client.aclose()
     return ttfts, received, elapsed
 
 
@@ -142,7 +135,7 @@ def _creator(
 async def run_pool(
     web_port: int, session_key: str, model_id: int, n: int, tokens: int, spread: float
 ) -> tuple[list[float], int, float, int, int]:
-    import websockets
+    import aiohttp
     from asgiref.sync import sync_to_async
 
     ttfts: list[float] = []
@@ -175,16 +168,22 @@ async def run_pool(
 
     loop.add_reader(ours.fileno(), on_ticket)
 
+    # aiohttp's websocket client (its frame reader is compiled): the bench shares the machine with
+    # the pool it measures, so its own CPU per frame should be small.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),
+        headers={"Origin": "http://127.0.0.1", "Cookie": f"sessionid={session_key}"},
+    )
+
     async def one(i: int) -> None:
         nonlocal received_tokens, gaps, duplicates
         await asyncio.sleep(spread * i / n)
-        headers = {"Origin": "http://127.0.0.1", "Cookie": f"sessionid={session_key}"}
-        async with websockets.connect(
-            f"ws://127.0.0.1:{web_port}/ws/generations/", additional_headers=headers, max_queue=None
+        async with session.ws_connect(
+            f"ws://127.0.0.1:{web_port}/ws/generations/", autoping=False, max_msg_size=0
         ) as ws:
             generation_id, token, started = await tickets[i]
             stages[generation_id] = [started]
-            await ws.send(
+            await ws.send_str(
                 json.dumps(
                     {
                         "type": "subscribe",
@@ -196,11 +195,15 @@ async def run_pool(
             first = True
             while True:
                 try:
-                    raw = await asyncio.wait_for(ws.recv(), timeout=60)
+                    message = await ws.receive(timeout=60)
                 except TimeoutError:
                     stalled.append(generation_id)
                     return
-                frame = json.loads(raw)
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    print("socket closed before the generation ended:", message, file=sys.stderr)
+                    stalled.append(generation_id)
+                    return
+                frame = json.loads(message.data)
                 seq = frame.get("seq", 0)
                 if seq > expected:
                     gaps += seq - expected
@@ -222,7 +225,10 @@ async def run_pool(
 
     started = time.monotonic()
     ours.send(started)
-    await asyncio.gather(*(one(i) for i in range(n)))
+    try:
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await session.close()
     elapsed = max(ended, default=time.monotonic()) - started
     loop.remove_reader(ours.fileno())
     creator.join(10)
@@ -230,6 +236,8 @@ async def run_pool(
         f"pool: creating a generation (in the creator process) took p50 {percentile(created_ms, 50):.1f} ms, p99 {percentile(created_ms, 99):.1f} ms "
     )
     await sync_to_async(_print_stages)(stages)
+    if stalled:
+        print(f"pool: {len(stalled)} streams stalled or closed early", file=sys.stderr)
     return ttfts, received_tokens, elapsed, gaps, duplicates
 
 

@@ -119,7 +119,7 @@ def _finish(
     fields: dict[str, Any] | None = None,
 ) -> None:
     """Store the terminal state in PostgreSQL (with what generation_finished's receivers write, in
-    one transaction), then publish the terminal frame at `seq`."""
+    one transaction; without it when a receiver fails), then publish the terminal frame at `seq`."""
     now = timezone.now()
     generation.status = status
     generation.finish_reason = finish_reason
@@ -134,13 +134,18 @@ def _finish(
         generation.duration_ms = (now - generation.started_at).total_seconds() * 1000
     for key, value in (fields or {}).items():
         setattr(generation, key, value)
-    with transaction.atomic():
-        # Only what finishing changes: rewriting the prompt's JSON on every finish cost CPU on
-        # both ends for nothing.
-        generation.save(update_fields=changed)
-        for receiver, failure in generation_finished.send_robust(Generation, generation=generation):
-            if failure is not None:
-                log.error("generation_finished receiver %r failed", receiver, exc_info=failure)
+    # Only what finishing changes: rewriting the prompt's JSON on every finish cost CPU on both
+    # ends for nothing.
+    try:
+        with transaction.atomic():
+            generation.save(update_fields=changed)
+            generation_finished.send(Generation, generation=generation)
+    except Exception:
+        # A receiver failed, and its writes rolled back with the save: store the answer without
+        # them. (Rather than a savepoint around the receivers: two round trips on every finish.)
+        log.exception("a generation_finished receiver failed for %s", generation.id)
+        with transaction.atomic():
+            generation.save(update_fields=changed)
     frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
     frame["finish_reason"] = finish_reason
     if error:

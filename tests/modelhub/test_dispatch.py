@@ -78,3 +78,33 @@ def test_a_model_without_enabled_endpoints_is_claimed_with_none() -> None:
     claimed = _claim(str(generation.id))
 
     assert claimed is not None and claimed[0].id == generation.id and claimed[1] == []
+
+
+def test_a_failing_generation_finished_receiver_leaves_the_answer_stored() -> None:
+    from modelhub import services, streams
+    from modelhub.pool import redis_client
+    from modelhub.signals import generation_finished
+
+    written: list[str] = []
+
+    def receiver(sender, generation, **kwargs):  # type: ignore[no-untyped-def]
+        Generation.objects.filter(id=generation.id).update(error="written by the receiver")
+        written.append(str(generation.id))
+        raise RuntimeError("receiver bug")
+
+    generation = Generation.objects.create(model=ModelFactory.create(), messages=[], params={})
+    claimed = services._claim(str(generation.id))
+    assert claimed is not None
+    generation_finished.connect(receiver, dispatch_uid="test-failing-receiver")
+    try:
+        services._finish(
+            claimed[0], GenerationStatus.DONE, seq=3, text="the answer", finish_reason="stop"
+        )
+    finally:
+        generation_finished.disconnect(dispatch_uid="test-failing-receiver")
+
+    assert written == [str(generation.id)]  # it ran, and its write rolled back with it
+    generation.refresh_from_db()
+    assert (generation.status, generation.text, generation.last_seq) == ("done", "the answer", 3)
+    assert generation.error == ""
+    assert streams.last_seq(redis_client(), str(generation.id)) == 3  # the terminal frame
