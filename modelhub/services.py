@@ -138,14 +138,13 @@ def _finish(
     # ends for nothing.
     try:
         with transaction.atomic():
-            generation.save(update_fields=changed)
+            rows.update(generation, changed)
             generation_finished.send(Generation, generation=generation)
     except Exception:
         # A receiver failed, and its writes rolled back with the save: store the answer without
         # them. (Rather than a savepoint around the receivers: two round trips on every finish.)
         log.exception("a generation_finished receiver failed for %s", generation.id)
-        with transaction.atomic():
-            generation.save(update_fields=changed)
+        rows.update(generation, changed)
     frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
     frame["finish_reason"] = finish_reason
     if error:

@@ -122,6 +122,8 @@ def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, ups
     assert generation.status == GenerationStatus.DONE
     assert generation.text == expected
     assert generation.completion_tokens == 40
+    assert generation.endpoint_id == generation.model.endpoints.get().id
+    assert generation.finished_at is not None and generation.messages[-1]["role"] == "user"
     assert generation.ttft_ms is not None and generation.ttft_ms > 0
     assert generation.duration_ms is not None and generation.duration_ms >= generation.ttft_ms
     assert generation.last_seq == frames[-1]["seq"]
