@@ -108,3 +108,33 @@ def test_a_failing_generation_finished_receiver_leaves_the_answer_stored() -> No
     assert (generation.status, generation.text, generation.last_seq) == ("done", "the answer", 3)
     assert generation.error == ""
     assert streams.last_seq(redis_client(), str(generation.id)) == 3  # the terminal frame
+
+
+def test_one_flush_writes_every_stream_refuses_duplicates_and_sees_stop_flags() -> None:
+    import time
+    import uuid
+
+    from modelhub import streams
+    from modelhub.pool import Flusher, redis_client
+
+    client = redis_client()
+    flusher = Flusher(client, interval_s=3600)  # ticks only when told to
+    flusher._last_heartbeat = time.monotonic()  # and writes no heartbeat
+    taken, fresh, stopped = (str(uuid.uuid4()) for _ in range(3))
+    # A redelivered generation: seq 1 of this stream is already written.
+    streams.add_terminal(client, taken, 1, {"type": "delta", "text": "first"})
+    boxes = {gid: flusher.open(gid) for gid in (taken, fresh, stopped)}
+    cancelled: list[str] = []
+    boxes[stopped].on_cancel = lambda: cancelled.append(stopped)
+    client.set(streams.stop_key(stopped), 1, ex=60)
+    for gid, box in boxes.items():
+        flusher.push(box, f"hello {gid[:4]}")
+
+    flusher.flush_once()
+
+    assert [f["text"] for f in streams.read_all(client, taken)] == ["first"]
+    assert [(f["seq"], f["text"]) for f in streams.read_all(client, fresh)] == [
+        (1, f"hello {fresh[:4]}")
+    ]
+    assert cancelled == [stopped] and boxes[stopped].cancelled
+    assert not boxes[fresh].cancelled
