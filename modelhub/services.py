@@ -190,9 +190,8 @@ def _claim(generation_id: str) -> tuple[Generation, list[Endpoint]] | None:
             endpoint = rows.instance(Endpoint, row[g + m : -1])
             endpoint.inflight = row[-1]  # type: ignore[attr-defined]
             endpoints.append(endpoint)
-    if redis_client().exists(streams.stop_key(generation_id)):
-        _finish(generation, GenerationStatus.CANCELLED, seq=1, finish_reason="cancelled")
-        return None
+    # No look at the stop flag here: a stop that came first finished the generation (the UPDATE
+    # found nothing to claim), and one that comes later is seen by the flusher's next tick.
     return generation, dispatch_order(endpoints)
 
 
@@ -340,7 +339,6 @@ def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str
     generation.endpoint = endpoint
     started = time.monotonic()
     deadline = started + settings.GENERATION_TIME_LIMIT
-    metrics.request_started(endpoint.id)
     api_key = endpoint_api_key(endpoint)
     streams_runner = runner()
     read = streams_runner.run(

@@ -71,7 +71,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         (
             "ludus_endpoint_requests_total",
             "counter",
-            "Generation requests sent",
+            "Generation requests sent to the endpoint (counted as they end)",
             lambda ep, f: f["requests"],
         ),
         (

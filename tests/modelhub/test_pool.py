@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.cached_db import SessionStore
 
 from config.asgi import application
-from modelhub import services, streams
+from modelhub import metrics, services, streams
 from modelhub.models import Generation, GenerationStatus
 from modelhub.pool import redis_client
 from tests.conftest import run_async, wait_for
@@ -35,7 +35,9 @@ def _start(
 ) -> Generation:  # type: ignore[no-untyped-def]
     model = ModelFactory.create(served_name=served_name)
     for base_url in endpoints or [upstream.base_url]:
-        EndpointFactory.create(model=model, base_url=base_url)
+        endpoint = EndpointFactory.create(model=model, base_url=base_url)
+        # Figures left in Redis by an earlier test database's endpoint with this id.
+        redis_client().delete(metrics._key(endpoint.id))
     params = services.generation_params(model=model, overrides={"max_tokens": max_tokens})
     return services.generation_create(
         model=model,
@@ -110,6 +112,7 @@ def stream_and_check(model: Any, params: dict[str, Any]) -> Generation:
 def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, max_tokens=40)
+    endpoint_id = generation.model.endpoints.get().id
     frames = run_async(_collect(key, str(generation.id)))
     _assert_gapless(frames)
     assert frames[-1]["type"] == "done"
@@ -122,7 +125,14 @@ def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, ups
     assert generation.status == GenerationStatus.DONE
     assert generation.text == expected
     assert generation.completion_tokens == 40
-    assert generation.endpoint_id == generation.model.endpoints.get().id
+    assert generation.endpoint_id == endpoint_id
+    figures = metrics.endpoint_figures([endpoint_id])[endpoint_id]
+    assert {f: figures[f] for f in ("requests", "errors", "tokens", "ttft_count")} == {
+        "requests": 1,
+        "errors": 0,
+        "tokens": 40,
+        "ttft_count": 1,
+    }
     assert generation.finished_at is not None and generation.messages[-1]["role"] == "user"
     assert generation.ttft_ms is not None and generation.ttft_ms > 0
     assert generation.duration_ms is not None and generation.duration_ms >= generation.ttft_ms
@@ -225,6 +235,12 @@ def test_it_retries_on_another_endpoint_before_the_first_token(celery_worker, up
     assert generation.endpoint is not None and generation.endpoint.base_url == upstream.base_url
     dead = generation.model.endpoints.get(base_url="http://127.0.0.1:9/v1")
     assert dead.healthy is False and dead.last_error
+    figures = metrics.endpoint_figures([dead.id, generation.endpoint.id])
+    assert (figures[dead.id]["requests"], figures[dead.id]["errors"]) == (1, 1)
+    assert (
+        figures[generation.endpoint.id]["requests"],
+        figures[generation.endpoint.id]["errors"],
+    ) == (1, 0)
 
 
 @pytest.mark.parametrize(
