@@ -223,15 +223,30 @@ async def run_pool(
                         print("generation ended with", frame, file=sys.stderr)
                     return
 
+    lags: list[float] = []
+
+    async def watch_lag() -> None:
+        """How late this bench's own loop wakes: a frame it reads late counts as delivery time."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append((time.monotonic() - before - 0.01) * 1000)
+
+    watcher = asyncio.create_task(watch_lag())
     started = time.monotonic()
     ours.send(started)
     try:
         await asyncio.gather(*(one(i) for i in range(n)))
     finally:
         await session.close()
+        watcher.cancel()
     elapsed = max(ended, default=time.monotonic()) - started
     loop.remove_reader(ours.fileno())
     creator.join(10)
+    print(
+        f"bench client: its own event loop woke late by p50 {percentile(lags, 50):.1f} ms, "
+        f"p99 {percentile(lags, 99):.1f} ms, max {max(lags, default=0):.1f} ms"
+    )
     print(
         f"pool: creating a generation (in the creator process) took p50 {percentile(created_ms, 50):.1f} ms, p99 {percentile(created_ms, 99):.1f} ms "
     )

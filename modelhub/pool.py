@@ -7,10 +7,10 @@ runs on the process's one `StreamRunner` event loop: hundreds of OS threads each
 spent the worker's CPU on GIL hand-offs, while one loop reads every stream with no switching. The
 task thread waits on its read without holding the GIL. The read appends deltas to an `Outbox`; one
 `Flusher` thread per process writes every outbox that has something new
-in a single Redis pipeline every ~50 ms (and at once for a first token, so time-to-first-token gains
+with one Redis script call every ~50 ms (and at once for a first token, so time-to-first-token gains
 nothing from coalescing). One writer per process keeps each stream's sequence numbers in order, and
-one round trip per tick keeps Redis load flat however many streams run. The same tick checks the
-stop flags of all active generations and refreshes their heartbeats in PostgreSQL.
+one round trip per tick keeps Redis load flat however many streams run. The same call checks the
+stop flags of all active generations; a thread of its own refreshes their heartbeats in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -74,10 +74,12 @@ class Flusher:
         self._tick_lock = threading.Lock()
         self._outboxes: dict[str, Outbox] = {}
         self._wake = threading.Event()
-        self._last_heartbeat = 0.0
         self._script = client.register_script(_FLUSH_LUA)
         self._thread = threading.Thread(target=self._run, name="ludus-flusher", daemon=True)
         self._thread.start()
+        # Heartbeats go to PostgreSQL from a thread of their own: a slow UPDATE must not hold up
+        # the next tick (a first token waiting in an outbox is time to first token).
+        threading.Thread(target=self._beat, name="ludus-heartbeat", daemon=True).start()
 
     # -- called from generation threads -------------------------------------------------------
     def open(self, generation_id: str, start_seq: int = 0) -> Outbox:
@@ -126,15 +128,21 @@ class Flusher:
 
     def flush_once(self) -> None:
         with self._tick_lock:
-            ids = self._flush_locked()
-        now = time.monotonic()
-        if ids and now - self._last_heartbeat >= HEARTBEAT_EVERY_S:
-            # Outside the tick lock: waiting for a database connection must not hold up closes.
-            self._last_heartbeat = now
-            self._heartbeat(ids)
+            self._flush_locked()
 
-    def _flush_locked(self) -> list[str]:
-        """Write every pending delta, check the stop flags; return the ids of the open boxes."""
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_EVERY_S)
+            with self._lock:
+                ids = list(self._outboxes)
+            if ids:
+                try:
+                    self._heartbeat(ids)
+                except Exception:  # the database is down: the next beat tries again
+                    log.exception("heartbeat failed")
+
+    def _flush_locked(self) -> None:
+        """Write every pending delta, check the stop flags."""
         with self._lock:
             boxes = list(self._outboxes.values())
             batch: list[tuple[Outbox, int, str]] = []
@@ -144,7 +152,7 @@ class Flusher:
                     box.pending.clear()
                     box.urgent = False
         if not boxes:
-            return []
+            return
         # One script call writes every stream and counts the stop flags: one command for Redis
         # and the client to handle per tick, where a pipeline of XADDs cost the worker's Python
         # about as much per delta as reading it from the upstream.
@@ -157,7 +165,7 @@ class Flusher:
             stops, failures = self._script(keys=keys, args=args)
         except redis.RedisError as exc:
             log.warning("stream write failed: %s", exc)
-            return [box.generation_id for box in boxes]
+            return
         for failure in failures:
             if b"equal or smaller" not in failure:  # a redelivered delta, refused: fine
                 log.warning("stream write failed: %s", failure.decode(errors="replace"))
@@ -168,7 +176,6 @@ class Flusher:
             for box, stop in zip(boxes, pipe.execute(raise_on_error=False), strict=True):
                 if stop and not isinstance(stop, Exception):
                     self._cancel(box)
-        return [box.generation_id for box in boxes]
 
     @staticmethod
     def _cancel(box: Outbox) -> None:

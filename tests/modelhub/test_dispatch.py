@@ -111,7 +111,6 @@ def test_a_failing_generation_finished_receiver_leaves_the_answer_stored() -> No
 
 
 def test_one_flush_writes_every_stream_refuses_duplicates_and_sees_stop_flags() -> None:
-    import time
     import uuid
 
     from modelhub import streams
@@ -119,7 +118,6 @@ def test_one_flush_writes_every_stream_refuses_duplicates_and_sees_stop_flags() 
 
     client = redis_client()
     flusher = Flusher(client, interval_s=3600)  # ticks only when told to
-    flusher._last_heartbeat = time.monotonic()  # and writes no heartbeat
     taken, fresh, stopped = (str(uuid.uuid4()) for _ in range(3))
     # A redelivered generation: seq 1 of this stream is already written.
     streams.add_terminal(client, taken, 1, {"type": "delta", "text": "first"})
@@ -131,6 +129,8 @@ def test_one_flush_writes_every_stream_refuses_duplicates_and_sees_stop_flags() 
         flusher.push(box, f"hello {gid[:4]}")
 
     flusher.flush_once()
+    for box in boxes.values():
+        flusher.close(box)  # before its heartbeat thread's first beat
 
     assert [f["text"] for f in streams.read_all(client, taken)] == ["first"]
     assert [(f["seq"], f["text"]) for f in streams.read_all(client, fresh)] == [

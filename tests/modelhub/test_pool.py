@@ -416,3 +416,30 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
     generation.refresh_from_db()
     assert generation.status == GenerationStatus.ERROR
     assert reap_stale_generations() == 0  # nothing left to reap
+
+
+def test_a_worker_heartbeats_the_generations_it_streams(monkeypatch, transactional_db) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from modelhub import pool
+
+    monkeypatch.setattr(pool, "HEARTBEAT_EVERY_S", 0.05)
+    old = timezone.now() - timedelta(seconds=60)
+    model = ModelFactory.create()
+    streaming, finished = (
+        Generation.objects.create(model=model, messages=[], status=status, heartbeat_at=old)
+        for status in (GenerationStatus.STREAMING, GenerationStatus.DONE)
+    )
+    flusher = pool.Flusher(redis_client(), interval_s=3600)
+    boxes = [flusher.open(str(g.id)) for g in (streaming, finished)]
+    try:
+        wait_for(
+            lambda: (Generation.objects.get(id=streaming.id).heartbeat_at or old) > old, timeout=5
+        )
+    finally:
+        for box in boxes:
+            flusher.close(box)
+    finished.refresh_from_db()
+    assert finished.heartbeat_at == old  # only streaming generations are refreshed
