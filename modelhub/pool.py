@@ -164,7 +164,13 @@ class Flusher:
         try:
             stops, failures = self._script(keys=keys, args=args)
         except redis.RedisError as exc:
+            # Redis unreachable: give the text and the sequence numbers back, so the next tick
+            # writes them with no gap (a write that did land is refused then as a duplicate).
             log.warning("stream write failed: %s", exc)
+            with self._lock:
+                for box, seq, text in batch:
+                    box.pending.insert(0, text)
+                    box.seq = seq - 1
             return
         for failure in failures:
             if b"equal or smaller" not in failure:  # a redelivered delta, refused: fine

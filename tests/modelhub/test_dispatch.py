@@ -138,3 +138,26 @@ def test_one_flush_writes_every_stream_refuses_duplicates_and_sees_stop_flags() 
     ]
     assert cancelled == [stopped] and boxes[stopped].cancelled
     assert not boxes[fresh].cancelled
+
+
+def test_a_flush_that_cannot_reach_redis_is_written_by_the_next_one_without_a_gap() -> None:
+    import uuid
+
+    import redis
+
+    from modelhub import streams
+    from modelhub.pool import _FLUSH_LUA, Flusher, redis_client
+
+    flusher = Flusher(redis.Redis(port=1, socket_connect_timeout=0.2), interval_s=3600)
+    gid = str(uuid.uuid4())
+    box = flusher.open(gid)
+    flusher.push(box, "hello ")
+    flusher.flush_once()  # nothing listens on port 1
+    flusher.push(box, "world")
+    flusher._script = redis_client().register_script(_FLUSH_LUA)  # Redis is back
+    flusher.flush_once()
+    flusher.close(box)
+
+    assert [(f["seq"], f["text"]) for f in streams.read_all(redis_client(), gid)] == [
+        (1, "hello world")
+    ]
