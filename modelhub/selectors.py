@@ -58,8 +58,8 @@ def inflight_sql(alias: str) -> str:
 
 @lru_cache(maxsize=1)
 def _dispatch_sql() -> str:
-    """Written out: no ORM query to compile (a quarter of a generation worker's CPU in a burst of
-    starts, when every start read it)."""
+    """Written out like the statement that starts a generation (services._start_sql), which
+    reads the same endpoints and load in the same round trip as its claim."""
     return (
         f"SELECT e.*, {inflight_sql('e')} FROM {Endpoint._meta.db_table} e"
         " WHERE e.model_id = %s AND e.enabled"
