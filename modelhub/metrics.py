@@ -57,6 +57,11 @@ def request_finished(
     pipe.execute()
 
 
+@_safe
+def endpoint_reset(endpoint_id: int) -> None:
+    redis_client().delete(_key(endpoint_id))
+
+
 def endpoint_figures(endpoint_ids: list[int]) -> dict[int, dict[str, float]]:
     pipe = redis_client().pipeline(transaction=False)
     for endpoint_id in endpoint_ids:

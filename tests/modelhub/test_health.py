@@ -102,3 +102,24 @@ def test_it_shows_the_status_page_to_staff_only(upstream, client: Client) -> Non
     assert b"visible-model" in page.content and b"hx-trigger" in page.content
     partial = client.get("/status/", HTTP_HX_REQUEST="true")
     assert b"visible-model" in partial.content and b"<html" not in partial.content
+
+
+def test_a_new_endpoint_starts_without_the_figures_of_an_old_one_with_its_id() -> None:
+    from django.db import connection
+
+    from modelhub import metrics
+    from modelhub.models import Endpoint
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [Endpoint._meta.db_table]
+        )
+        next_id = cursor.fetchone()[0]
+    # What an endpoint of an earlier database with this id left in Redis.
+    metrics.request_failed(next_id)
+    assert metrics.endpoint_figures([next_id])[next_id]["errors"] == 1
+
+    EndpointFactory.create(id=next_id, base_url="http://fresh/v1")
+
+    assert metrics.endpoint_figures([next_id])[next_id]["requests"] == 0
+    assert metrics.endpoint_figures([next_id])[next_id]["errors"] == 0
