@@ -51,21 +51,6 @@ class Outbox:
         return self.seq
 
 
-# KEYS: the streams to append to (ARGV[1] of them), then every open generation's stop key.
-# ARGV: n, maxlen, then an entry id and a frame per stream. Returns {stop flags set, errors}.
-_FLUSH_LUA = """
-local n = tonumber(ARGV[1])
-local errors = {}
-for i = 1, n do
-  local r = redis.pcall('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], ARGV[2 * i + 1], 'f', ARGV[2 * i + 2])
-  if type(r) == 'table' and r.err then errors[#errors + 1] = r.err end
-end
-local stops = 0
-if #KEYS > n then stops = redis.call('EXISTS', unpack(KEYS, n + 1)) end
-return {stops, errors}
-"""
-
-
 class Flusher:
     def __init__(self, client: redis.Redis, interval_s: float) -> None:
         self.client = client
@@ -74,7 +59,6 @@ class Flusher:
         self._tick_lock = threading.Lock()
         self._outboxes: dict[str, Outbox] = {}
         self._wake = threading.Event()
-        self._script = client.register_script(_FLUSH_LUA)
         self._thread = threading.Thread(target=self._run, name="ludus-flusher", daemon=True)
         self._thread.start()
         # Heartbeats go to PostgreSQL from a thread of their own: a slow UPDATE must not hold up
@@ -111,9 +95,7 @@ class Flusher:
                 box.pending.clear()
                 seq = box.next_seq() if text else 0
             if text:
-                pipe = self.client.pipeline(transaction=False)
-                streams.add(pipe, box.generation_id, seq, {"type": "delta", "text": text})
-                pipe.execute(raise_on_error=False)
+                streams.add_many(self.client, [(box.generation_id, seq, text)])
 
     # -- the flusher thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -153,16 +135,11 @@ class Flusher:
                     box.urgent = False
         if not boxes:
             return
-        # One script call writes every stream and counts the stop flags: one command for Redis
-        # and the client to handle per tick, where a pipeline of XADDs cost the worker's Python
-        # about as much per delta as reading it from the upstream.
-        keys = [streams.events_key(box.generation_id) for box, _, _ in batch]
-        keys += [streams.stop_key(box.generation_id) for box in boxes]
-        args: list[Any] = [len(batch), streams.STREAM_MAXLEN]
-        for _, seq, text in batch:
-            args += [streams.entry_id(seq), streams.encode({"type": "delta", "text": text})["f"]]
+        deltas = [(box.generation_id, seq, text) for box, seq, text in batch]
         try:
-            stops, failures = self._script(keys=keys, args=args)
+            stops, failures = streams.add_many(
+                self.client, deltas, watch=[box.generation_id for box in boxes]
+            )
         except redis.RedisError as exc:
             # Redis unreachable: give the text and the sequence numbers back, so the next tick
             # writes them with no gap (a write that did land is refused then as a duplicate).

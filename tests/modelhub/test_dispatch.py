@@ -146,7 +146,7 @@ def test_a_flush_that_cannot_reach_redis_is_written_by_the_next_one_without_a_ga
     import redis
 
     from modelhub import streams
-    from modelhub.pool import _FLUSH_LUA, Flusher, redis_client
+    from modelhub.pool import Flusher, redis_client
 
     flusher = Flusher(redis.Redis(port=1, socket_connect_timeout=0.2), interval_s=3600)
     gid = str(uuid.uuid4())
@@ -154,7 +154,7 @@ def test_a_flush_that_cannot_reach_redis_is_written_by_the_next_one_without_a_ga
     flusher.push(box, "hello ")
     flusher.flush_once()  # nothing listens on port 1
     flusher.push(box, "world")
-    flusher._script = redis_client().register_script(_FLUSH_LUA)  # Redis is back
+    flusher.client = redis_client()  # Redis is back
     flusher.flush_once()
     flusher.close(box)
 
