@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -39,7 +38,9 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.sent: dict[str, int] = {}  # generation id -> last seq sent on this socket
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # generation id -> frames from the hub held back while that generation's replay is sent
+        self.held: dict[str, list[streams.Wire]] = {}
+        self.queue: asyncio.Queue[streams.Wire] = asyncio.Queue()
         self.pump: asyncio.Task[None] | None = None
         self.hub = hub_for_loop(settings.REDIS_URL)
         await self.accept()
@@ -122,17 +123,20 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             if gid in self.sent:
                 continue
             self.sent[gid] = after
+            if self.pump is None:
+                self.pump = asyncio.create_task(self._pump())
+            # Register with the hub first, then replay what is stored (see streamhub's contract).
+            # What the hub delivers meanwhile waits, in order, until the replay has been sent.
+            held: list[streams.Wire] = []
+            self.held[gid] = held
+            await self.hub.subscribe(gid, self.queue)
             # A stream lives until FINISHED_TTL_S after its end, and a generation ends after its
             # token was issued: with a younger token an empty stream means "not started yet".
             may_have_expired = age is None or age > streams.FINISHED_TTL_S - 60
-            # Register with the hub first, then replay what is stored: see streamhub's contract.
-            # When the hub starts reading the stream at `after` for this socket it delivers the
-            # stored entries itself, and only an expired stream needs a look of its own.
-            fresh = await self.hub.subscribe(gid, after, self.queue)
-            if not fresh or may_have_expired:
-                await self._catch_up(gid, after, generation, may_have_expired)
-        if self.pump is None:
-            self.pump = asyncio.create_task(self._pump())
+            await self._catch_up(gid, after, generation, may_have_expired)
+            while held:
+                await self._send_frame(held.pop(0))
+            del self.held[gid]
 
     async def _catch_up(
         self, gid: str, after: int, generation: Generation | None, may_have_expired: bool
@@ -150,32 +154,31 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             and generation.last_seq > after
         ):
             # The replay stream expired; the final state lives in PostgreSQL.
-            await self._send_frame(
-                {
-                    "type": "snapshot",
-                    "id": gid,
-                    "seq": generation.last_seq - 1,
-                    "text": generation.text,
-                }
-            )
-            await self._send_frame(_terminal_from_row(generation))
+            snapshot = {"type": "snapshot", "id": gid, "seq": generation.last_seq - 1}
+            await self._send_frame(streams.wire_frame(snapshot | {"text": generation.text}))
+            await self._send_frame(streams.wire_frame(_terminal_from_row(generation)))
             return
         for entry_id, fields in entries:
-            await self._send_frame(streams.decode(gid, entry_id, fields))
+            stored = fields.get(b"f") or fields.get("f") or b"{}"
+            await self._send_frame(streams.wire(gid, streams.seq_of(entry_id), stored))
 
-    async def _send_frame(self, frame: dict[str, Any]) -> None:
-        gid = frame["id"]
-        if frame["seq"] <= self.sent.get(gid, 0):
+    async def _send_frame(self, frame: streams.Wire) -> None:
+        gid = frame.generation_id
+        if frame.seq <= self.sent.get(gid, 0):
             return  # already sent by the replay or the hub
-        self.sent[gid] = frame["seq"]
-        await self.send(text_data=json.dumps(frame))
-        if frame["type"] in streams.TERMINAL_TYPES:
+        self.sent[gid] = frame.seq
+        await self.send(text_data=frame.text)
+        if frame.terminal:
             self.hub.unsubscribe(gid, self.queue)
 
     async def _pump(self) -> None:
         while True:
             frame = await self.queue.get()
-            await self._send_frame(frame)
+            held = self.held.get(frame.generation_id)
+            if held is not None:
+                held.append(frame)
+            else:
+                await self._send_frame(frame)
 
     async def _stop(self, gid: Any) -> None:
         generation = await database_sync_to_async(generation_for_viewer)(

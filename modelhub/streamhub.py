@@ -1,15 +1,19 @@
 """One Redis reader per web process for every generation stream its sockets watch.
 
-A socket per XREAD would cost one Redis round trip per frame per socket. The hub issues a single
-blocking XREAD over all watched streams and fans entries out to subscriber queues, so one round
-trip carries every stream that moved during a coalescing tick. When a socket starts watching a new
-stream, the hub's blocked XREAD is interrupted with CLIENT UNBLOCK so the new stream is read at
-once rather than after the block times out.
+Workers append every frame to its generation's stream and, in the same script call, to one
+firehose stream (modelhub.streams). The hub issues one blocking XREAD of the firehose and hands
+the frames of watched generations to their subscribers' queues. One round trip carries every
+generation that moved during a coalescing tick, and the read costs Redis and this process the
+same whether the process watches one stream or a thousand. (Reading every watched stream with
+one XREAD cost both sides in proportion to the streams watched, at every tick, and a new stream
+meant interrupting the blocked read.) Frames of generations nobody here watches are skipped
+without being parsed.
 
-Ordering contract (what makes replay gapless): a subscriber registers its queue *before* reading
-the stored entries with XRANGE, and drops any frame whose seq it has already sent. Every entry
-after its starting point is therefore delivered by XRANGE or by the hub, possibly both, never
-neither.
+Ordering contract (what makes replay gapless): `subscribe` returns once the hub reads the firehose
+from a position taken before the call; every frame written after that reaches the queue. The
+subscriber then reads what is stored with XRANGE and drops any frame whose seq it has already
+sent. Every entry after its starting point is therefore delivered by XRANGE or by the hub,
+possibly both, never neither.
 """
 
 from __future__ import annotations
@@ -34,119 +38,96 @@ class StreamHub:
         self.reader_client = aioredis.Redis.from_url(
             url, socket_timeout=BLOCK_MS / 1000 + 10, max_connections=1
         )
-        # Everything else on this loop (replays, CLIENT UNBLOCK) shares a few ordinary connections:
-        # a burst of sockets waits its turn for one instead of opening hundreds (each new
-        # connection costs a handshake and, in redis-py, a read of its own package metadata).
+        # Everything else on this loop (replays) shares a few ordinary connections: a burst of
+        # sockets waits its turn for one instead of opening hundreds (each new connection costs a
+        # handshake and, in redis-py, a read of its own package metadata).
         self.client = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
                 url, socket_timeout=10, max_connections=16, timeout=20
             )
         )
-        self.positions: dict[str, str] = {}  # stream key -> last entry id read by the hub
-        self.subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self.subscribers: dict[str, set[asyncio.Queue[streams.Wire]]] = defaultdict(set)
+        # The reader, while one runs, and what it resolves once it holds a firehose position.
         self.task: asyncio.Task[None] | None = None
-        self.reader_id: int | None = None
-        self.blocked = False
-        self.reading: frozenset[str] = frozenset()  # the keys of the XREAD in flight
-        self.unblocking = False  # a CLIENT UNBLOCK of the XREAD in flight is under way
-        self.changed = asyncio.Event()
+        self.ready: asyncio.Future[None] | None = None
 
-    async def subscribe(
-        self, generation_id: str, after: int, queue: asyncio.Queue[dict[str, Any]]
-    ) -> bool:
-        """Deliver the stream's entries after `after` to `queue` from now on. Returns True when the
-        hub starts reading this stream at `after` for this subscriber, so it delivers every entry
-        already stored too; False when the hub was already further on (the caller replays what
-        is stored)."""
-        key = streams.events_key(generation_id)
-        self.subscribers[key].add(queue)
-        fresh = key not in self.positions
-        if fresh:
-            self.positions[key] = streams.entry_id(after) if after else "0-0"
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run())
-        elif fresh:
-            await self._wake(key)
-        return fresh
+    async def subscribe(self, generation_id: str, queue: asyncio.Queue[streams.Wire]) -> None:
+        """Deliver the generation's frames written from now on to `queue` (see the contract).
+        Raises when the firehose cannot be read (Redis is down)."""
+        self.subscribers[generation_id].add(queue)
+        if self.task is None or self.ready is None:
+            self.ready = asyncio.get_running_loop().create_future()
+            self.task = asyncio.create_task(self._run(self.ready))
+        ready = self.ready
+        try:
+            await asyncio.shield(ready)
+        except Exception:
+            self.unsubscribe(generation_id, queue)
+            raise
 
-    def unsubscribe(self, generation_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        key = streams.events_key(generation_id)
-        subs = self.subscribers.get(key)
+    def unsubscribe(self, generation_id: str, queue: asyncio.Queue[streams.Wire]) -> None:
+        subs = self.subscribers.get(generation_id)
         if subs is not None:
             subs.discard(queue)
             if not subs:
-                self.subscribers.pop(key, None)
-                self.positions.pop(key, None)
+                self.subscribers.pop(generation_id, None)
 
-    async def _wake(self, key: str) -> None:
-        """Interrupt the blocked XREAD so it is reissued with `key` among its streams.
-
-        One CLIENT UNBLOCK per XREAD: subscriptions that arrive while one is under way are in the
-        reissued XREAD. An UNBLOCK that reaches Redis before the XREAD it means to interrupt
-        (they travel on different connections) finds nothing blocked, so it is repeated until the
-        XREAD is interrupted, has returned, or already reads `key`."""
-        self.changed.set()
-        if self.unblocking:
-            return
-        self.unblocking = True
+    async def _run(self, ready: asyncio.Future[None]) -> None:
+        """Read the firehose while anyone subscribes; a later subscription starts a new reader.
+        `self.task` is cleared the moment this reader stops delivering, before any await, so no
+        subscription can count on a reader that is on its way out."""
+        conn = None
         try:
-            for _ in range(1000):
-                if not self.blocked or key in self.reading or self.reader_id is None:
-                    break
-                if await self.client.client_unblock(self.reader_id):
-                    return  # the reader clears `unblocking` when it reissues
-                await asyncio.sleep(0.001)
-        except Exception:  # Redis is down: the reader's own error handling takes over
-            log.warning("could not interrupt the stream hub's XREAD", exc_info=True)
-        self.unblocking = False
-
-    async def _run(self) -> None:
-        conn = await self.reader_client.connection_pool.get_connection()
-        try:
-            await conn.send_command("CLIENT", "ID")
-            self.reader_id = int(await conn.read_response())
-            while True:
-                if not self.positions:
-                    self.changed.clear()
-                    await self.changed.wait()
-                    continue
-                keys = dict(self.positions)
-                args: list[Any] = [
-                    "XREAD",
-                    "BLOCK",
-                    BLOCK_MS,
-                    "STREAMS",
-                    *keys.keys(),
-                    *keys.values(),
-                ]
-                self.reading = frozenset(keys)
-                self.unblocking = False
-                self.blocked = True
-                try:
-                    await conn.send_command(*args)
-                    response = await conn.read_response()
-                finally:
-                    self.blocked = False
-                for raw_key, entries in _pairs(response):
-                    key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-                    generation_id = key.split(":")[2]
-                    if key not in self.positions:
-                        continue
+            conn = await self.reader_client.connection_pool.get_connection()
+            # A concrete position, not "$": an XRANGE made once `ready` resolves must not see a
+            # frame that this reader skips.
+            await conn.send_command("XREVRANGE", streams.FIREHOSE_KEY, "+", "-", "COUNT", 1)
+            last = await conn.read_response()
+            position = _id(last[0][0]) if last else "0-0"
+            ready.set_result(None)
+            while self.subscribers:
+                await conn.send_command(
+                    "XREAD", "BLOCK", BLOCK_MS, "STREAMS", streams.FIREHOSE_KEY, position
+                )
+                response = await conn.read_response()
+                for _key, entries in _pairs(response):
                     for entry_id, fields in entries:
-                        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                        self.positions[key] = eid
-                        frame = streams.decode(generation_id, eid, _fields(fields))
-                        for queue in list(self.subscribers.get(key, ())):
-                            queue.put_nowait(frame)
-                        if frame["type"] in streams.TERMINAL_TYPES:
-                            # Nothing follows a terminal frame; stop reading this stream.
-                            self.positions.pop(key, None)
-        except Exception:
-            log.exception("stream hub reader failed; it restarts on the next subscription")
-            await conn.disconnect()
+                        position = _id(entry_id)
+                        self._deliver(fields)
+            self.task = None
+        except BaseException as exc:
+            self.task = None
+            if not ready.done():
+                ready.set_exception(ConnectionError(f"cannot read the stream firehose: {exc}"))
+            if isinstance(exc, Exception):
+                log.exception("stream hub reader failed; it restarts on the next subscription")
+            if conn is not None:
+                await conn.disconnect()
             raise
         finally:
-            await self.reader_client.connection_pool.release(conn)
+            if conn is not None:
+                await self.reader_client.connection_pool.release(conn)
+
+    def _deliver(self, fields: Any) -> None:
+        subscribers = self.subscribers
+        pairs = (
+            fields.items()
+            if isinstance(fields, dict)
+            else zip(fields[::2], fields[1::2], strict=True)
+        )
+        for raw_id, value in pairs:
+            generation_id = raw_id.decode()
+            queues = subscribers.get(generation_id)
+            if not queues:
+                continue
+            space = value.index(b" ")
+            frame = streams.wire(generation_id, int(value[:space]), value[space + 1 :])
+            for queue in list(queues):
+                queue.put_nowait(frame)
+
+
+def _id(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def _pairs(response: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:
@@ -157,12 +138,6 @@ def _pairs(response: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:
     if isinstance(response, dict):
         return list(response.items())
     return [(item[0], item[1]) for item in response]
-
-
-def _fields(fields: Any) -> dict[Any, Any]:
-    if isinstance(fields, dict):
-        return fields
-    return dict(zip(fields[::2], fields[1::2], strict=False))
 
 
 _hubs: dict[int, StreamHub] = {}

@@ -14,13 +14,18 @@ Frames (what browsers receive) are JSON objects:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
 STREAM_MAXLEN = 20_000
 FINISHED_TTL_S = 3600
 TERMINAL_TYPES = frozenset({"done", "error", "cancelled"})
+# Every frame written to a generation's stream is also appended, in the same script call, to one
+# firehose stream that web processes read (see streamhub): one blocking read of one key, however
+# many generations a process watches. It keeps the last FIREHOSE_KEEP_MS of frames.
+FIREHOSE_KEY = "ludus:gen:firehose"
+FIREHOSE_KEEP_MS = 60_000
 
 
 def events_key(generation_id: str) -> str:
@@ -40,8 +45,9 @@ def seq_of(entry: bytes | str) -> int:
     return int(raw.split("-", 1)[0])
 
 
-def encode(frame: dict[str, Any]) -> dict[Any, Any]:
-    return {"f": json.dumps(frame, separators=(",", ":"))}
+def encode(frame: dict[str, Any]) -> str:
+    """A stored frame: JSON with "type" first, so readers can tell a delta without parsing it."""
+    return json.dumps({"type": frame["type"], **frame}, separators=(",", ":"))
 
 
 def decode(generation_id: str, entry: bytes | str, fields: dict[Any, Any]) -> dict[str, Any]:
@@ -52,31 +58,97 @@ def decode(generation_id: str, entry: bytes | str, fields: dict[Any, Any]) -> di
     return frame
 
 
-def add(pipe: redis.client.Pipeline, generation_id: str, seq: int, frame: dict[str, Any]) -> None:
-    """Queue one XADD on a pipeline (execute it with raise_on_error=False: duplicates are refused)."""
-    pipe.xadd(
-        events_key(generation_id),
-        encode(frame),
-        id=entry_id(seq),
-        maxlen=STREAM_MAXLEN,
-        approximate=True,
-    )
+class Wire(NamedTuple):
+    """A frame as a socket sends it: its JSON text, made from the stored text without decoding it
+    (a web process relays thousands of frames a second)."""
+
+    generation_id: str
+    seq: int
+    terminal: bool
+    text: str
 
 
-# KEYS: the streams to append to (ARGV[1] of them), then the stop keys to count. ARGV: n, maxlen,
-# then an entry id and an encoded frame per stream. Returns {stop keys set, errors}.
-_ADD_MANY_LUA = """
-local n = tonumber(ARGV[1])
-local errors = {}
-for i = 1, n do
-  local r = redis.pcall('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], ARGV[2 * i + 1], 'f', ARGV[2 * i + 2])
-  if type(r) == 'table' and r.err then errors[#errors + 1] = r.err end
+_DELTA_PREFIX = '{"type":"delta"'
+
+
+def wire(generation_id: str, seq: int, stored: bytes | str) -> Wire:
+    body = stored.decode() if isinstance(stored, bytes) else stored
+    text = f'{{"id":{json.dumps(generation_id)},"seq":{seq}{"," if len(body) > 2 else ""}{body[1:]}'
+    return Wire(generation_id, seq, not body.startswith(_DELTA_PREFIX), text)
+
+
+def wire_frame(frame: dict[str, Any]) -> Wire:
+    """A frame made here rather than read from a stream (a snapshot, a terminal state from
+    PostgreSQL)."""
+    return Wire(frame["id"], frame["seq"], frame["type"] in TERMINAL_TYPES, json.dumps(frame))
+
+
+# Appends the successful writes of a script to the firehose, as (generation id, "<seq> <frame>")
+# field pairs: a reader skips the generations it does not watch without parsing their frames.
+# `fire` holds those pairs; KEYS[firehose] the firehose key; keep_ms how much history it keeps.
+_FIREHOSE_LUA = """
+local function firehose(key, fire, keep_ms)
+  if #fire == 0 then return end
+  local t = redis.call('TIME')
+  local minid = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - keep_ms)
+  for i = 1, #fire, 2000 do  -- unpack takes at most a few thousand values
+    redis.call('XADD', key, 'MINID', '~', minid, '*', unpack(fire, i, math.min(i + 1999, #fire)))
+  end
 end
+local function fired(fire, key, id, frame)
+  fire[#fire + 1] = string.sub(key, 11, -8)  -- ludus:gen:<id>:events
+  fire[#fire + 1] = string.sub(id, 1, -3) .. ' ' .. frame  -- <seq>-0
+end
+"""
+
+# KEYS: the streams to append to (ARGV[1] of them), the firehose, then the stop keys to count.
+# ARGV: n, maxlen, keep_ms, then an entry id and an encoded frame per stream.
+# Returns {stop keys set, errors}. (TIME needs effects replication, which Redis 7 always does.)
+_ADD_MANY_LUA = (
+    "redis.replicate_commands()\n"
+    + _FIREHOSE_LUA
+    + """
+local n = tonumber(ARGV[1])
+local errors, fire = {}, {}
+for i = 1, n do
+  local id, frame = ARGV[2 * i + 2], ARGV[2 * i + 3]
+  local r = redis.pcall('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], id, 'f', frame)
+  if type(r) == 'table' and r.err then errors[#errors + 1] = r.err else fired(fire, KEYS[i], id, frame) end
+end
+firehose(KEYS[n + 1], fire, tonumber(ARGV[3]))
 local stops = 0
-if #KEYS > n then stops = redis.call('EXISTS', unpack(KEYS, n + 1)) end
+if #KEYS > n + 1 then stops = redis.call('EXISTS', unpack(KEYS, n + 2)) end
 return {stops, errors}
 """
-_add_many: Any = None
+)
+
+# KEYS: the stream, the firehose, the stop key. ARGV: maxlen, keep_ms, entry id, frame, ttl.
+# Returns 1, or 0 when that entry id exists already.
+_ADD_TERMINAL_LUA = (
+    "redis.replicate_commands()\n"
+    + _FIREHOSE_LUA
+    + """
+local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[3], 'f', ARGV[4])
+local ok = not (type(r) == 'table' and r.err)
+if ok then
+  local fire = {}
+  fired(fire, KEYS[1], ARGV[3], ARGV[4])
+  firehose(KEYS[2], fire, tonumber(ARGV[2]))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('DEL', KEYS[3])
+if ok then return 1 end
+return 0
+"""
+)
+_scripts: dict[str, Any] = {}
+
+
+def _script(client: redis.Redis, source: str) -> Any:
+    script = _scripts.get(source)
+    if script is None:
+        script = _scripts[source] = client.register_script(source)
+    return script
 
 
 def add_many(
@@ -84,30 +156,25 @@ def add_many(
     deltas: list[tuple[str, int, str]],
     watch: list[str] | tuple[str, ...] = (),
 ) -> tuple[int, list[bytes]]:
-    """Append delta frames `(generation id, seq, text)` to their streams and count how many of the
-    `watch` generations have their stop flag set, in one script call: one command for Redis and the
-    client to handle, where a pipeline of XADDs cost a worker's Python about as much per delta as
-    reading it from the upstream. Returns (stop flags set, errors); a refused duplicate is one of
-    the errors ("equal or smaller")."""
-    global _add_many
-    if _add_many is None:
-        _add_many = client.register_script(_ADD_MANY_LUA)
-    keys = [events_key(gid) for gid, _, _ in deltas] + [stop_key(gid) for gid in watch]
-    args: list[Any] = [len(deltas), STREAM_MAXLEN]
+    """Append delta frames `(generation id, seq, text)` to their streams (and the firehose) and
+    count how many of the `watch` generations have their stop flag set, in one script call: one
+    command for Redis and the client to handle, where a pipeline of XADDs cost a worker's Python
+    about as much per delta as reading it from the upstream. Returns (stop flags set, errors); a
+    refused duplicate is one of the errors ("equal or smaller") and stays off the firehose."""
+    keys = [events_key(gid) for gid, _, _ in deltas] + [FIREHOSE_KEY]
+    keys += [stop_key(gid) for gid in watch]
+    args: list[Any] = [len(deltas), STREAM_MAXLEN, FIREHOSE_KEEP_MS]
     for _, seq, text in deltas:
-        args += [entry_id(seq), encode({"type": "delta", "text": text})["f"]]
-    stops, errors = _add_many(keys=keys, args=args, client=client)
+        args += [entry_id(seq), encode({"type": "delta", "text": text})]
+    stops, errors = _script(client, _ADD_MANY_LUA)(keys=keys, args=args, client=client)
     return stops, errors
 
 
 def add_terminal(client: redis.Redis, generation_id: str, seq: int, frame: dict[str, Any]) -> bool:
     """Write a terminal frame and let the stream expire later. False if that seq already exists."""
-    pipe = client.pipeline(transaction=False)
-    add(pipe, generation_id, seq, frame)
-    pipe.expire(events_key(generation_id), FINISHED_TTL_S)
-    pipe.delete(stop_key(generation_id))
-    results = pipe.execute(raise_on_error=False)
-    return not isinstance(results[0], Exception)
+    keys = [events_key(generation_id), FIREHOSE_KEY, stop_key(generation_id)]
+    args = [STREAM_MAXLEN, FIREHOSE_KEEP_MS, entry_id(seq), encode(frame), FINISHED_TTL_S]
+    return bool(_script(client, _ADD_TERMINAL_LUA)(keys=keys, args=args, client=client))
 
 
 def last_seq(client: redis.Redis, generation_id: str) -> int:

@@ -282,9 +282,7 @@ def test_it_fails_a_redelivered_generation_whose_worker_died_mid_stream(transact
     generation = Generation.objects.create(
         model=model, messages=[], status=GenerationStatus.STREAMING
     )
-    pipe = redis_client().pipeline()
-    streams.add(pipe, str(generation.id), 1, {"type": "delta", "text": "half an ans"})
-    pipe.execute()
+    streams.add_many(redis_client(), [(str(generation.id), 1, "half an ans")])
     services.generation_run(generation_id=str(generation.id))
     generation.refresh_from_db()
     assert generation.status == GenerationStatus.ERROR
