@@ -138,6 +138,7 @@ CHANNEL_LAYERS = {
 # Celery. Generation tasks stream for at most GENERATION_TIME_LIMIT seconds, far below the Redis
 # broker's visibility timeout, so an acks_late task is never handed to a second worker while alive.
 CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT = "worker.broker:Transport"  # kombu's, reusing its Redis client
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

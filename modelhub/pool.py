@@ -172,12 +172,19 @@ class Flusher:
                 log.exception("cancel callback failed")
 
     def _heartbeat(self, ids: list[str]) -> None:
+        from django.db import connection
+
         from modelhub.models import Generation, GenerationStatus
 
         close_old_connections()
-        Generation.objects.filter(id__in=ids, status=GenerationStatus.STREAMING).update(
-            heartbeat_at=timezone.now()
-        )
+        # The ids as one array parameter: with `id IN (%s, ...)` psycopg's query conversion of
+        # hundreds of placeholders was a tenth of a busy worker's Python time.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Generation._meta.db_table} SET heartbeat_at = %s"
+                " WHERE id = ANY(%s::uuid[]) AND status = %s",
+                [timezone.now(), ids, GenerationStatus.STREAMING],
+            )
 
 
 _flusher: Flusher | None = None

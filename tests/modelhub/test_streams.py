@@ -25,7 +25,8 @@ HOSTILE = 'quote " back \\ new\nline </script><b>é😀\x01'
 def _firehose() -> list[tuple[str, str]]:
     """(generation id, "<seq> <frame>") pairs on the firehose, oldest first."""
     pairs = []
-    for _, fields in redis_client().xrange(streams.FIREHOSE_KEY):
+    entries: Any = redis_client().xrange(streams.FIREHOSE_KEY)
+    for _, fields in entries:
         pairs += [(k.decode(), v.decode()) for k, v in fields.items()]
     return pairs
 
@@ -86,7 +87,7 @@ async def _subscribe(comm: WebsocketCommunicator, gid: str, after: int = 0) -> N
 
 
 async def _until_terminal(comm: WebsocketCommunicator) -> list[dict[str, Any]]:
-    frames = []
+    frames: list[dict[str, Any]] = []
     while not frames or frames[-1]["type"] not in streams.TERMINAL_TYPES:
         frames.append(await comm.receive_json_from(timeout=10))
     return frames
