@@ -10,27 +10,35 @@ on demand. The model name picks the behaviour:
   fake-say                streams back the last message's text, word by word
 
 GET /stats reports how many streams finished and how many clients went away mid-stream.
+
+It is a bare asyncio protocol, not an ASGI app: the benchmarks run it beside the system under test
+on the same cores, and a token here costs one timer callback and one socket write of pre-formatted
+bytes (Starlette on uvicorn spent several times that per token).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
 import threading
-import time
-from collections.abc import AsyncIterator
-from typing import Any
+from http import HTTPStatus
+from typing import Any, cast
+from urllib.parse import parse_qsl
 
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+import uvloop
 
 STATS: dict[str, int] = {"started": 0, "finished": 0, "disconnected": 0}
 DOWN = {"value": False}
+
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+    b"transfer-encoding: chunked\r\n"
+)
+_LAST_CHUNK = b"0\r\n\r\n"
+_ROUTES = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/stats": "GET", "/down": "POST"}
 
 
 def _rate(model: str) -> float:
@@ -38,126 +46,224 @@ def _rate(model: str) -> float:
     return float(match.group(1)) if match else 200.0
 
 
-def _chunk(
-    model: str,
-    content: str | None = None,
-    finish: str | None = None,
-    usage: dict[str, int] | None = None,
-) -> str:
-    body: dict[str, Any] = {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion.chunk",
-        "model": model,
-        "choices": [],
-    }
-    if content is not None or finish is not None:
-        body["choices"] = [
-            {"index": 0, "delta": {"content": content} if content else {}, "finish_reason": finish}
-        ]
-    if usage is not None:
-        body["usage"] = usage
-    return f"data: {json.dumps(body)}\n\n"
+def _chunked(event: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(event), event)
 
 
-async def models(request: Request) -> Response:
-    if DOWN["value"]:
-        return JSONResponse({"error": {"message": "down"}}, status_code=503)
-    return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
-async def stats(request: Request) -> Response:
-    return JSONResponse(STATS)
+class _Stream:
+    """One streamed completion, paced by loop timers against its start time rather than by a task
+    that sleeps: a token is one callback and one write, its JSON formatted from a template."""
 
-
-async def set_down(request: Request) -> Response:
-    DOWN["value"] = request.query_params.get("down", "1") == "1"
-    return JSONResponse(DOWN)
-
-
-async def chat(request: Request) -> Response:
-    payload = await request.json()
-    model = str(payload.get("model", "fake"))
-    if DOWN["value"] or model.startswith("fake-500"):
-        return JSONResponse({"error": {"message": "upstream exploded"}}, status_code=500)
-    if model.startswith("fake-400"):
-        return JSONResponse({"error": {"message": "bad request"}}, status_code=400)
-    n = int(payload.get("max_tokens") or 16)
-    if not payload.get("stream"):
-        text = " ".join(f"t{i}" for i in range(n))
-        return JSONResponse(
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "length",
-                    }
-                ],
-                "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3},
-            }
+    def __init__(self, conn: _Connection, model: str, n: int, echo: list[str]) -> None:
+        self.conn = conn
+        self.model = model
+        self.n = n
+        self.echo = echo
+        self.interval = 1.0 / _rate(model)
+        self.start = conn.loop.time()
+        self.sent = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.malformed = model.startswith("fake-malformed")
+        self.dies = model.startswith("fake-die")
+        self.envelope = b'"id":"chatcmpl-fake","object":"chat.completion.chunk","model":%b' % (
+            _dumps(model)
         )
-    interval = 1.0 / _rate(model)
-    echo: list[str] = []
-    if model.startswith("fake-echo"):
-        content = (payload.get("messages") or [{}])[-1].get("content")
-        kinds = (
-            [part.get("type", "?") for part in content] if isinstance(content, list) else ["text"]
-        )
-        urls = [
-            part["image_url"]["url"][:22]
-            for part in content or []
-            if isinstance(part, dict) and part.get("type") == "image_url"
-        ]
-        echo = [f"{k} " for k in kinds] + [f"{u} " for u in urls]
-        n = len(echo)
-    elif model.startswith("fake-say"):
-        content = (payload.get("messages") or [{}])[-1].get("content")
-        echo = [f"{word} " for word in str(content or "").split()]
-        n = len(echo)
+        self.delta_head = b'data: {%b,"choices":[{"index":0,"delta":{"content":' % self.envelope
 
-    async def body() -> AsyncIterator[str]:
+    def begin(self) -> None:
         STATS["started"] += 1
-        finished = False
-        try:
-            if model.startswith("fake-hang"):
-                await asyncio.sleep(3600)
-            start = time.monotonic()
-            for i in range(n):
-                # Pace against the start time so the rate holds whatever the scheduling jitter.
-                delay = start + i * interval - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                yield _chunk(model, content=echo[i] if echo else f"t{i} ")
-                if model.startswith("fake-malformed"):
-                    yield "data: {not json\n\n"
-                    return
-                if model.startswith("fake-die") and i == 2:
-                    raise RuntimeError("simulated crash mid-stream")
-            yield _chunk(model, finish="length" if n else "stop")
-            yield _chunk(
-                model, usage={"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3}
+        self.conn.transport.write(_STREAM_HEAD + self.conn.connection_header + b"\r\n")
+        if self.model.startswith("fake-hang"):
+            return
+        if self.n > 0:
+            self.send()
+        else:
+            self.finish()
+
+    def send(self) -> None:
+        i = self.sent
+        self.sent += 1
+        content = _dumps(self.echo[i]) if self.echo else b'"t%d "' % i
+        out = _chunked(self.delta_head + content + b'},"finish_reason":null}]}\n\n')
+        if self.malformed:
+            self.conn.transport.write(out + _chunked(b"data: {not json\n\n") + _LAST_CHUNK)
+            self.conn.end_stream()
+        elif self.dies and i == 2:
+            self.conn.transport.write(out)
+            self.conn.transport.close()  # no last chunk: the client sees a cut-off body
+        elif self.sent >= self.n:
+            self.conn.transport.write(out)
+            self.finish()
+        else:
+            self.conn.transport.write(out)
+            self.timer = self.conn.loop.call_at(self.start + self.sent * self.interval, self.send)
+
+    def finish(self) -> None:
+        usage = {"prompt_tokens": 3, "completion_tokens": self.n, "total_tokens": self.n + 3}
+        reason = b'"length"' if self.n else b'"stop"'
+        events = (
+            b'data: {%b,"choices":[{"index":0,"delta":{},"finish_reason":%b}]}\n\n'
+            b'data: {%b,"choices":[],"usage":%b}\n\ndata: [DONE]\n\n'
+            % (self.envelope, reason, self.envelope, _dumps(usage))
+        )
+        self.conn.transport.write(_chunked(events) + _LAST_CHUNK)
+        STATS["finished"] += 1
+        self.conn.end_stream()
+
+    def abandon(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if not (self.malformed or self.dies):
+            STATS["disconnected"] += 1
+
+
+class _Connection(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive and Content-Length request bodies, which is all its clients send."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.buffer = bytearray()
+        self.stream: _Stream | None = None
+        self.keep_alive = True
+        self.connection_header = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.handle_requests()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.stream is not None:
+            self.stream.abandon()
+            self.stream = None
+
+    def handle_requests(self) -> None:
+        # One request at a time: one that arrives while a stream runs waits for it to end.
+        while self.stream is None and self.keep_alive:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            request_line, *lines = self.buffer[:head_end].decode("latin-1").split("\r\n")
+            headers = {}
+            for line in lines:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", 0))
+            if len(self.buffer) < head_end + 4 + length:
+                return
+            body = bytes(self.buffer[head_end + 4 : head_end + 4 + length])
+            del self.buffer[: head_end + 4 + length]
+            method, target, version = request_line.split(" ", 2)
+            self.keep_alive = version == "HTTP/1.1" and headers.get("connection") != "close"
+            self.connection_header = b"" if self.keep_alive else b"connection: close\r\n"
+            if "transfer-encoding" in headers:
+                self.keep_alive = False
+                self.respond(HTTPStatus.NOT_IMPLEMENTED, b"chunked request bodies")
+                return
+            try:
+                self.route(method, target, body)
+            except Exception:
+                self.respond(HTTPStatus.INTERNAL_SERVER_ERROR, b"Internal Server Error")
+
+    def respond(self, status: HTTPStatus, body: Any) -> None:
+        if isinstance(body, bytes):
+            data, content_type = body, b"text/plain; charset=utf-8"
+        else:
+            data, content_type = _dumps(body), b"application/json"
+        self.transport.write(
+            b"HTTP/1.1 %d %b\r\ncontent-type: %b\r\ncontent-length: %d\r\n%b\r\n%b"
+            % (
+                status,
+                status.phrase.encode(),
+                content_type,
+                len(data),
+                self.connection_header,
+                data,
             )
-            yield "data: [DONE]\n\n"
-            finished = True
-            STATS["finished"] += 1
-        finally:
-            if not finished and not model.startswith(("fake-malformed", "fake-die")):
-                STATS["disconnected"] += 1
+        )
+        if not self.keep_alive:
+            self.transport.close()
 
-    return StreamingResponse(body(), media_type="text/event-stream")
+    def end_stream(self) -> None:
+        self.stream = None
+        if self.keep_alive:
+            self.handle_requests()
+        else:
+            self.transport.close()
 
+    def route(self, method: str, target: str, body: bytes) -> None:
+        path, _, query = target.partition("?")
+        if path not in _ROUTES:
+            self.respond(HTTPStatus.NOT_FOUND, b"Not Found")
+        elif method != _ROUTES[path]:
+            self.respond(HTTPStatus.METHOD_NOT_ALLOWED, b"Method Not Allowed")
+        elif path == "/v1/models":
+            if DOWN["value"]:
+                self.respond(HTTPStatus.SERVICE_UNAVAILABLE, {"error": {"message": "down"}})
+            else:
+                self.respond(
+                    HTTPStatus.OK, {"object": "list", "data": [{"id": "fake", "object": "model"}]}
+                )
+        elif path == "/stats":
+            self.respond(HTTPStatus.OK, STATS)
+        elif path == "/down":
+            DOWN["value"] = dict(parse_qsl(query, keep_blank_values=True)).get("down", "1") == "1"
+            self.respond(HTTPStatus.OK, DOWN)
+        else:
+            self.chat(json.loads(body))
 
-app = Starlette(
-    routes=[
-        Route("/v1/models", models),
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/stats", stats),
-        Route("/down", set_down, methods=["POST"]),
-    ]
-)
+    def chat(self, payload: dict[str, Any]) -> None:
+        model = str(payload.get("model", "fake"))
+        if DOWN["value"] or model.startswith("fake-500"):
+            self.respond(
+                HTTPStatus.INTERNAL_SERVER_ERROR, {"error": {"message": "upstream exploded"}}
+            )
+            return
+        if model.startswith("fake-400"):
+            self.respond(HTTPStatus.BAD_REQUEST, {"error": {"message": "bad request"}})
+            return
+        n = int(payload.get("max_tokens") or 16)
+        if not payload.get("stream"):
+            text = " ".join(f"t{i}" for i in range(n))
+            message = {"role": "assistant", "content": text}
+            self.respond(
+                HTTPStatus.OK,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": n + 3},
+                },
+            )
+            return
+        echo: list[str] = []
+        if model.startswith("fake-echo"):
+            content = (payload.get("messages") or [{}])[-1].get("content")
+            kinds = (
+                [part.get("type", "?") for part in content]
+                if isinstance(content, list)
+                else ["text"]
+            )
+            urls = [
+                part["image_url"]["url"][:22]
+                for part in content or []
+                if isinstance(part, dict) and part.get("type") == "image_url"
+            ]
+            echo = [f"{k} " for k in kinds] + [f"{u} " for u in urls]
+            n = len(echo)
+        elif model.startswith("fake-say"):
+            content = (payload.get("messages") or [{}])[-1].get("content")
+            echo = [f"{word} " for word in str(content or "").split()]
+            n = len(echo)
+        self.stream = _Stream(self, model, n, echo)
+        self.stream.begin()
 
 
 def free_port() -> int:
@@ -166,32 +272,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def serve(sock: socket.socket, stop: asyncio.Future[None] | None = None) -> None:
+    """Serve on a listening socket until `stop` resolves (forever without one)."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Connection, sock=sock)
+    await (stop if stop is not None else loop.create_future())
+    server.close()
+
+
 class ServerThread:
     """Run the fake upstream in a background thread; `base_url` ends with /v1."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.loop = uvloop.new_event_loop()
+        self.stopped: asyncio.Future[None] = self.loop.create_future()
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> ServerThread:
+        # Bound and listening before it returns: connections queue until the loop accepts them.
+        sock = socket.create_server(("127.0.0.1", self.port))
+        self.thread = threading.Thread(
+            target=self.loop.run_until_complete, args=(serve(sock, self.stopped),), daemon=True
+        )
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake upstream did not start")
-            time.sleep(0.01)
         return self
 
     def stop(self) -> None:
-        self.server.should_exit = True
+        def resolve() -> None:
+            if not self.stopped.done():
+                self.stopped.set_result(None)
+
+        self.loop.call_soon_threadsafe(resolve)
         self.thread.join(5)
 
 
@@ -201,4 +316,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="fake OpenAI-compatible upstream")
     parser.add_argument("--port", type=int, default=8199)
     args = parser.parse_args()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(socket.create_server(("127.0.0.1", args.port))))
