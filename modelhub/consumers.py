@@ -40,7 +40,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
         self.sent: dict[str, int] = {}  # generation id -> last seq sent on this socket
         # generation id -> frames from the hub held back while that generation's replay is sent
         self.held: dict[str, list[streams.Wire]] = {}
-        self.queue: asyncio.Queue[streams.Wire] = asyncio.Queue()
+        self.queue: asyncio.Queue[streams.Wire | None] = asyncio.Queue()
         self.pump: asyncio.Task[None] | None = None
         self.hub = hub_for_loop(settings.REDIS_URL)
         await self.accept()
@@ -174,6 +174,9 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
     async def _pump(self) -> None:
         while True:
             frame = await self.queue.get()
+            if frame is None:  # the hub stopped reading: the browser reconnects and replays
+                await self.close(code=1011)
+                return
             held = self.held.get(frame.generation_id)
             if held is not None:
                 held.append(frame)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -30,6 +31,7 @@ from modelhub import streams
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 5_000
+READER_NAME = "ludus-stream-hub"
 
 
 class StreamHub:
@@ -46,12 +48,15 @@ class StreamHub:
                 url, socket_timeout=10, max_connections=16, timeout=20
             )
         )
-        self.subscribers: dict[str, set[asyncio.Queue[streams.Wire]]] = defaultdict(set)
+        self.subscribers: dict[str, set[asyncio.Queue[streams.Wire | None]]] = defaultdict(set)
         # The reader, while one runs, and what it resolves once it holds a firehose position.
         self.task: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] | None = None
+        self.reader_id: int | None = None  # the reading connection's CLIENT ID
 
-    async def subscribe(self, generation_id: str, queue: asyncio.Queue[streams.Wire]) -> None:
+    async def subscribe(
+        self, generation_id: str, queue: asyncio.Queue[streams.Wire | None]
+    ) -> None:
         """Deliver the generation's frames written from now on to `queue` (see the contract).
         Raises when the firehose cannot be read (Redis is down)."""
         self.subscribers[generation_id].add(queue)
@@ -65,7 +70,7 @@ class StreamHub:
             self.unsubscribe(generation_id, queue)
             raise
 
-    def unsubscribe(self, generation_id: str, queue: asyncio.Queue[streams.Wire]) -> None:
+    def unsubscribe(self, generation_id: str, queue: asyncio.Queue[streams.Wire | None]) -> None:
         subs = self.subscribers.get(generation_id)
         if subs is not None:
             subs.discard(queue)
@@ -79,6 +84,10 @@ class StreamHub:
         conn = None
         try:
             conn = await self.reader_client.connection_pool.get_connection()
+            await conn.send_command("CLIENT", "SETNAME", READER_NAME)  # to find it in CLIENT LIST
+            await conn.read_response()
+            await conn.send_command("CLIENT", "ID")
+            self.reader_id = int(await conn.read_response())
             # A concrete position, not "$": an XRANGE made once `ready` resolves must not see a
             # frame that this reader skips.
             await conn.send_command("XREVRANGE", streams.FIREHOSE_KEY, "+", "-", "COUNT", 1)
@@ -99,11 +108,17 @@ class StreamHub:
             self.task = None
             if not ready.done():
                 ready.set_exception(ConnectionError(f"cannot read the stream firehose: {exc}"))
-            if isinstance(exc, Exception):
-                log.exception("stream hub reader failed; it restarts on the next subscription")
+            # Frames written while nobody reads are missed: every subscriber is told to drop its
+            # socket, whose browser reconnects and replays from its last frame.
+            for queues in self.subscribers.values():
+                for queue in queues:
+                    queue.put_nowait(None)
+            self.subscribers.clear()
             if conn is not None:
                 await conn.disconnect()
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("stream hub reader failed (%s); sockets reconnect and replay", exc)
         finally:
             if conn is not None:
                 await self.reader_client.connection_pool.release(conn)
@@ -140,14 +155,14 @@ def _pairs(response: Any) -> list[tuple[Any, list[tuple[Any, Any]]]]:
     return [(item[0], item[1]) for item in response]
 
 
-_hubs: dict[int, StreamHub] = {}
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamHub] = weakref.WeakKeyDictionary()
 
 
 def hub_for_loop(url: str) -> StreamHub:
-    """One hub per event loop (Redis connections belong to the loop that opened them)."""
-    loop_id = id(asyncio.get_running_loop())
-    hub = _hubs.get(loop_id)
+    """One hub per event loop (Redis connections belong to the loop that opened them). Keyed by the
+    loop itself, not its id, which a later loop may reuse."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
     if hub is None:
-        hub = StreamHub(url)
-        _hubs[loop_id] = hub
+        hub = _hubs[loop] = StreamHub(url)
     return hub

@@ -157,3 +157,35 @@ def test_frames_written_during_a_replay_follow_it_without_gap_or_duplicate() -> 
     frames = run_async(scenario())
     assert [f["seq"] for f in frames] == list(range(1, 401))
     assert "".join(f.get("text", "") for f in frames) == "".join(f"t{i}" for i in range(1, 400))
+
+
+def test_a_socket_whose_hub_loses_redis_is_closed_and_resumes_without_a_gap() -> None:
+    """Frames written while the hub cannot read would be missed: its sockets are closed instead, and
+    the browser's reconnect (subscribing after its last frame) replays them."""
+    from modelhub.streamhub import READER_NAME
+
+    client = redis_client()
+    gid = str(uuid.uuid4())
+    streams.add_many(client, [(gid, 1, "t1")])
+
+    async def scenario() -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
+        comm = await _socket()
+        await _subscribe(comm, gid)
+        first = await comm.receive_json_from(timeout=10)
+        reader = hub_for_loop("unused: the hub of this loop exists already").reader_id
+        named = {c["id"] for c in client.client_list() if c.get("name") == READER_NAME}
+        assert str(reader) in named
+        client.client_kill_filter(_id=str(reader))
+        closed = await comm.receive_output(timeout=10)
+        streams.add_many(client, [(gid, 2, "t2")])  # while nobody reads
+        streams.add_terminal(client, gid, 3, {"type": "done", "finish_reason": "stop"})
+        again = await _socket()
+        await _subscribe(again, gid, after=first["seq"])
+        frames = await _until_terminal(again)
+        await again.disconnect()
+        return first, closed, frames
+
+    first, closed, frames = run_async(scenario())
+    assert first["seq"] == 1
+    assert closed == {"type": "websocket.close", "code": 1011}
+    assert [(f["seq"], f.get("text")) for f in frames] == [(2, "t2"), (3, None)]
