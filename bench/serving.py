@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -105,6 +106,8 @@ def _creator(
     params = services.generation_params(model=model, overrides={"max_tokens": tokens})
     close_old_connections()
     send_lock = threading.Lock()
+    threads = 4
+    _warm_creator(threads, model.generation_queue)
 
     def create(i: int, scheduled: float) -> None:
         generation = services.generation_create(
@@ -123,7 +126,7 @@ def _creator(
     cpu_before = time.process_time()
     # Several threads, as a web process serves several requests at once. TTFT counts from the
     # scheduled moment, so a creation that waits for a free thread counts its wait.
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         for i in range(n):
             scheduled = t0 + spread * i / n
             delay = scheduled - time.monotonic()
@@ -132,6 +135,50 @@ def _creator(
             pool.submit(create, i, scheduled)
     conn.send(("cpu", time.process_time() - cpu_before))
     conn.close()
+
+
+def _warm_creator(threads: int, queue: str) -> None:
+    """Warm the creator as a long-running web process is: a pooled database connection open for
+    each of its threads, its broker connection made and the queue declared (one task for an id
+    that does not exist, which a worker claims as nothing to do)."""
+    import uuid
+
+    from django.db import close_old_connections, connection
+
+    from modelhub.tasks import run_generation
+
+    barrier = threading.Barrier(threads)
+
+    def hold_a_connection(_: int) -> None:
+        connection.ensure_connection()
+        barrier.wait(30)  # all at once, so the pool opens one per thread
+        close_old_connections()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(hold_a_connection, range(threads)))
+    run_generation.apply_async(args=(str(uuid.uuid4()),), queue=queue)
+
+
+async def _warm_web(web_port: int) -> None:
+    """One socket through the web process before the burst (its stream hub and Redis connections
+    made), as a long-running web process has them."""
+    import uuid
+
+    import aiohttp
+    from asgiref.sync import sync_to_async
+
+    from modelhub import streams
+
+    gid = str(uuid.uuid4())
+    token = await sync_to_async(streams.stream_token)(gid)
+    async with (
+        aiohttp.ClientSession(headers={"Origin": "http://127.0.0.1"}) as session,
+        session.ws_connect(f"ws://127.0.0.1:{web_port}/ws/generations/") as ws,
+    ):
+        subscribe = {"id": gid, "after": 0, "token": token}
+        await ws.send_str(json.dumps({"type": "subscribe", "generations": [subscribe]}))
+        with contextlib.suppress(TimeoutError):
+            await ws.receive(timeout=0.5)  # nothing comes: the generation does not exist
 
 
 async def run_pool(
@@ -240,6 +287,7 @@ async def run_pool(
             await asyncio.sleep(0.01)
             lags.append((time.monotonic() - before - 0.01) * 1000)
 
+    await _warm_web(web_port)
     watcher = asyncio.create_task(watch_lag())
     started = time.monotonic()
     ours.send(started)
