@@ -41,6 +41,8 @@ def test_a_wire_frame_is_the_stored_frame_with_its_id_and_seq() -> None:
     ):
         stored = streams.encode(frame)
         assert stored.startswith('{"type":')
+        if frame["type"] == "delta":
+            assert streams.encode_delta(str(frame["text"])) == stored
         wire = streams.wire(gid, 7, stored.encode())
         assert json.loads(wire.text) == streams.decode(gid, "7-0", {b"f": stored.encode()})
         assert json.loads(wire.text) == frame | {"id": gid, "seq": 7}
