@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (
@@ -159,22 +160,18 @@ def _warm_creator(threads: int, queue: str) -> None:
     run_generation.apply_async(args=(str(uuid.uuid4()),), queue=queue)
 
 
-async def _warm_web(web_port: int) -> None:
+async def _warm_web(session: Any, web_port: int) -> None:
     """One socket through the web process before the burst (its stream hub and Redis connections
     made), as a long-running web process has them."""
     import uuid
 
-    import aiohttp
     from asgiref.sync import sync_to_async
 
     from modelhub import streams
 
     gid = str(uuid.uuid4())
     token = await sync_to_async(streams.stream_token)(gid)
-    async with (
-        aiohttp.ClientSession(headers={"Origin": "http://127.0.0.1"}) as session,
-        session.ws_connect(f"ws://127.0.0.1:{web_port}/ws/generations/") as ws,
-    ):
+    async with session.ws_connect(f"ws://127.0.0.1:{web_port}/ws/generations/") as ws:
         subscribe = {"id": gid, "after": 0, "token": token}
         await ws.send_str(json.dumps({"type": "subscribe", "generations": [subscribe]}))
         with contextlib.suppress(TimeoutError):
@@ -287,7 +284,7 @@ async def run_pool(
             await asyncio.sleep(0.01)
             lags.append((time.monotonic() - before - 0.01) * 1000)
 
-    await _warm_web(web_port)
+    await _warm_web(session, web_port)
     watcher = asyncio.create_task(watch_lag())
     started = time.monotonic()
     ours.send(started)

@@ -159,8 +159,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             await self._send_frame(streams.wire_frame(_terminal_from_row(generation)))
             return
         for entry_id, fields in entries:
-            stored = fields.get(b"f") or fields.get("f") or b"{}"
-            await self._send_frame(streams.wire(gid, streams.seq_of(entry_id), stored))
+            await self._send_frame(streams.wire_entry(gid, entry_id, fields))
 
     async def _send_frame(self, frame: streams.Wire) -> None:
         gid = frame.generation_id

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from modelhub import streams
@@ -172,8 +172,6 @@ class Flusher:
                 log.exception("cancel callback failed")
 
     def _heartbeat(self, ids: list[str]) -> None:
-        from django.db import connection
-
         from modelhub.models import Generation, GenerationStatus
 
         close_old_connections()

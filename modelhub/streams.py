@@ -56,9 +56,13 @@ def encode_delta(text: str) -> str:
     return '{"type":"delta","text":' + json.dumps(text) + "}"
 
 
+def _stored(fields: dict[Any, Any]) -> bytes | str:
+    """The encoded frame of a stream entry's fields (bytes or text keys, as the client decodes)."""
+    return fields.get(b"f") or fields.get("f") or b"{}"
+
+
 def decode(generation_id: str, entry: bytes | str, fields: dict[Any, Any]) -> dict[str, Any]:
-    raw = fields.get(b"f") or fields.get("f") or b"{}"
-    frame: dict[str, Any] = json.loads(raw)
+    frame: dict[str, Any] = json.loads(_stored(fields))
     frame["id"] = generation_id
     frame["seq"] = seq_of(entry)
     return frame
@@ -81,6 +85,11 @@ def wire(generation_id: str, seq: int, stored: bytes | str) -> Wire:
     body = stored.decode() if isinstance(stored, bytes) else stored
     text = f'{{"id":{json.dumps(generation_id)},"seq":{seq}{"," if len(body) > 2 else ""}{body[1:]}'
     return Wire(generation_id, seq, not body.startswith(_DELTA_PREFIX), text)
+
+
+def wire_entry(generation_id: str, entry: bytes | str, fields: dict[Any, Any]) -> Wire:
+    """`wire` for an entry read from the generation's own stream (XRANGE)."""
+    return wire(generation_id, seq_of(entry), _stored(fields))
 
 
 def wire_frame(frame: dict[str, Any]) -> Wire:
