@@ -26,6 +26,7 @@ from arena.models import (
     Vote,
 )
 from arena.selectors import Requester, sampling_candidates
+from modelhub import rows as modelhub_rows
 from modelhub.models import TERMINAL_STATUSES, Generation, Modality, Model
 from modelhub.selectors import models_available
 from modelhub.services import generation_create, generation_params, generation_stop
@@ -324,11 +325,9 @@ def generation_leak_flag(*, generation: Generation) -> bool:
     vote can see the answer finished and the battle not yet flagged. Returns whether it flagged."""
     if not generation.text:
         return False
-    with connection.cursor() as cursor:
-        cursor.execute(_leak_candidates_sql(), [generation.id, generation.id])
-        rows = cursor.fetchall()
+    candidates = modelhub_rows.execute(_leak_candidates_sql(), [generation.id, generation.id])
     leaked: set[uuid.UUID] = set()
-    for battle_id, *sides in rows:
+    for battle_id, *sides in candidates:
         identities = [
             leak.Identity(name, display, org, tuple(patterns or ()))
             for name, display, org, patterns in (sides[:4], sides[4:])

@@ -68,6 +68,11 @@ TEMPLATES = [
 
 DB_POOL = env_bool("LUDUS_DB_POOL", True)
 DB_POOL_MAX = env_int("LUDUS_DB_POOL_MAX", 16)
+# Protocol-level prepared statements for the written-out statements that start and finish every
+# generation (modelhub.rows.execute). Django's own queries bind on the client and are never
+# prepared. Turn off behind a pooler that cannot keep them (PgBouncer in transaction mode before
+# 1.21).
+DB_PREPARED = env_bool("LUDUS_DB_PREPARED", True)
 # Threads per web process that run Django's request handling (config.wsgi_bridge); each holds a
 # pooled database connection only while it queries.
 WEB_THREADS = env_int("LUDUS_WEB_THREADS", 8)
@@ -93,7 +98,8 @@ def _database_from_url(url: str) -> dict[str, object]:
         # pays for opening one (10-30 ms) on its first task.
         "CONN_MAX_AGE": 0 if DB_POOL else env_int("DATABASE_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": not DB_POOL,
-        "OPTIONS": query
+        "OPTIONS": ({"prepare_threshold": 5} if DB_PREPARED else {})
+        | query
         | ({"pool": {"min_size": 2, "max_size": DB_POOL_MAX, "timeout": 20}} if DB_POOL else {}),
         "TEST": {"NAME": env_str("DATABASE_TEST_NAME", "test_ludus")},
     }

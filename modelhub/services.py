@@ -174,11 +174,9 @@ def _claim(generation_id: str) -> tuple[Generation, list[Endpoint]] | None:
     generation) takes the locked path."""
     now = timezone.now()
     streaming = str(GenerationStatus.STREAMING)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _start_sql(), [streaming, now, now, generation_id, GenerationStatus.QUEUED, streaming]
-        )
-        found = cursor.fetchall()
+    found = rows.execute(
+        _start_sql(), [streaming, now, now, generation_id, str(GenerationStatus.QUEUED), streaming]
+    )
     if not found:
         locked = _claim_locked(generation_id)
         return None if locked is None else (locked, endpoints_for_dispatch(model=locked.model))

@@ -82,6 +82,47 @@ def test_a_model_without_enabled_endpoints_is_claimed_with_none() -> None:
     assert claimed is not None and claimed[0].id == generation.id and claimed[1] == []
 
 
+def test_the_start_and_finish_statements_run_prepared_in_the_callers_transaction() -> None:
+    from django.db import DatabaseError, connection, transaction
+
+    from modelhub import rows, services
+
+    def prepared() -> list[str]:
+        """This connection's prepared statements, as PostgreSQL has them ($1 for %s)."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in cursor.fetchall()]
+
+    claim = services._start_sql().replace("%s", "$1", 1)[:60]  # the UPDATE's start
+
+    model = ModelFactory.create()
+    EndpointFactory.create(model=model)
+    first, second = (
+        Generation.objects.create(model=model, messages=[], params={}) for _ in range(2)
+    )
+    assert not any(statement.startswith(claim) for statement in prepared())
+
+    assert services._claim(str(first.id)) is not None
+    assert services._claim(str(second.id)) is not None  # the second call reuses the first's plan
+
+    assert [statement.startswith(claim) for statement in prepared()].count(True) == 1
+    first.refresh_from_db()
+    assert first.status == GenerationStatus.STREAMING
+    # A prepared write belongs to the caller's transaction: rolled back with it.
+    with pytest.raises(RuntimeError), transaction.atomic():
+        first.text = "kept only if committed"
+        rows.update(first, ["text"])
+        raise RuntimeError("the caller fails")
+    first.refresh_from_db()
+    assert first.text == ""
+    # A bad statement raises Django's error, and the connection goes on working.
+    with pytest.raises(DatabaseError), transaction.atomic():
+        rows.execute("SELECT no_such_column FROM modelhub_generation WHERE id = %s", [first.id])
+    assert rows.execute(
+        "SELECT status FROM modelhub_generation WHERE id = %s", [str(second.id)]
+    ) == [(GenerationStatus.STREAMING,)]
+
+
 def test_a_failing_generation_finished_receiver_leaves_the_answer_stored() -> None:
     from modelhub import services, streams
     from modelhub.pool import redis_client
