@@ -2,9 +2,12 @@
 against reading the same synthetic upstream directly, in one run.
 
     python bench/serving.py [--streams 256] [--rate 20] [--tokens 100] [--spread 1.0]
+                            [--per-socket 2]
 
 The upstream (ludus_dev.fake_upstream, its own process) emits tokens at a fixed rate per stream.
-Both paths start the same schedule of N requests spread over --spread seconds. Reported:
+Both paths start the same schedule of N requests spread over --spread seconds, in groups of
+--per-socket started together: by default pairs, each pair watched on one websocket, as a battle
+page watches its two answers (--per-socket 1 gives every generation a socket of its own). Reported:
 added TTFT p50/p99 (pool TTFT minus direct TTFT, per percentile), delivered tokens/s through the
 pool as a ratio of direct, and gaps/duplicates in the websocket sequence numbers. The last line is
 one JSON object.
@@ -42,8 +45,14 @@ from _harness import (
 from ludus_dev.__main__ import gen_processes
 
 
+def start_offset(i: int, n: int, spread: float, per_socket: int) -> float:
+    """When request i starts, in seconds from the first: groups of `per_socket` (a battle's
+    answers) start together, the groups evenly over `spread`."""
+    return spread * (i - i % per_socket) / n
+
+
 async def run_direct(
-    base_url: str, model: str, n: int, tokens: int, spread: float
+    base_url: str, model: str, n: int, tokens: int, spread: float, per_socket: int
 ) -> tuple[list[float], int, float]:
     import aiohttp
 
@@ -56,7 +65,7 @@ async def run_direct(
 
         async def one(i: int) -> None:
             nonlocal received
-            await asyncio.sleep(spread * i / n)
+            await asyncio.sleep(start_offset(i, n, spread, per_socket))
             payload = {
                 "model": model,
                 "messages": [{"role": "user", "content": "hi"}],
@@ -82,7 +91,13 @@ async def run_direct(
 
 
 def _creator(
-    conn: Connection, model_id: int, session_key: str, tokens: int, n: int, spread: float
+    conn: Connection,
+    model_id: int,
+    session_key: str,
+    tokens: int,
+    n: int,
+    spread: float,
+    per_socket: int,
 ) -> None:
     """Create the bench's generations on its schedule, in a process of its own.
 
@@ -129,7 +144,7 @@ def _creator(
     # scheduled moment, so a creation that waits for a free thread counts its wait.
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for i in range(n):
-            scheduled = t0 + spread * i / n
+            scheduled = t0 + start_offset(i, n, spread, per_socket)
             delay = scheduled - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -179,7 +194,13 @@ async def _warm_web(session: Any, web_port: int) -> None:
 
 
 async def run_pool(
-    web_port: int, session_key: str, model_id: int, n: int, tokens: int, spread: float
+    web_port: int,
+    session_key: str,
+    model_id: int,
+    n: int,
+    tokens: int,
+    spread: float,
+    per_socket: int,
 ) -> tuple[list[float], int, float, int, int]:
     import aiohttp
     from asgiref.sync import sync_to_async
@@ -197,7 +218,9 @@ async def run_pool(
     tickets: list[asyncio.Future[tuple[str, str, float]]] = [loop.create_future() for _ in range(n)]
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
     creator = multiprocessing.get_context("spawn").Process(
-        target=_creator, args=(theirs, model_id, session_key, tokens, n, spread), daemon=True
+        target=_creator,
+        args=(theirs, model_id, session_key, tokens, n, spread, per_socket),
+        daemon=True,
     )
     creator.start()
     await loop.run_in_executor(None, ours.recv)  # "ready": Django is set up there
@@ -227,53 +250,53 @@ async def run_pool(
         headers={"Origin": "http://127.0.0.1", "Cookie": f"sessionid={session_key}"},
     )
 
-    async def one(i: int) -> None:
+    async def one(first_index: int) -> None:
+        """One socket watching a group of generations (a battle page's two answers), subscribed
+        to all of them in one message as the page does."""
         nonlocal received_tokens, gaps, duplicates
-        await asyncio.sleep(spread * i / n)
+        await asyncio.sleep(start_offset(first_index, n, spread, per_socket))
+        group = range(first_index, min(n, first_index + per_socket))
         async with session.ws_connect(
             f"ws://127.0.0.1:{web_port}/ws/generations/", autoping=False, max_msg_size=0
         ) as ws:
-            generation_id, token, started = await tickets[i]
-            stages[generation_id] = [started]
-            await ws.send_str(
-                json.dumps(
-                    {
-                        "type": "subscribe",
-                        "generations": [{"id": generation_id, "after": 0, "token": token}],
-                    }
-                )
-            )
-            expected = 1
-            first = True
-            while True:
+            started: dict[str, float] = {}
+            subscribe = []
+            for i in group:
+                generation_id, token, began = await tickets[i]
+                started[generation_id] = began
+                stages[generation_id] = [began]
+                subscribe.append({"id": generation_id, "after": 0, "token": token})
+            await ws.send_str(json.dumps({"type": "subscribe", "generations": subscribe}))
+            expected = dict.fromkeys(started, 1)
+            while started:
                 try:
                     message = await ws.receive(timeout=60)
                 except TimeoutError:
-                    stalled.append(generation_id)
+                    stalled.extend(started)
                     return
                 if message.type != aiohttp.WSMsgType.TEXT:
                     print("socket closed before the generation ended:", message, file=sys.stderr)
-                    stalled.append(generation_id)
+                    stalled.extend(started)
                     return
                 frame = json.loads(message.data)
+                generation_id = frame["id"]
                 seq = frame.get("seq", 0)
-                if seq > expected:
-                    gaps += seq - expected
-                elif seq < expected:
+                if seq > expected[generation_id]:
+                    gaps += seq - expected[generation_id]
+                elif seq < expected[generation_id]:
                     duplicates += 1
-                expected = max(expected, seq + 1)
+                expected[generation_id] = max(expected[generation_id], seq + 1)
                 if frame["type"] == "delta":
-                    if first:
-                        ttfts.append((time.monotonic() - started) * 1000)
+                    if len(stages[generation_id]) == 1:
+                        ttfts.append((time.monotonic() - started[generation_id]) * 1000)
                         stages[generation_id].append(time.monotonic())
-                        first = False
                     received_tokens += len(frame["text"].split())
                 if frame["type"] in {"done", "error", "cancelled", "denied"}:
                     stages[generation_id].append(time.monotonic())
                     ended.append(time.monotonic())
                     if frame["type"] != "done":
                         print("generation ended with", frame, file=sys.stderr)
-                    return
+                    del started[generation_id]
 
     lags: list[float] = []
 
@@ -289,7 +312,7 @@ async def run_pool(
     started = time.monotonic()
     ours.send(started)
     try:
-        await asyncio.gather(*(one(i) for i in range(n)))
+        await asyncio.gather(*(one(i) for i in range(0, n, per_socket)))
     finally:
         await session.close()
         watcher.cancel()
@@ -371,8 +394,16 @@ def main() -> None:
         help="generation worker processes, each started from the Procfile's gen line "
         "(default: as make run starts them, GEN_PROCESSES)",
     )
+    parser.add_argument(
+        "--per-socket",
+        type=int,
+        default=2,
+        help="generations started together and watched on one websocket (2: a battle page)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generations for inspection")
     args = parser.parse_args()
+    if args.per_socket < 1:
+        parser.error("--per-socket must be at least 1")
 
     env = setup_django()
     from django.contrib.sessions.backends.cached_db import SessionStore
@@ -432,12 +463,18 @@ def main() -> None:
         labelled |= {f"gen worker {i}": proc.pid for i, proc in enumerate(procs[2:])}
         before = cpu_snapshot(labelled)
         d_ttft, d_tokens, d_elapsed = asyncio.run(
-            run_direct(base_url, served, args.streams, args.tokens, args.spread)
+            run_direct(base_url, served, args.streams, args.tokens, args.spread, args.per_socket)
         )
         middle = cpu_snapshot(labelled)
         p_ttft, p_tokens, p_elapsed, gaps, duplicates = asyncio.run(
             run_pool(
-                web_port, store.session_key or "", model.id, args.streams, args.tokens, args.spread
+                web_port,
+                store.session_key or "",
+                model.id,
+                args.streams,
+                args.tokens,
+                args.spread,
+                args.per_socket,
             )
         )
         after = cpu_snapshot(labelled)
@@ -472,6 +509,7 @@ def main() -> None:
     pool_tps = p_tokens / p_elapsed
     result = {
         "streams": args.streams,
+        "per_socket": args.per_socket,
         "rate_per_stream": args.rate,
         "tokens_per_stream": args.tokens,
         "direct_ttft_p50_ms": round(percentile(d_ttft, 50), 1),
