@@ -69,6 +69,30 @@ def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description is not None else []
 
 
+def insert(obj: M) -> M:
+    """`obj.save(force_insert=True)` for a model whose primary key is set in Python (a UUID
+    default): one prepared statement per model, no ORM query compiled (two thirds of the ORM's
+    INSERT of a generation, 0.7 ms of CPU on these machines) and no pre_save/post_save signals.
+    Fields that fill themselves in on save (`auto_now_add`) do so as with save()."""
+    model = type(obj)
+    assert obj.pk is not None, "insert() is for models whose primary key is set in Python"
+    fields = model._meta.concrete_fields
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]  # type: ignore[union-attr]
+    execute(_insert_sql(model), values)
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj
+
+
+@cache
+def _insert_sql(model: type[Model]) -> str:
+    quote = connection.ops.quote_name
+    fields = model._meta.concrete_fields
+    names = ", ".join(quote(str(f.column)) for f in fields)
+    marks = ", ".join("%s" for _ in fields)
+    return f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({marks})"
+
+
 def update(obj: Model, names: Sequence[str]) -> None:
     """Write these fields of `obj` to its row: `save(update_fields=names)` without compiling an
     ORM query (the statement is made once per set of fields) and without pre_save/post_save

@@ -69,12 +69,14 @@ def generation_create(
     full = list(messages)
     if model.system_prompt:
         full.insert(0, {"role": "system", "content": model.system_prompt})
-    generation = Generation.objects.create(
-        model=model,
-        messages=full,
-        params=params if params is not None else generation_params(model=model),
-        user_id=user_id,
-        session_key=session_key or "",
+    generation = rows.insert(
+        Generation(
+            model=model,
+            messages=full,
+            params=params if params is not None else generation_params(model=model),
+            user_id=user_id,
+            session_key=session_key or "",
+        )
     )
     from modelhub.tasks import run_generation
 

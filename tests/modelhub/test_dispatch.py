@@ -70,6 +70,27 @@ def test_it_claims_a_queued_generation_once_with_its_model_and_endpoints() -> No
     assert _claim(str(generation.id)) is None  # finished: nothing left to do
 
 
+def test_a_generation_inserted_by_its_prepared_statement_reads_back_as_the_orm_stores_it() -> None:
+    from modelhub import rows
+
+    model = ModelFactory.create()
+    messages = [{"role": "user", "content": [{"type": "text", "text": "hi \u00e9 <b>"}]}]
+    generation = rows.insert(
+        Generation(model=model, messages=messages, params={"max_tokens": 5}, session_key="s1")
+    )
+
+    stored = Generation.objects.get(id=generation.id)
+    assert not generation._state.adding and generation.created_at is not None
+    assert (stored.messages, stored.params, stored.session_key) == (
+        messages,
+        {"max_tokens": 5},
+        "s1",
+    )
+    assert (stored.status, stored.last_seq, stored.attempts, stored.text) == ("queued", 0, 0, "")
+    assert stored.created_at == generation.created_at and stored.model_id == model.id
+    assert stored.user_id is None and stored.endpoint_id is None and stored.ttft_ms is None
+
+
 def test_a_model_without_enabled_endpoints_is_claimed_with_none() -> None:
     from modelhub.services import _claim
 
