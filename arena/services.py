@@ -321,8 +321,8 @@ def _leak_candidates_sql() -> str:
 def generation_leak_flag(*, generation: Generation) -> bool:
     """Flag the battle whose turn holds this finished answer when the answer names one of the
     battle's models (its votes then stop counting in ratings). Called through modelhub's
-    generation_finished signal, inside the transaction that stores the answer's terminal state: no
-    vote can see the answer finished and the battle not yet flagged. Returns whether it flagged."""
+    generation_finishing signal, before the answer's terminal state is stored: no vote can see the
+    answer finished and the battle not yet flagged. Returns whether it flagged."""
     if not generation.text:
         return False
     candidates = modelhub_rows.execute(_leak_candidates_sql(), [generation.id, generation.id])

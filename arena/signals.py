@@ -34,8 +34,8 @@ def battles_adopt_on_login(
 
 
 def battle_leak_on_finish(sender: Any, generation: Any, **kwargs: Any) -> None:
-    """generation_finished: flag the battle when the finished answer names one of its models. Runs
-    in the transaction that stores the answer (which is stored without the flag if this fails)."""
+    """generation_finishing: flag the battle when the finished answer names one of its models,
+    before the answer is stored as finished (which it is all the same if this fails)."""
     from arena.services import generation_leak_flag
 
     generation_leak_flag(generation=generation)

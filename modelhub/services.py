@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from modelhub.selectors import (
     endpoints_for_dispatch,
     inflight_sql,
 )
-from modelhub.signals import generation_finished
+from modelhub.signals import generation_finishing
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,9 @@ def _finish(
     error: str = "",
     fields: dict[str, Any] | None = None,
 ) -> None:
-    """Store the terminal state in PostgreSQL (with what generation_finished's receivers write, in
-    one transaction; without it when a receiver fails), then publish the terminal frame at `seq`."""
+    """Store the terminal state in PostgreSQL, after generation_finishing's receivers have written
+    what goes with it (stored all the same when a receiver fails), then publish the terminal frame
+    at `seq`."""
     now = timezone.now()
     generation.status = status
     generation.finish_reason = finish_reason
@@ -137,17 +139,10 @@ def _finish(
         generation.duration_ms = (now - generation.started_at).total_seconds() * 1000
     for key, value in (fields or {}).items():
         setattr(generation, key, value)
+    _send_finishing(generation)
     # Only what finishing changes: rewriting the prompt's JSON on every finish cost CPU on both
     # ends for nothing.
-    try:
-        with transaction.atomic():
-            rows.update(generation, changed)
-            generation_finished.send(Generation, generation=generation)
-    except Exception:
-        # A receiver failed, and its writes rolled back with the save: store the answer without
-        # them. (Rather than a savepoint around the receivers: two round trips on every finish.)
-        log.exception("a generation_finished receiver failed for %s", generation.id)
-        rows.update(generation, changed)
+    rows.update(generation, changed)
     frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
     frame["finish_reason"] = finish_reason
     if error:
@@ -159,6 +154,20 @@ def _finish(
     if generation.duration_ms is not None:
         frame["duration_ms"] = round(generation.duration_ms, 1)
     streams.add_terminal(redis_client(), str(generation.id), seq, frame)
+
+
+def _send_finishing(generation: Generation) -> None:
+    """Run generation_finishing's receivers before the finished state is stored: whoever sees the
+    answer finished sees what they wrote (a battle flagged for naming its models). Their writes
+    commit on their own, so finishing is one UPDATE rather than BEGIN, UPDATE, the receivers'
+    statements and COMMIT: two round trips fewer on every generation. Inside a caller's
+    transaction they run in a savepoint, which a failing receiver rolls back alone."""
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    try:
+        with savepoint:
+            generation_finishing.send(Generation, generation=generation)
+    except Exception:
+        log.exception("a generation_finishing receiver failed for %s", generation.id)
 
 
 def generation_fail(*, generation: Generation, error: str) -> None:

@@ -3,6 +3,6 @@ modelhub knowing about them."""
 
 from django.dispatch import Signal
 
-# Sent with `generation` (its terminal state set) inside the transaction that stores that state:
-# what a receiver writes becomes visible together with the finished answer, never after it.
-generation_finished = Signal()
+# Sent with `generation` (its terminal state and text set) just before that state is stored: what a
+# receiver writes is visible before the finished answer is, never after it.
+generation_finishing = Signal()

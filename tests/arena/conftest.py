@@ -3,12 +3,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.db import transaction
 from django.utils import timezone
 
 from arena.models import Battle, Mode, Turn
 from modelhub.models import Generation, GenerationStatus, Model
-from modelhub.signals import generation_finished
+from modelhub.signals import generation_finishing
 from tests.factories import EndpointFactory, ModelFactory
 
 
@@ -48,18 +47,18 @@ def arena_models(db: None) -> list:  # type: ignore[type-arg]
 
 
 def finish_turn(turn: Turn, text_a: str = "answer a", text_b: str = "answer b") -> None:
-    """Finish the turn's answers as the pool does: the terminal state and, in the same
-    transaction, modelhub's generation_finished signal (the arena flags leaks on it)."""
+    """Finish the turn's answers as the pool does: modelhub's generation_finishing signal (the
+    arena flags leaks on it), then the terminal state."""
     now = timezone.now()
     for generation, text in ((turn.generation_a, text_a), (turn.generation_b, text_b)):
         if generation is None:
             continue
-        with transaction.atomic():
-            Generation.objects.filter(id=generation.id).update(
-                status=GenerationStatus.DONE, text=text, finished_at=now, last_seq=2
-            )
-            generation.refresh_from_db()
-            generation_finished.send(Generation, generation=generation)
+        generation.status, generation.text = GenerationStatus.DONE, text
+        generation.finished_at, generation.last_seq = now, 2
+        generation_finishing.send(Generation, generation=generation)
+        Generation.objects.filter(id=generation.id).update(
+            status=GenerationStatus.DONE, text=text, finished_at=now, last_seq=2
+        )
 
 
 def last_turn(battle: Battle) -> Turn:
