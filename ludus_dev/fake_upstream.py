@@ -23,6 +23,7 @@ import contextlib
 import json
 import re
 import socket
+import ssl
 import threading
 from http import HTTPStatus
 from typing import Any, cast
@@ -272,10 +273,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def serve(sock: socket.socket, stop: asyncio.Future[None] | None = None) -> None:
-    """Serve on a listening socket until `stop` resolves (forever without one)."""
+async def serve(
+    sock: socket.socket, stop: asyncio.Future[None] | None = None, tls: ssl.SSLContext | None = None
+) -> None:
+    """Serve on a listening socket until `stop` resolves (forever without one); HTTPS with `tls`."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Connection, sock=sock)
+    server = await loop.create_server(_Connection, sock=sock, ssl=tls)
     await (stop if stop is not None else loop.create_future())
     server.close()
 
@@ -283,8 +286,9 @@ async def serve(sock: socket.socket, stop: asyncio.Future[None] | None = None) -
 class ServerThread:
     """Run the fake upstream in a background thread; `base_url` ends with /v1."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.port = port or free_port()
+        self.tls = tls  # serve HTTPS with this context
         self.loop = uvloop.new_event_loop()
         self.stopped: asyncio.Future[None] = self.loop.create_future()
 
@@ -296,7 +300,9 @@ class ServerThread:
         # Bound and listening before it returns: connections queue until the loop accepts them.
         sock = socket.create_server(("127.0.0.1", self.port))
         self.thread = threading.Thread(
-            target=self.loop.run_until_complete, args=(serve(sock, self.stopped),), daemon=True
+            target=self.loop.run_until_complete,
+            args=(serve(sock, self.stopped, self.tls),),
+            daemon=True,
         )
         self.thread.start()
         return self

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -29,7 +30,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from modelhub import streams
+from modelhub import http1, streams
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -220,7 +221,7 @@ class StreamRunner:
             self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
         except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
             self.loop = asyncio.new_event_loop()
-        self._session: Any = None
+        self._session: http1.Pool | None = None
         self._thread = threading.Thread(target=self._run, name="ludus-streams", daemon=True)
         self._thread.start()
 
@@ -228,19 +229,13 @@ class StreamRunner:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def _make_session(self) -> Any:
-        import ssl
-
-        import aiohttp
-
-        # One connection pool without a limit (the worker's concurrency is the limit), one TLS
-        # context (building one loads the CA bundle: tens of ms).
-        connector = aiohttp.TCPConnector(limit=0, ssl=ssl.create_default_context())
-        return aiohttp.ClientSession(connector=connector)
+    def _make_session(self) -> http1.Pool:
+        # One TLS context for every https upstream (building one loads the CA bundle: tens of ms).
+        return http1.Pool(ssl.create_default_context())
 
     @property
-    def http(self) -> Any:
-        """The loop's aiohttp.ClientSession (made on the loop, used only from it)."""
+    def http(self) -> http1.Pool:
+        """The loop's connection pool to upstreams (made on the loop, used only from it)."""
         if self._session is None:
             self._session = self._make_session()
         return self._session

@@ -12,7 +12,6 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-import aiohttp
 import httpx
 from django.conf import settings
 from django.db import connection, transaction
@@ -20,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from modelhub import client as oai
-from modelhub import metrics, rows, streams
+from modelhub import http1, metrics, rows, streams
 from modelhub.models import Endpoint, Generation, GenerationStatus, Model
 from modelhub.pool import Outbox, flusher, redis_client, runner
 from modelhub.selectors import (
@@ -300,7 +299,7 @@ class _Read:
 
 
 async def _read_upstream(
-    http: aiohttp.ClientSession,
+    http: http1.Pool,
     endpoint_url: str,
     payload: dict[str, Any],
     api_key: str | None,
@@ -314,29 +313,26 @@ async def _read_upstream(
     if box.cancelled:
         return read
     push = flusher().push
+
+    def on_deltas(deltas: list[oai.Delta]) -> None:
+        if read.ttft_ms is None:
+            read.ttft_ms = (time.monotonic() - started) * 1000
+        texts = [delta.text for delta in deltas]
+        push(box, "".join(texts), urgent=not read.parts)
+        read.parts.extend(texts)
+
+    stream = oai.AsyncChatStream(http, endpoint_url, payload, api_key, timeouts)
     try:
-        async with oai.AsyncChatStream(http, endpoint_url, payload, api_key, timeouts) as stream:
-            async for events in stream.events():
-                if isinstance(events, oai.Finish):
-                    read.finish = events
-                    break
-                if read.ttft_ms is None:
-                    read.ttft_ms = (time.monotonic() - started) * 1000
-                texts = [delta.text for delta in events]
-                push(box, "".join(texts), urgent=not read.parts)
-                read.parts.extend(texts)
-                if box.cancelled:
-                    break
-                if time.monotonic() > deadline:
-                    read.finish = oai.Finish(reason="time_limit")
-                    break
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            read.finish = await stream.run(on_deltas)
+    except TimeoutError:
+        read.finish = oai.Finish(reason="time_limit")  # the connection is closed: upstream stops
     except oai.UpstreamError as exc:
         read.error = exc
     except asyncio.CancelledError:
         if not box.cancelled:
             raise
-        # The flusher saw the stop flag and cancelled this read; leaving the block closed the
-        # upstream response.
+        # The flusher saw the stop flag and cancelled this read, which closed the connection.
     return read
 
 

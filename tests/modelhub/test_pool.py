@@ -439,3 +439,28 @@ def test_a_worker_heartbeats_the_generations_it_streams(monkeypatch, transaction
             flusher.close(box)
     finished.refresh_from_db()
     assert finished.heartbeat_at == old  # only streaming generations are refreshed
+
+
+def test_it_ends_a_generation_at_its_time_limit_and_closes_the_upstream(  # type: ignore[no-untyped-def]
+    upstream, transactional_db, settings
+) -> None:
+    # Run in this process (the limit is this process's setting), from a queue no worker reads.
+    settings.GENERATION_TIME_LIMIT = 0.6
+    stats = upstream.base_url.removesuffix("/v1") + "/stats"
+    before = httpx.get(stats).json()["disconnected"]
+    model = ModelFactory.create(served_name="fake-r20", queue="gen.time-limit-test")
+    EndpointFactory.create(model=model, base_url=upstream.base_url)
+    generation = services.generation_create(
+        model=model,
+        messages=[{"role": "user", "content": "hello"}],
+        params=services.generation_params(model=model, overrides={"max_tokens": 500}),
+    )
+
+    services.generation_run(generation_id=str(generation.id))
+
+    generation.refresh_from_db()
+    assert (generation.status, generation.finish_reason) == (GenerationStatus.DONE, "time_limit")
+    assert 3 <= len(generation.text.split()) <= 20  # about 0.6 s of 20 tokens/s
+    frames = streams.read_all(redis_client(), str(generation.id))
+    assert frames[-1]["type"] == "done" and frames[-1]["finish_reason"] == "time_limit"
+    wait_for(lambda: httpx.get(stats).json()["disconnected"] > before, timeout=5)
