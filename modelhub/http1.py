@@ -96,8 +96,9 @@ class Exchange(asyncio.Protocol):
         self.received = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError:  # raised by a sink: _fail has it already
-            pass
+        except httptools.HttpParserCallbackError as exc:
+            if self._busy:  # not a sink's error, which _fail has already handed over
+                self._fail(ConnectionBroken(f"reading the upstream's answer failed: {exc}"))
         except httptools.HttpParserError as exc:
             self._fail(ConnectionBroken(f"the upstream's answer is not HTTP/1.1: {exc}"))
 
