@@ -32,8 +32,9 @@ def _start(
     served_name: str = "fake-r400",
     max_tokens: int = 40,
     endpoints: list[str] | None = None,
+    queue: str = "",
 ) -> Generation:  # type: ignore[no-untyped-def]
-    model = ModelFactory.create(served_name=served_name)
+    model = ModelFactory.create(served_name=served_name, queue=queue)
     for base_url in endpoints or [upstream.base_url]:
         EndpointFactory.create(model=model, base_url=base_url)
     params = services.generation_params(model=model, overrides={"max_tokens": max_tokens})
@@ -370,14 +371,7 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
     proc, _ = start_worker(queues="gen.doomed", concurrency=2)
     try:
         key = _session()
-        model = ModelFactory.create(served_name="fake-r20", queue="gen.doomed")
-        EndpointFactory.create(model=model, base_url=upstream.base_url)
-        generation = services.generation_create(
-            model=model,
-            messages=[{"role": "user", "content": "hello"}],
-            params=services.generation_params(model=model, overrides={"max_tokens": 1000}),
-            session_key=key,
-        )
+        generation = _start(upstream, key, "fake-r20", max_tokens=1000, queue="gen.doomed")
 
         async def watch() -> list[dict[str, Any]]:
             frames: list[dict[str, Any]] = []
@@ -448,13 +442,7 @@ def test_it_ends_a_generation_at_its_time_limit_and_closes_the_upstream(  # type
     settings.GENERATION_TIME_LIMIT = 0.6
     stats = upstream.base_url.removesuffix("/v1") + "/stats"
     before = httpx.get(stats).json()["disconnected"]
-    model = ModelFactory.create(served_name="fake-r20", queue="gen.time-limit-test")
-    EndpointFactory.create(model=model, base_url=upstream.base_url)
-    generation = services.generation_create(
-        model=model,
-        messages=[{"role": "user", "content": "hello"}],
-        params=services.generation_params(model=model, overrides={"max_tokens": 500}),
-    )
+    generation = _start(upstream, "", "fake-r20", max_tokens=500, queue="gen.time-limit-test")
 
     services.generation_run(generation_id=str(generation.id))
 
