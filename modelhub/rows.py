@@ -71,8 +71,9 @@ def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
 
 def insert(obj: M) -> M:
     """`obj.save(force_insert=True)` for a model whose primary key is set in Python (a UUID
-    default): one prepared statement per model, no ORM query compiled (two thirds of the ORM's
-    INSERT of a generation, 0.7 ms of CPU on these machines) and no pre_save/post_save signals.
+    default): one prepared statement per model, no ORM query compiled and no pre_save/post_save
+    signals. For a generation, 578 µs of the caller's CPU where the ORM's INSERT took 654 (most of
+    both is the round trip), and no planning in PostgreSQL.
     Fields that fill themselves in on save (`auto_now_add`) do so as with save()."""
     model = type(obj)
     assert obj.pk is not None, "insert() is for models whose primary key is set in Python"
