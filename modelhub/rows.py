@@ -15,8 +15,10 @@ from typing import Any, TypeVar
 import psycopg
 from django.db import connection
 from django.db.models import Model
+from psycopg.pq import ExecStatus
 
 M = TypeVar("M", bound=Model)
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 @cache
@@ -66,7 +68,10 @@ def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall() if cursor.description is not None else []
+        # Whether rows came back, from the result's status: `cursor.description` builds an object
+        # per column (sixty for the claim), a tenth of this call's CPU.
+        result = cursor.pgresult
+        return cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
 
 
 def insert(obj: M) -> M:

@@ -3,6 +3,7 @@ ones only, healthy before unhealthy, least loaded (fewest generations streaming)
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -142,6 +143,11 @@ def test_the_start_and_finish_statements_run_prepared_in_the_callers_transaction
     assert rows.execute(
         "SELECT status FROM modelhub_generation WHERE id = %s", [str(second.id)]
     ) == [(GenerationStatus.STREAMING,)]
+    # A statement without a result gives no rows; a SELECT that matches nothing gives none either.
+    assert (
+        rows.execute("UPDATE modelhub_generation SET text = 'x' WHERE id = %s", [second.id]) == []
+    )
+    assert rows.execute("SELECT id FROM modelhub_generation WHERE id = %s", [uuid.uuid4()]) == []
 
 
 def test_finishing_receivers_run_before_the_answer_is_stored_a_failing_one_loses_nothing() -> None:
