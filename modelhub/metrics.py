@@ -31,7 +31,8 @@ def _safe(fn):  # type: ignore[no-untyped-def]
 
 
 # A request is counted when it ends (finished or failed), in the same round trip as its other
-# figures: counting it as it starts was one more round trip before every upstream request.
+# figures (for one that finished, the round trip that stores its terminal frame): counting it as
+# it starts was one more round trip before every upstream request.
 
 
 @_safe
@@ -42,19 +43,16 @@ def request_failed(endpoint_id: int) -> None:
     pipe.execute()
 
 
-@_safe
-def request_finished(
+def finished_counters(
     endpoint_id: int, *, ttft_ms: float | None, tokens: int, seconds: float
-) -> None:
-    pipe = redis_client().pipeline(transaction=False)
-    key = _key(endpoint_id)
-    pipe.hincrby(key, "requests", 1)
+) -> tuple[str, list[tuple[str, float]]]:
+    """What a request that ended adds to its endpoint's figures, as the counters that
+    streams.add_terminal writes with the generation's terminal frame (no round trip of its own)."""
+    increments: list[tuple[str, float]] = [("requests", 1)]
     if ttft_ms is not None:
-        pipe.hincrbyfloat(key, "ttft_ms_sum", ttft_ms)
-        pipe.hincrby(key, "ttft_count", 1)
-    pipe.hincrby(key, "tokens", tokens)
-    pipe.hincrbyfloat(key, "stream_seconds", seconds)
-    pipe.execute()
+        increments += [("ttft_ms_sum", ttft_ms), ("ttft_count", 1)]
+    increments += [("tokens", tokens), ("stream_seconds", seconds)]
+    return _key(endpoint_id), increments
 
 
 @_safe

@@ -81,22 +81,28 @@ class Flusher:
         if urgent:
             self._wake.set()
 
-    def close(self, box: Outbox) -> None:
-        """Write what is pending for this generation and stop tracking it. After this returns the
-        caller owns the stream again (to write the terminal frame at `box.seq + 1`). Closing a box
-        that is closed already is a no-op that takes no tick lock (callers may hold a database
-        connection, and a tick may be waiting for one)."""
+    def take(self, box: Outbox) -> tuple[int, str] | None:
+        """Stop tracking this generation and hand back its pending text with the next sequence
+        number, for the caller to write with the terminal frame (streams.add_terminal), or None
+        when nothing is pending. After this returns the caller owns the stream: no tick is half-way
+        through writing it. Taking a box that is closed already takes no tick lock (callers may
+        hold a database connection, and a tick may be waiting for one)."""
         with self._lock:
             if box.generation_id not in self._outboxes and not box.pending:
-                return
-        with self._tick_lock:  # no tick is half-way through writing this stream
-            with self._lock:
-                self._outboxes.pop(box.generation_id, None)
-                text = "".join(box.pending)
-                box.pending.clear()
-                seq = box.next_seq() if text else 0
-            if text:
-                streams.add_many(self.client, [(box.generation_id, seq, text)])
+                return None
+        # The tick lock first: no tick is half-way through writing this stream.
+        with self._tick_lock, self._lock:
+            self._outboxes.pop(box.generation_id, None)
+            text = "".join(box.pending)
+            box.pending.clear()
+            return (box.next_seq(), text) if text else None
+
+    def close(self, box: Outbox) -> None:
+        """`take`, writing what was pending: after this returns the caller owns the stream again
+        (to write the terminal frame at `box.seq + 1`). Closing a closed box is a no-op."""
+        pending = self.take(box)
+        if pending is not None:
+            streams.add_many(self.client, [(box.generation_id, *pending)])
 
     # -- the flusher thread ---------------------------------------------------------------------
     def _run(self) -> None:

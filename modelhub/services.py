@@ -122,10 +122,13 @@ def _finish(
     finish_reason: str = "",
     error: str = "",
     fields: dict[str, Any] | None = None,
+    last_delta: tuple[int, str] | None = None,
+    counters: tuple[str, Sequence[tuple[str, float]]] | None = None,
 ) -> None:
     """Store the terminal state in PostgreSQL, after generation_finishing's receivers have written
     what goes with it (stored all the same when a receiver fails), then publish the terminal frame
-    at `seq`."""
+    at `seq`, in one Redis call with the text still unwritten (`last_delta`) and the endpoint's
+    figures (`counters`)."""
     now = timezone.now()
     generation.status = status
     generation.finish_reason = finish_reason
@@ -154,7 +157,9 @@ def _finish(
         frame["ttft_ms"] = round(generation.ttft_ms, 1)
     if generation.duration_ms is not None:
         frame["duration_ms"] = round(generation.duration_ms, 1)
-    streams.add_terminal(redis_client(), str(generation.id), seq, frame)
+    streams.add_terminal(
+        redis_client(), str(generation.id), seq, frame, last_delta=last_delta, counters=counters
+    )
 
 
 def _send_finishing(generation: Generation) -> None:
@@ -378,11 +383,12 @@ def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str
         generation.text = "".join(parts)
         Generation.objects.filter(id=generation.id).update(text=generation.text, ttft_ms=ttft_ms)
         return None
-    flusher().close(box)
+    # The text still pending is written with the terminal frame, in one round trip.
+    last_delta = flusher().take(box)
     text = "".join(parts)
     elapsed = time.monotonic() - started
     tokens = finish.completion_tokens if finish and finish.completion_tokens is not None else None
-    metrics.request_finished(
+    counters = metrics.finished_counters(
         endpoint.id, ttft_ms=ttft_ms, tokens=tokens or len(parts), seconds=elapsed
     )
     fields = {
@@ -392,24 +398,22 @@ def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str
         "completion_tokens": tokens if tokens is not None else len(parts),
     }
     if box.cancelled:
-        _finish(
-            generation,
-            GenerationStatus.CANCELLED,
-            seq=box.seq + 1,
-            text=text,
-            finish_reason="cancelled",
-            fields=fields,
-        )
+        status, reason = GenerationStatus.CANCELLED, "cancelled"
     else:
-        reason = finish.reason if finish and finish.reason else "stop"
-        _finish(
-            generation,
+        status, reason = (
             GenerationStatus.DONE,
-            seq=box.seq + 1,
-            text=text,
-            finish_reason=reason,
-            fields=fields,
+            (finish.reason if finish and finish.reason else "stop"),
         )
+    _finish(
+        generation,
+        status,
+        seq=box.seq + 1,
+        text=text,
+        finish_reason=reason,
+        fields=fields,
+        last_delta=last_delta,
+        counters=counters,
+    )
     endpoint_mark_success(endpoint=endpoint)
     return None
 

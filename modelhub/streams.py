@@ -14,6 +14,7 @@ Frames (what browsers receive) are JSON objects:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import redis
@@ -137,21 +138,30 @@ return {stops, errors}
 """
 )
 
-# KEYS: the stream, the firehose, the stop key. ARGV: maxlen, keep_ms, entry id, frame, ttl.
-# Returns 1, or 0 when that entry id exists already.
+# KEYS: the stream, the firehose, the stop key, then (when ARGV[7] is not empty) a hash of counters.
+# ARGV: maxlen, keep_ms, entry id, frame, ttl, then the last delta's entry id and frame ("" for
+# none), then field/increment pairs for the counters.
+# Returns 1, or 0 when the terminal entry id exists already. The delta, the terminal frame and the
+# counters go in one call: at the end of every generation, one round trip instead of three.
 _ADD_TERMINAL_LUA = (
     "redis.replicate_commands()\n"
     + _FIREHOSE_LUA
     + """
-local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[3], 'f', ARGV[4])
-local ok = not (type(r) == 'table' and r.err)
-if ok then
+-- One firehose entry per frame: an entry holds a generation once (its fields are generation ids).
+local function add(id, frame)
+  local r = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'f', frame)
+  if type(r) == 'table' and r.err then return false end
   local fire = {}
-  fired(fire, KEYS[1], ARGV[3], ARGV[4])
+  fired(fire, KEYS[1], id, frame)
   firehose(KEYS[2], fire, tonumber(ARGV[2]))
+  return true
 end
+if ARGV[6] ~= '' then add(ARGV[6], ARGV[7]) end
+local ok = add(ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('DEL', KEYS[3])
+-- pcall: the figures must never fail a generation
+for i = 8, #ARGV, 2 do redis.pcall('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1]) end
 if ok then return 1 end
 return 0
 """
@@ -185,10 +195,32 @@ def add_many(
     return stops, errors
 
 
-def add_terminal(client: redis.Redis, generation_id: str, seq: int, frame: dict[str, Any]) -> bool:
-    """Write a terminal frame and let the stream expire later. False if that seq already exists."""
+def add_terminal(
+    client: redis.Redis,
+    generation_id: str,
+    seq: int,
+    frame: dict[str, Any],
+    *,
+    last_delta: tuple[int, str] | None = None,
+    counters: tuple[str, Sequence[tuple[str, float]]] | None = None,
+) -> bool:
+    """Write a terminal frame and let the stream expire later. False if that seq already exists.
+
+    In the same call: `last_delta` `(seq, text)`, the text still unwritten when the answer ended
+    (see pool.Flusher.take), written before the terminal frame; and `counters`, `(hash key,
+    [(field, increment), ...])`, added to that hash (the endpoint's serving figures)."""
     keys = [events_key(generation_id), FIREHOSE_KEY, stop_key(generation_id)]
-    args = [STREAM_MAXLEN, FIREHOSE_KEEP_MS, entry_id(seq), encode(frame), FINISHED_TTL_S]
+    args: list[Any] = [STREAM_MAXLEN, FIREHOSE_KEEP_MS, entry_id(seq), encode(frame)]
+    args.append(FINISHED_TTL_S)
+    if last_delta is not None:
+        args += [entry_id(last_delta[0]), encode_delta(last_delta[1])]
+    else:
+        args += ["", ""]
+    if counters is not None:
+        key, increments = counters
+        keys.append(key)
+        for field, amount in increments:
+            args += [field, amount]
     return bool(_script(client, _ADD_TERMINAL_LUA)(keys=keys, args=args, client=client))
 
 

@@ -216,6 +216,27 @@ def test_one_flush_writes_every_stream_refuses_duplicates_and_sees_stop_flags() 
     assert not boxes[fresh].cancelled
 
 
+def test_taking_a_box_hands_back_its_pending_text_numbered_and_stops_flushing_it() -> None:
+    from modelhub import streams
+    from modelhub.pool import Flusher, redis_client
+
+    client = redis_client()
+    flusher = Flusher(client, interval_s=3600)  # ticks only when told to
+    gid = str(uuid.uuid4())
+    box = flusher.open(gid)
+    flusher.push(box, "hello ")
+    flusher.flush_once()
+    flusher.push(box, "wor")
+    flusher.push(box, "ld")
+
+    assert flusher.take(box) == (2, "world")
+    flusher.push(box, "late")  # a box taken is no longer flushed...
+    flusher.flush_once()
+    assert [f["text"] for f in streams.read_all(client, gid)] == ["hello "]
+    assert flusher.take(box) == (3, "late")  # ...but what it holds is still handed back
+    assert flusher.take(box) is None and box.seq == 3
+
+
 def test_a_flush_that_cannot_reach_redis_is_written_by_the_next_one_without_a_gap() -> None:
     import uuid
 

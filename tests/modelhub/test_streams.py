@@ -95,6 +95,41 @@ async def _until_terminal(comm: WebsocketCommunicator) -> list[dict[str, Any]]:
     return frames
 
 
+def test_the_terminal_call_writes_the_last_delta_first_and_adds_the_counters() -> None:
+    client = redis_client()
+    client.delete(streams.FIREHOSE_KEY)
+    gid, figures = str(uuid.uuid4()), f"test:figures:{uuid.uuid4()}"
+    streams.add_many(client, [(gid, 1, "one ")])
+    counters = (figures, [("requests", 1), ("ttft_ms_sum", 12.5), ("tokens", 3)])
+
+    assert streams.add_terminal(
+        client, gid, 3, {"type": "done"}, last_delta=(2, HOSTILE), counters=counters
+    )
+
+    frames = streams.read_all(client, gid)
+    assert [(f["seq"], f["type"], f.get("text")) for f in frames] == [
+        (1, "delta", "one "),
+        (2, "delta", HOSTILE),
+        (3, "done", None),
+    ]
+    assert [(gid_, value.split(" ", 1)[0]) for gid_, value in _firehose()] == [
+        (gid, "1"),
+        (gid, "2"),
+        (gid, "3"),
+    ]
+    assert client.hgetall(figures) == {b"requests": b"1", b"ttft_ms_sum": b"12.5", b"tokens": b"3"}
+    # Again (a redelivery): both entries are refused and stay off the firehose; the counters are
+    # the caller's to send once.
+    assert not streams.add_terminal(client, gid, 3, {"type": "done"}, last_delta=(2, "again"))
+    assert len(streams.read_all(client, gid)) == 3 and len(_firehose()) == 3
+    # Figures that cannot be added (the key holds something else) do not fail the terminal frame.
+    other = str(uuid.uuid4())
+    client.set(figures, "not a hash")
+    assert streams.add_terminal(client, other, 1, {"type": "done"}, counters=counters)
+    assert [f["type"] for f in streams.read_all(client, other)] == ["done"]
+    client.delete(figures)
+
+
 def test_each_socket_gets_its_own_generations_frames_in_order_from_the_firehose() -> None:
     client = redis_client()
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
