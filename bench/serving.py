@@ -278,25 +278,26 @@ async def run_pool(
                     print("socket closed before the generation ended:", message, file=sys.stderr)
                     stalled.extend(started)
                     return
-                frame = json.loads(message.data)
-                generation_id = frame["id"]
-                seq = frame.get("seq", 0)
-                if seq > expected[generation_id]:
-                    gaps += seq - expected[generation_id]
-                elif seq < expected[generation_id]:
-                    duplicates += 1
-                expected[generation_id] = max(expected[generation_id], seq + 1)
-                if frame["type"] == "delta":
-                    if len(stages[generation_id]) == 1:
-                        ttfts.append((time.monotonic() - started[generation_id]) * 1000)
+                data = json.loads(message.data)  # a frame, or an array of frames in order
+                for frame in data if isinstance(data, list) else [data]:
+                    generation_id = frame["id"]
+                    seq = frame.get("seq", 0)
+                    if seq > expected[generation_id]:
+                        gaps += seq - expected[generation_id]
+                    elif seq < expected[generation_id]:
+                        duplicates += 1
+                    expected[generation_id] = max(expected[generation_id], seq + 1)
+                    if frame["type"] == "delta":
+                        if len(stages[generation_id]) == 1:
+                            ttfts.append((time.monotonic() - started[generation_id]) * 1000)
+                            stages[generation_id].append(time.monotonic())
+                        received_tokens += len(frame["text"].split())
+                    if frame["type"] in {"done", "error", "cancelled", "denied"}:
                         stages[generation_id].append(time.monotonic())
-                    received_tokens += len(frame["text"].split())
-                if frame["type"] in {"done", "error", "cancelled", "denied"}:
-                    stages[generation_id].append(time.monotonic())
-                    ended.append(time.monotonic())
-                    if frame["type"] != "done":
-                        print("generation ended with", frame, file=sys.stderr)
-                    del started[generation_id]
+                        ended.append(time.monotonic())
+                        if frame["type"] != "done":
+                            print("generation ended with", frame, file=sys.stderr)
+                        del started[generation_id]
 
     lags: list[float] = []
 

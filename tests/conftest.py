@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -134,3 +135,16 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+_frames: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+
+
+async def receive_frame(comm: Any, timeout: float = 10) -> Any:
+    """The next frame from a generations socket (a WebsocketCommunicator), whose messages are one
+    frame or an array of frames in order."""
+    buffered = _frames.setdefault(comm, [])
+    if not buffered:
+        data = await comm.receive_json_from(timeout=timeout)
+        buffered.extend(data if isinstance(data, list) else [data])
+    return buffered.pop(0)

@@ -17,7 +17,11 @@
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + location.host + "/ws/generations/");
     socket.onopen = function () { retry = 0; subscribe(); };
-    socket.onmessage = function (event) { onFrame(JSON.parse(event.data)); };
+    socket.onmessage = function (event) {
+      // One frame, or an array of frames in order (several ready at once).
+      var data = JSON.parse(event.data);
+      (Array.isArray(data) ? data : [data]).forEach(onFrame);
+    };
     socket.onclose = function () {
       socket = null;
       if (pending().length) setTimeout(connect, Math.min(4000, 250 * Math.pow(2, retry++)));

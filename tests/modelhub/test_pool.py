@@ -14,7 +14,7 @@ from config.asgi import application
 from modelhub import metrics, services, streams
 from modelhub.models import Generation, GenerationStatus
 from modelhub.pool import redis_client
-from tests.conftest import run_async, wait_for
+from tests.conftest import receive_frame, run_async, wait_for
 from tests.factories import EndpointFactory, ModelFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -68,7 +68,7 @@ async def _collect(
     frames: list[dict[str, Any]] = []
     try:
         while True:
-            frame = await comm.receive_json_from(timeout=timeout)
+            frame = await receive_frame(comm, timeout=timeout)
             frames.append(frame)
             if stop_after is not None and len(frames) == stop_after:
                 await comm.send_json_to({"type": "stop", "id": generation_id})
@@ -384,7 +384,7 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
                 {"type": "subscribe", "generations": [{"id": str(generation.id)}]}
             )
             while len(frames) < 3:
-                frames.append(await comm.receive_json_from(timeout=15))
+                frames.append(await receive_frame(comm, timeout=15))
             os.kill(proc.pid, signal.SIGKILL)  # the worker dies mid-answer, acks nothing
             await asyncio.sleep(3)
             from asgiref.sync import sync_to_async
@@ -392,7 +392,7 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
             reaped = await sync_to_async(services.generation_reap_stale)(older_than_s=2)
             assert reaped == 1
             while frames[-1]["type"] not in {"done", "error", "cancelled"}:
-                frames.append(await comm.receive_json_from(timeout=5))
+                frames.append(await receive_frame(comm, timeout=5))
             await comm.disconnect()
             return frames
 

@@ -15,7 +15,7 @@ from config.asgi import application
 from modelhub import streams
 from modelhub.pool import redis_client
 from modelhub.streamhub import hub_for_loop
-from tests.conftest import run_async
+from tests.conftest import receive_frame, run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -91,7 +91,7 @@ async def _subscribe(comm: WebsocketCommunicator, gid: str, after: int = 0) -> N
 async def _until_terminal(comm: WebsocketCommunicator) -> list[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
     while not frames or frames[-1]["type"] not in streams.TERMINAL_TYPES:
-        frames.append(await comm.receive_json_from(timeout=10))
+        frames.append(await receive_frame(comm, timeout=10))
     return frames
 
 
@@ -139,7 +139,7 @@ def test_each_socket_gets_its_own_generations_frames_in_order_from_the_firehose(
         sa, sb = await _socket(), await _socket()
         await _subscribe(sa, a)
         await _subscribe(sb, b, after=1)
-        first = await sa.receive_json_from(timeout=10)  # a's replay has been sent
+        first = await receive_frame(sa, timeout=10)  # a's replay has been sent
         assert first["seq"] == 1
         for seq in range(2, 40):  # live frames of both, interleaved, in ticks of the flusher
             streams.add_many(client, [(a, seq, f"a{seq}"), (b, seq, f"b{seq}")])
@@ -167,6 +167,29 @@ def test_each_socket_gets_its_own_generations_frames_in_order_from_the_firehose(
     assert [f["seq"] for f in frames_b] == list(range(2, 41))  # after=1
     assert {f["id"] for f in frames_b} == {b} and frames_b[-1]["type"] == "error"
     assert stopped
+
+
+def test_frames_ready_together_go_to_a_socket_in_one_message_in_order() -> None:
+    client = redis_client()
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    streams.add_many(client, [(a, 1, "a1"), (b, 1, "b1")])
+    streams.add_many(client, [(a, 2, "a2")])
+
+    async def scenario() -> list[Any]:
+        comm = await _socket()
+        await _subscribe(comm, b)
+        messages = [await comm.receive_json_from(timeout=10)]  # b's replay: one frame
+        await _subscribe(comm, a)
+        messages.append(await comm.receive_json_from(timeout=10))  # a's replay: two frames
+        streams.add_many(client, [(a, 3, "a3"), (b, 2, "b2")])  # one tick moves both answers
+        messages.append(await comm.receive_json_from(timeout=10))
+        await comm.disconnect()
+        return messages
+
+    alone, replay, tick = run_async(scenario())
+    assert (alone["id"], alone["seq"], alone["text"]) == (b, 1, "b1")
+    assert [(f["id"], f["seq"], f["text"]) for f in replay] == [(a, 1, "a1"), (a, 2, "a2")]
+    assert [(f["id"], f["seq"], f["text"]) for f in tick] == [(a, 3, "a3"), (b, 2, "b2")]
 
 
 def test_frames_written_during_a_replay_follow_it_without_gap_or_duplicate() -> None:
@@ -208,7 +231,7 @@ def test_a_socket_whose_hub_loses_redis_is_closed_and_resumes_without_a_gap() ->
     async def scenario() -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
         comm = await _socket()
         await _subscribe(comm, gid)
-        first = await comm.receive_json_from(timeout=10)
+        first = await receive_frame(comm, timeout=10)
         reader = hub_for_loop("unused: the hub of this loop exists already").reader_id
         named = {c["id"] for c in client.client_list() if c.get("name") == READER_NAME}
         assert str(reader) in named
