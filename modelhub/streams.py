@@ -5,7 +5,8 @@ write of an already stored delta is refused by Redis instead of reaching browser
 resume from any sequence number with XRANGE/XREAD, so a late or reconnecting socket gets every
 delta from the start (or from where it left off) with no gap and no duplicate.
 
-Frames (what browsers receive) are JSON objects:
+Frames (what browsers receive; a websocket message is one frame or an array of them, see
+modelhub.consumers) are JSON objects:
     {"type": "delta", "id": <generation>, "seq": n, "text": "..."}
     {"type": "done" | "error" | "cancelled", "id": ..., "seq": n, ...terminal fields}
     {"type": "snapshot", "id": ..., "seq": n, "text": "<whole text so far>"}  (stream expired)
@@ -138,9 +139,9 @@ return {stops, errors}
 """
 )
 
-# KEYS: the stream, the firehose, the stop key, then (when ARGV[7] is not empty) a hash of counters.
+# KEYS: the stream, the firehose, the stop key, then the hash of counters when there are any.
 # ARGV: maxlen, keep_ms, entry id, frame, ttl, then the last delta's entry id and frame ("" for
-# none), then field/increment pairs for the counters.
+# none), then field/increment pairs for the counters (from ARGV[8]).
 # Returns 1, or 0 when the terminal entry id exists already. The delta, the terminal frame and the
 # counters go in one call: at the end of every generation, one round trip instead of three.
 _ADD_TERMINAL_LUA = (
