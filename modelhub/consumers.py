@@ -108,6 +108,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             return
+        accepted: list[tuple[str, int, Generation | None, bool]] = []
         for item in items:
             gid = str(item.get("id", "")) if isinstance(item, dict) else ""
             after = item.get("after", 0) if isinstance(item, dict) else 0
@@ -127,30 +128,44 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             if gid in self.sent:
                 continue
             self.sent[gid] = after
-            if self.pump is None:
-                self.pump = asyncio.create_task(self._pump())
-            # Register with the hub first, then replay what is stored (see streamhub's contract).
-            # What the hub delivers meanwhile waits, in order, until the replay has been sent.
-            held: list[streams.Wire] = []
-            self.held[gid] = held
-            await self.hub.subscribe(gid, self.queue)
             # A stream lives until FINISHED_TTL_S after its end, and a generation ends after its
             # token was issued: with a younger token an empty stream means "not started yet".
             may_have_expired = age is None or age > streams.FINISHED_TTL_S - 60
-            await self._catch_up(gid, after, generation, may_have_expired)
+            accepted.append((gid, after, generation, may_have_expired))
+        if not accepted:
+            return
+        if self.pump is None:
+            self.pump = asyncio.create_task(self._pump())
+        # Register with the hub first, then replay what is stored (see streamhub's contract).
+        # What the hub delivers meanwhile waits, in order, until the replay has been sent.
+        for gid, *_ in accepted:
+            self.held[gid] = []
+            await self.hub.subscribe(gid, self.queue)
+        stored = await self.hub.replay([(gid, after) for gid, after, _, _ in accepted])
+        replayed: list[streams.Wire] = []
+        for (gid, after, generation, may_have_expired), entries in zip(
+            accepted, stored, strict=True
+        ):
+            replayed += await self._replayed(gid, after, entries, generation, may_have_expired)
+        await self._send(replayed)
+        for gid, *_ in accepted:
+            held = self.held[gid]
             while held:
                 batch = held[:]
                 held.clear()
                 await self._send(batch)
             del self.held[gid]
 
-    async def _catch_up(
-        self, gid: str, after: int, generation: Generation | None, may_have_expired: bool
-    ) -> None:
-        """Send what is stored after `after`; fall back to PostgreSQL when the stream expired."""
-        entries: Any = await self.hub.client.xrange(
-            streams.events_key(gid), min=f"({streams.entry_id(after)}" if after else "-"
-        )
+    async def _replayed(
+        self,
+        gid: str,
+        after: int,
+        entries: list[tuple[Any, Any]],
+        generation: Generation | None,
+        may_have_expired: bool,
+    ) -> list[streams.Wire]:
+        """The frames to replay from what the stream holds after `after`; from PostgreSQL when the
+        stream expired."""
         if not entries and may_have_expired and generation is None:
             generation = await database_sync_to_async(_generation)(gid)
         if (
@@ -162,11 +177,8 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             # The replay stream expired; the final state lives in PostgreSQL.
             snapshot = {"type": "snapshot", "id": gid, "seq": generation.last_seq - 1}
             snapshot_frame = streams.wire_frame(snapshot | {"text": generation.text})
-            await self._send([snapshot_frame, streams.wire_frame(_terminal_from_row(generation))])
-            return
-        await self._send(
-            [streams.wire_entry(gid, entry_id, fields) for entry_id, fields in entries]
-        )
+            return [snapshot_frame, streams.wire_frame(_terminal_from_row(generation))]
+        return [streams.wire_entry(gid, entry_id, fields) for entry_id, fields in entries]
 
     async def _send(self, frames: list[streams.Wire]) -> None:
         """Send the frames not sent yet, in order, in one message (at most MAX_BATCH each)."""

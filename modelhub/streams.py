@@ -89,8 +89,11 @@ def wire(generation_id: str, seq: int, stored: bytes | str) -> Wire:
     return Wire(generation_id, seq, not body.startswith(_DELTA_PREFIX), text)
 
 
-def wire_entry(generation_id: str, entry: bytes | str, fields: dict[Any, Any]) -> Wire:
-    """`wire` for an entry read from the generation's own stream (XRANGE)."""
+def wire_entry(generation_id: str, entry: bytes | str, fields: Any) -> Wire:
+    """`wire` for a stream entry as read from Redis: its fields a map, or the flat [field, value,
+    ...] list of a raw reply (streamhub.StreamHub.replay)."""
+    if not isinstance(fields, dict):
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
     return wire(generation_id, seq_of(entry), _stored(fields))
 
 

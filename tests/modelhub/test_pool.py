@@ -183,6 +183,38 @@ def test_it_serves_many_tabs_of_one_generation_at_once(celery_worker, upstream) 
         assert _text(frames) == "".join(f"t{i} " for i in range(80))
 
 
+def test_one_subscribe_replays_an_expired_stream_from_the_database_and_a_live_one() -> None:
+    key = _session()
+    model = ModelFactory.create()
+    expired = Generation.objects.create(
+        model=model, messages=[], params={}, session_key=key, text="all of it",
+        status=GenerationStatus.DONE, finish_reason="stop", last_seq=4,
+    )  # fmt: skip
+    live = Generation.objects.create(
+        model=model, messages=[], params={}, session_key=key, status=GenerationStatus.STREAMING
+    )
+    streams.add_many(redis_client(), [(str(live.id), 1, "so far")])
+
+    async def subscribe() -> Any:
+        comm = WebsocketCommunicator(
+            application, "/ws/generations/",
+            headers=[(b"origin", b"http://testserver"), (b"cookie", f"sessionid={key}".encode())],
+        )  # fmt: skip
+        assert (await comm.connect())[0]
+        both = [{"id": str(expired.id)}, {"id": str(live.id)}]  # no tokens: the session owns them
+        await comm.send_json_to({"type": "subscribe", "generations": both})
+        message = await comm.receive_json_from(timeout=10)
+        await comm.disconnect()
+        return message
+
+    replay = run_async(subscribe())
+    assert [(f["id"], f["seq"], f["type"], f.get("text")) for f in replay] == [
+        (str(expired.id), 3, "snapshot", "all of it"),
+        (str(expired.id), 4, "done", None),
+        (str(live.id), 1, "delta", "so far"),
+    ]
+
+
 def test_it_refuses_other_peoples_generations(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     owner, stranger = _session(), _session()
     generation = _start(upstream, owner, max_tokens=5)
