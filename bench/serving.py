@@ -495,6 +495,14 @@ def main() -> None:
                 + ", ".join(f"{label} {ms:.2f}" for label, ms in costs.items())
                 + f"; total {sum(costs.values()):.2f}"
             )
+        # The upstream does the same work per generation in every run, so the pool's CPU in units
+        # of the upstream's is a figure that the host's speed (which drifts by half between runs
+        # on a shared machine) cancels out of.
+        upstream_units = sum(per_gen["pool"].values()) / max(per_gen["pool"]["upstream"], 1e-9)
+        print(
+            f"pool cpu per generation in units of the upstream's: {upstream_units:.2f} "
+            "(the figure to compare changes by: host speed cancels out)"
+        )
     from modelhub.models import Generation
 
     rows = Generation.objects.filter(model=model).values_list("created_at", "started_at", "ttft_ms")
@@ -528,6 +536,7 @@ def main() -> None:
         "duplicates": duplicates,
         "direct_cpu_ms_per_generation": round(sum(per_gen["direct"].values()), 2),
         "pool_cpu_ms_per_generation": round(sum(per_gen["pool"].values()), 2),
+        "pool_cpu_in_upstream_units": round(upstream_units, 2),
     }
     print(
         f"direct: TTFT p50 {result['direct_ttft_p50_ms']} ms p99 {result['direct_ttft_p99_ms']} ms, {direct_tps:.0f} tokens/s"
