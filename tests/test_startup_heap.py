@@ -1,4 +1,5 @@
-"""The long-lived processes keep their start-up heap out of full garbage collections."""
+"""The long-lived processes keep their start-up heap out of full garbage collections, and a
+generation worker starts with its GIL switch interval."""
 
 from __future__ import annotations
 
@@ -37,3 +38,28 @@ def test_the_start_up_heap_is_frozen(process: str) -> None:
     frozen = int(out.stdout.strip().splitlines()[-1])
     # Unfrozen, the count is 0; Django and the apps alone are over 70,000 objects.
     assert frozen > 50_000, out.stderr
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(None, 0.001), ("2.5", 0.0025)])
+def test_a_generation_worker_starts_with_its_switch_interval(
+    configured: str | None, expected: float
+) -> None:
+    # What worker_ready runs in a worker that consumes generation queues.
+    probe = (
+        "import sys, django; django.setup(); from worker.celery import _start_serving_pool; "
+        "_start_serving_pool(); print(sys.getswitchinterval())"
+    )
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings"}
+    env.pop("LUDUS_GEN_SWITCH_INTERVAL_MS", None)
+    if configured is not None:
+        env["LUDUS_GEN_SWITCH_INTERVAL_MS"] = configured
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(expected), out.stderr

@@ -90,9 +90,15 @@ def _open_database_pool() -> None:
 
 def _start_serving_pool() -> None:
     """Start the stream runner and the flusher of a generation worker before its first task, so
-    that task's first token does not wait for them."""
+    that task's first token does not wait for them, and make its threads take turns at the GIL
+    every GENERATION_SWITCH_INTERVAL_MS."""
+    import sys
+
+    from django.conf import settings
+
     from modelhub.pool import flusher, runner
 
+    sys.setswitchinterval(settings.GENERATION_SWITCH_INTERVAL_MS / 1000)
     runner().warm()
     flusher()
 
