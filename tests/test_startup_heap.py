@@ -43,11 +43,22 @@ def test_a_generation_worker_starts_with_its_switch_interval(
     assert float(_last_line(probe, setting)) == pytest.approx(expected)
 
 
+def test_a_switch_interval_that_is_not_above_zero_stops_the_process_with_its_name() -> None:
+    out = _run("import django; django.setup()", {"LUDUS_GEN_SWITCH_INTERVAL_MS": "0"})
+    assert out.returncode != 0 and "LUDUS_GEN_SWITCH_INTERVAL_MS must be above 0" in out.stderr
+
+
 def _last_line(probe: str, env: dict[str, str]) -> str:
-    """The last line a fresh interpreter prints running `probe` with these variables set (and
+    out = _run(probe, env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _run(probe: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter running `probe` with these variables set (and
     LUDUS_GEN_SWITCH_INTERVAL_MS only if among them)."""
     base = {k: v for k, v in os.environ.items() if k != "LUDUS_GEN_SWITCH_INTERVAL_MS"}
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", probe],
         cwd=ROOT,
         env=base | {"DJANGO_SETTINGS_MODULE": "config.settings"} | env,
@@ -55,5 +66,3 @@ def _last_line(probe: str, env: dict[str, str]) -> str:
         text=True,
         timeout=120,
     )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip().splitlines()[-1]
