@@ -150,12 +150,7 @@ class StreamHub:
 
     def _deliver(self, fields: Any) -> None:
         subscribers = self.subscribers
-        pairs = (
-            fields.items()
-            if isinstance(fields, dict)
-            else zip(fields[::2], fields[1::2], strict=True)
-        )
-        for raw_id, value in pairs:
+        for raw_id, value in streams.field_pairs(fields):
             generation_id = raw_id.decode()
             queues = subscribers.get(generation_id)
             if not queues:

@@ -15,7 +15,7 @@ modelhub.consumers) are JSON objects:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import redis
@@ -58,6 +58,14 @@ def encode_delta(text: str) -> str:
     return '{"type":"delta","text":' + json.dumps(text) + "}"
 
 
+def field_pairs(fields: Any) -> Iterable[tuple[Any, Any]]:
+    """A stream entry's (field, value) pairs, whether its fields came as a map (redis-py's parsed
+    replies, RESP3) or as the flat [field, value, ...] list of a raw RESP2 reply."""
+    if isinstance(fields, dict):
+        return fields.items()
+    return zip(fields[::2], fields[1::2], strict=True)
+
+
 def _stored(fields: dict[Any, Any]) -> bytes | str:
     """The encoded frame of a stream entry's fields (bytes or text keys, as the client decodes)."""
     return fields.get(b"f") or fields.get("f") or b"{}"
@@ -92,9 +100,7 @@ def wire(generation_id: str, seq: int, stored: bytes | str) -> Wire:
 def wire_entry(generation_id: str, entry: bytes | str, fields: Any) -> Wire:
     """`wire` for a stream entry as read from Redis: its fields a map, or the flat [field, value,
     ...] list of a raw reply (streamhub.StreamHub.replay)."""
-    if not isinstance(fields, dict):
-        fields = dict(zip(fields[::2], fields[1::2], strict=True))
-    return wire(generation_id, seq_of(entry), _stored(fields))
+    return wire(generation_id, seq_of(entry), _stored(dict(field_pairs(fields))))
 
 
 def wire_frame(frame: dict[str, Any]) -> Wire:
