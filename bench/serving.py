@@ -112,11 +112,11 @@ def _creator(
     django.setup()
     from django.db import close_old_connections
 
-    from config.gc import freeze_startup_heap
+    from config.process import settle
     from modelhub import services, streams
     from modelhub.models import Model
 
-    freeze_startup_heap()
+    settle()  # as the web process does once it has started
 
     model = Model.objects.get(id=model_id)
     params = services.generation_params(model=model, overrides={"max_tokens": tokens})
@@ -409,7 +409,7 @@ def main() -> None:
     env = setup_django()
     from django.contrib.sessions.backends.cached_db import SessionStore
 
-    from config.gc import freeze_startup_heap
+    from config.process import freeze_startup_heap
 
     # The bench's own client must not pause its sockets for a full collection of Django's heap
     # (190 ms, which the pool's figures would count as delivery time).

@@ -14,7 +14,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from arena.fastvote import VoteFastPath  # noqa: E402
-from config.gc import freeze_startup_heap  # noqa: E402
+from config.process import settle  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from config.staticfiles import StaticFilesApp  # noqa: E402
 from config.wsgi_bridge import WsgiBridge  # noqa: E402
@@ -30,4 +30,4 @@ application = ProtocolTypeRouter(
         ),
     }
 )
-freeze_startup_heap()
+settle()

@@ -1,5 +1,5 @@
-"""The long-lived processes keep their start-up heap out of full garbage collections, and a
-generation worker starts with its GIL switch interval."""
+"""The long-lived processes settle once started (config.process): their start-up heap is kept out
+of full garbage collections, and their threads take turns at the GIL every SWITCH_INTERVAL_MS."""
 
 from __future__ import annotations
 
@@ -11,41 +11,41 @@ import pytest
 
 from tests.conftest import ROOT
 
+SETTLED = "import gc, sys; print(gc.get_freeze_count(), sys.getswitchinterval())"
 PROBES = {
     # The web process: importing the ASGI application is its start-up.
-    "web": "import gc, config.asgi; print(gc.get_freeze_count())",
+    "web": f"import config.asgi; {SETTLED}",
+    # A worker: Celery sends worker_ready once it consumes (a generation worker's queues here;
+    # stopped presence first, so the probe announces no worker to the tests' Redis).
+    "worker": (
+        "import django; django.setup(); from worker.celery import _announce, _presence_stop; "
+        f"_presence_stop.set(); _announce(sender=None); {SETTLED}"
+    ),
     # A prefork worker's child: Celery sends worker_process_init in it after the fork.
     "worker child": (
-        "import gc, django; django.setup(); import worker; "
+        "import django; django.setup(); import worker; "
         "from celery.signals import worker_process_init; worker_process_init.send(sender=None); "
-        "print(gc.get_freeze_count())"
+        f"{SETTLED}"
     ),
 }
 
 
 @pytest.mark.parametrize("process", list(PROBES))
-def test_the_start_up_heap_is_frozen(process: str) -> None:
-    frozen = int(_last_line(PROBES[process], {}))
+def test_a_process_settles_once_started(process: str) -> None:
+    frozen, interval = _last_line(PROBES[process], {"LUDUS_SWITCH_INTERVAL_MS": "2.5"}).split()
     # Unfrozen, the count is 0; Django and the apps alone are over 70,000 objects.
-    assert frozen > 50_000
+    assert int(frozen) > 50_000
+    assert float(interval) == pytest.approx(0.0025)
 
 
-@pytest.mark.parametrize(("configured", "expected"), [(None, 0.001), ("2.5", 0.0025)])
-def test_a_generation_worker_starts_with_its_switch_interval(
-    configured: str | None, expected: float
-) -> None:
-    # What worker_ready runs in a worker that consumes generation queues.
-    probe = (
-        "import sys, django; django.setup(); from worker.celery import _start_serving_pool; "
-        "_start_serving_pool(); print(sys.getswitchinterval())"
-    )
-    setting = {} if configured is None else {"LUDUS_GEN_SWITCH_INTERVAL_MS": configured}
-    assert float(_last_line(probe, setting)) == pytest.approx(expected)
+def test_the_switch_interval_is_one_millisecond_unless_configured() -> None:
+    _, interval = _last_line(PROBES["web"], {}).split()
+    assert float(interval) == pytest.approx(0.001)
 
 
 def test_a_switch_interval_that_is_not_above_zero_stops_the_process_with_its_name() -> None:
-    out = _run("import django; django.setup()", {"LUDUS_GEN_SWITCH_INTERVAL_MS": "0"})
-    assert out.returncode != 0 and "LUDUS_GEN_SWITCH_INTERVAL_MS must be above 0" in out.stderr
+    out = _run("import django; django.setup()", {"LUDUS_SWITCH_INTERVAL_MS": "0"})
+    assert out.returncode != 0 and "LUDUS_SWITCH_INTERVAL_MS must be above 0" in out.stderr
 
 
 def _last_line(probe: str, env: dict[str, str]) -> str:
@@ -56,8 +56,8 @@ def _last_line(probe: str, env: dict[str, str]) -> str:
 
 def _run(probe: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """A fresh interpreter running `probe` with these variables set (and
-    LUDUS_GEN_SWITCH_INTERVAL_MS only if among them)."""
-    base = {k: v for k, v in os.environ.items() if k != "LUDUS_GEN_SWITCH_INTERVAL_MS"}
+    LUDUS_SWITCH_INTERVAL_MS only if among them)."""
+    base = {k: v for k, v in os.environ.items() if k != "LUDUS_SWITCH_INTERVAL_MS"}
     return subprocess.run(
         [sys.executable, "-c", probe],
         cwd=ROOT,

@@ -64,7 +64,7 @@ def _presence_loop(hostname: str, queues: list[str]) -> None:
 
 @worker_ready.connect
 def _announce(sender: object, **kwargs: object) -> None:
-    from config.gc import freeze_startup_heap
+    from config.process import settle
 
     _open_database_pool()
     if any(q.name.startswith("gen.") for q in app.amqp.queues.consume_from.values()):
@@ -75,7 +75,7 @@ def _announce(sender: object, **kwargs: object) -> None:
     threading.Thread(
         target=_presence_loop, args=(hostname, queues), daemon=True, name="ludus-presence"
     ).start()
-    freeze_startup_heap()
+    settle()
 
 
 def _open_database_pool() -> None:
@@ -90,25 +90,19 @@ def _open_database_pool() -> None:
 
 def _start_serving_pool() -> None:
     """Start the stream runner and the flusher of a generation worker before its first task, so
-    that task's first token does not wait for them, and make its threads take turns at the GIL
-    every GENERATION_SWITCH_INTERVAL_MS."""
-    import sys
-
-    from django.conf import settings
-
+    that task's first token does not wait for them."""
     from modelhub.pool import flusher, runner
 
-    sys.setswitchinterval(settings.GENERATION_SWITCH_INTERVAL_MS / 1000)
     runner().warm()
     flusher()
 
 
 @worker_process_init.connect
-def _freeze_child_heap(**kwargs: object) -> None:
-    """A prefork pool's children fork before worker_ready: each freezes its own heap."""
-    from config.gc import freeze_startup_heap
+def _settle_child(**kwargs: object) -> None:
+    """A prefork pool's children fork before worker_ready: each settles on its own."""
+    from config.process import settle
 
-    freeze_startup_heap()
+    settle()
 
 
 @worker_shutdown.connect
