@@ -110,6 +110,7 @@ def _creator(
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import close_old_connections
 
     from config.process import settle
@@ -122,7 +123,7 @@ def _creator(
     params = services.generation_params(model=model, overrides={"max_tokens": tokens})
     close_old_connections()
     send_lock = threading.Lock()
-    threads = 4
+    threads = settings.WEB_THREADS  # the web process's request threads (LUDUS_WEB_THREADS)
     _warm_creator(threads, model.generation_queue)
 
     def create(i: int, scheduled: float) -> None:
