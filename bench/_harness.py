@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,19 @@ def setup_django() -> dict[str, str]:
 
     call_command("migrate", verbosity=0)
     return dict(os.environ)
+
+
+def peak_overlap(intervals: Sequence[tuple[float, float]]) -> int:
+    """The most (start, end) intervals open at one moment; one that ends as another starts does
+    not overlap it."""
+    events = sorted(
+        [(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals]
+    )  # at equal times the end (-1) sorts first
+    peak = open_now = 0
+    for _, step in events:
+        open_now += step
+        peak = max(peak, open_now)
+    return peak
 
 
 def free_port() -> int:

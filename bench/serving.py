@@ -36,6 +36,7 @@ from _harness import (
     cpu_report,
     cpu_snapshot,
     free_port,
+    peak_overlap,
     percentile,
     processes,
     setup_django,
@@ -53,11 +54,12 @@ def start_offset(i: int, n: int, spread: float, per_socket: int) -> float:
 
 async def run_direct(
     base_url: str, model: str, n: int, tokens: int, spread: float, per_socket: int
-) -> tuple[list[float], int, float]:
+) -> tuple[list[float], int, float, int]:
     import aiohttp
 
     ttfts: list[float] = []
     ended: list[float] = []  # when each stream's end arrived: throughput counts up to the last
+    in_flight: list[tuple[float, float]] = []  # each stream's request to its end
     received = 0
     # aiohttp, as the generation worker reads upstreams: both sides of the comparison pay the same
     # client, and the bench's own CPU (it shares the machine) stays small.
@@ -83,11 +85,12 @@ async def run_direct(
                         received += 1
                     elif line.startswith(b"data: [DONE]"):
                         ended.append(time.monotonic())
+                        in_flight.append((started, ended[-1]))
 
         started = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = max(ended, default=time.monotonic()) - started
-    return ttfts, received, elapsed
+    return ttfts, received, elapsed, peak_overlap(in_flight)
 
 
 def _creator(
@@ -202,7 +205,7 @@ async def run_pool(
     tokens: int,
     spread: float,
     per_socket: int,
-) -> tuple[list[float], int, float, int, int]:
+) -> tuple[list[float], int, float, int, int, int]:
     import aiohttp
     from asgiref.sync import sync_to_async
 
@@ -332,7 +335,9 @@ async def run_pool(
     await sync_to_async(_print_stages)(stages)
     if stalled:
         print(f"pool: {len(stalled)} streams stalled or closed early", file=sys.stderr)
-    return ttfts, received_tokens, elapsed, gaps, duplicates
+    # In flight: from the moment the page would have started a generation to its end frame.
+    in_flight = peak_overlap([(t[0], t[-1]) for t in stages.values() if len(t) == 3])
+    return ttfts, received_tokens, elapsed, gaps, duplicates, in_flight
 
 
 def _print_stages(stages: dict[str, list[float]]) -> None:
@@ -464,11 +469,11 @@ def main() -> None:
         labelled = {"upstream": procs[0].pid, "web": procs[1].pid}
         labelled |= {f"gen worker {i}": proc.pid for i, proc in enumerate(procs[2:])}
         before = cpu_snapshot(labelled)
-        d_ttft, d_tokens, d_elapsed = asyncio.run(
+        d_ttft, d_tokens, d_elapsed, d_in_flight = asyncio.run(
             run_direct(base_url, served, args.streams, args.tokens, args.spread, args.per_socket)
         )
         middle = cpu_snapshot(labelled)
-        p_ttft, p_tokens, p_elapsed, gaps, duplicates = asyncio.run(
+        p_ttft, p_tokens, p_elapsed, gaps, duplicates, p_in_flight = asyncio.run(
             run_pool(
                 web_port,
                 store.session_key or "",
@@ -517,11 +522,24 @@ def main() -> None:
         Generation.objects.filter(model=model)._raw_delete(Generation.objects.db)  # type: ignore[attr-defined]
     direct_tps = d_tokens / d_elapsed
     pool_tps = p_tokens / p_elapsed
+    print(
+        f"in flight at once at the peak (request to end): direct {d_in_flight}, "
+        f"pool {p_in_flight}, of {args.streams}"
+    )
+    if p_in_flight < args.streams:
+        print(
+            f"fewer than {args.streams} generations were in flight at once: starts spread over "
+            f"{args.spread} s outlast a generation",
+            file=sys.stderr,
+        )
     result = {
         "streams": args.streams,
         "per_socket": args.per_socket,
         "rate_per_stream": args.rate,
         "tokens_per_stream": args.tokens,
+        "spread_s": args.spread,
+        "peak_in_flight_direct": d_in_flight,
+        "peak_in_flight_pool": p_in_flight,
         "direct_ttft_p50_ms": round(percentile(d_ttft, 50), 1),
         "direct_ttft_p99_ms": round(percentile(d_ttft, 99), 1),
         "pool_ttft_p50_ms": round(percentile(p_ttft, 50), 1),
