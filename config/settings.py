@@ -162,10 +162,10 @@ GENERATION_READ_TIMEOUT = env_float("LUDUS_READ_TIMEOUT", 30.0)
 GENERATION_COALESCE_MS = env_int("LUDUS_COALESCE_MS", 50)
 # How long a thread of a Ludus process (web server, worker) may hold the GIL while another waits
 # for it (Python's default is 5 ms); config.process applies it. In a generation worker the claim
-# threads of a burst, the stream loop, the flusher and Celery's consumer take turns there; in the web
-# process the event loop and the request threads that create generations. 1 ms cut the added
-# first-token p99 of bench/serving.py by about a third in the generation workers (about 3% more
-# CPU), and kept the web view's creations from falling hundreds of ms behind in a burst.
+# threads of a burst, the stream loop, the flusher and Celery's consumer take turns there: 1 ms cut
+# the added first-token p99 of bench/serving.py by about a third, for about 3% more CPU. The web
+# process's request threads (which create generations) and its event loop share a GIL the same
+# way; there the bench showed no difference beyond its run-to-run noise.
 SWITCH_INTERVAL_MS = env_float("LUDUS_SWITCH_INTERVAL_MS", 1.0)
 if not SWITCH_INTERVAL_MS > 0:
     raise ConfigError(f"LUDUS_SWITCH_INTERVAL_MS must be above 0, got {SWITCH_INTERVAL_MS}")
