@@ -37,10 +37,17 @@ def _safe(fn):  # type: ignore[no-untyped-def]
 
 @_safe
 def request_failed(endpoint_id: int) -> None:
+    key, increments = failed_counters(endpoint_id)
     pipe = redis_client().pipeline(transaction=False)
-    pipe.hincrby(_key(endpoint_id), "requests", 1)
-    pipe.hincrby(_key(endpoint_id), "errors", 1)
+    for name, amount in increments:
+        pipe.hincrby(key, name, int(amount))
     pipe.execute()
+
+
+def failed_counters(endpoint_id: int) -> tuple[str, list[tuple[str, float]]]:
+    """What a failed request adds to its endpoint's figures: written by request_failed, or with
+    the generation's error frame by streams.add_terminal when the failure ends the generation."""
+    return _key(endpoint_id), [("requests", 1), ("errors", 1)]
 
 
 def finished_counters(

@@ -375,13 +375,22 @@ def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str
             endpoint_mark_failure(endpoint=endpoint, error=str(exc))
             log.warning("endpoint %s failed before the first token: %s", endpoint, exc)
             return str(exc)
-        metrics.request_failed(endpoint.id)
         if not isinstance(exc, oai.UpstreamClientError):
             endpoint_mark_failure(endpoint=endpoint, error=str(exc))
-        flusher().close(box)
-        generation_fail_at(generation, box.seq + 1, _user_error(exc))
-        generation.text = "".join(parts)
-        Generation.objects.filter(id=generation.id).update(text=generation.text, ttft_ms=ttft_ms)
+        # The text so far is stored with the error, in one UPDATE; what is pending goes out with
+        # the error frame and the endpoint's figures, in one Redis call.
+        last_delta = flusher().take(box)
+        _finish(
+            generation,
+            GenerationStatus.ERROR,
+            seq=box.seq + 1,
+            text="".join(parts),
+            error=_user_error(exc),
+            finish_reason="error",
+            fields={"ttft_ms": ttft_ms},
+            last_delta=last_delta,
+            counters=metrics.failed_counters(endpoint.id),
+        )
         return None
     # The text still pending is written with the terminal frame, in one round trip.
     last_delta = flusher().take(box)

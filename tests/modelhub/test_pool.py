@@ -300,6 +300,24 @@ def test_it_ends_failures_in_a_visible_error_state(
     assert message in generation.error
 
 
+def test_a_failure_mid_answer_stores_the_text_the_page_saw_with_the_error(
+    celery_worker, upstream
+) -> None:  # type: ignore[no-untyped-def]
+    key = _session()
+    generation = _start(upstream, key, served_name="fake-die", max_tokens=10)
+    frames = run_async(_collect(key, str(generation.id), timeout=20))
+    _assert_gapless(frames)
+    shown = "".join(f["text"] for f in frames if f["type"] == "delta")
+    assert shown and frames[-1]["type"] == "error"
+    generation.refresh_from_db()
+    assert generation.status == GenerationStatus.ERROR
+    assert generation.text == shown and generation.last_seq == frames[-1]["seq"]
+    assert generation.ttft_ms is not None and frames[-1]["ttft_ms"] == round(generation.ttft_ms, 1)
+    assert generation.endpoint is not None
+    figures = metrics.endpoint_figures([generation.endpoint.id])[generation.endpoint.id]
+    assert (figures["requests"], figures["errors"], figures["tokens"]) == (1, 1, 0)
+
+
 def test_it_never_duplicates_output_when_a_task_is_delivered_twice(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     generation = _start(upstream, key, max_tokens=20)
