@@ -103,8 +103,9 @@ class Exchange(asyncio.Protocol):
             self._fail(ConnectionBroken(f"the upstream's answer is not HTTP/1.1: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.pool._forget(self)
+        if not self.closed:  # closed by the server (close() has forgotten it otherwise)
+            self.closed = True
+            self.pool._forget(self)
         if not self._busy:
             return
         if self._head is not None and self._head.done() and self._sized_by_close():

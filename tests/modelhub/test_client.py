@@ -150,6 +150,40 @@ def test_it_reuses_a_kept_alive_connection_for_the_next_stream(upstream) -> None
     assert first is second and count == 4  # three deltas and the finish, on one connection
 
 
+def test_an_idle_connection_the_server_closes_leaves_the_pool() -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%b"
+    events = b'data: {"choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+    events += b"data: [DONE]\n\n"
+
+    async def scenario() -> tuple[int, int]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            writer.write(answer % (len(events), events))
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.close()  # an idle keep-alive connection, closed by the server
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        origin = ("http", "127.0.0.1", port)
+        http = http1.Pool()
+        try:
+            await _read(http, f"http://127.0.0.1:{port}/v1", "any")
+            kept = len(http._idle.get(origin, []))
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if not http._idle.get(origin):
+                    break
+            return kept, len(http._idle.get(origin, []))
+        finally:
+            http.close()
+            server.close()
+
+    assert run_async(scenario()) == (1, 0)
+
+
 def test_a_kept_alive_connection_the_server_dropped_is_replaced_once() -> None:
     """A server may close an idle connection just as a request goes out on it. The request is
     sent again on a new connection, once; a new connection that fails is an error."""
