@@ -220,8 +220,13 @@ def add_terminal(
     (see pool.Flusher.take), written before the terminal frame; and `counters`, `(hash key,
     [(field, increment), ...])`, added to that hash (the endpoint's serving figures)."""
     keys = [events_key(generation_id), FIREHOSE_KEY, stop_key(generation_id)]
-    args: list[Any] = [STREAM_MAXLEN, FIREHOSE_KEEP_MS, entry_id(seq), encode(frame)]
-    args.append(FINISHED_TTL_S)
+    args: list[Any] = [
+        STREAM_MAXLEN,
+        FIREHOSE_KEEP_MS,
+        entry_id(seq),
+        encode(frame),
+        FINISHED_TTL_S,
+    ]
     if last_delta is not None:
         args += [entry_id(last_delta[0]), encode_delta(last_delta[1])]
     else:
