@@ -25,6 +25,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -371,6 +372,24 @@ def _print_stages(stages: dict[str, list[float]]) -> None:
     )
 
 
+@contextlib.contextmanager
+def _retired(model: Any, *, keep: bool) -> Iterator[None]:
+    """Retire the bench's model when the run ends, however it ends: its endpoint was the bench's
+    own upstream, which is gone, and the health probes would report it down on /healthz and the
+    status page of the instance the bench ran against. Its generations go with it, or stay for
+    inspection (--keep) under the model, disabled."""
+    try:
+        yield
+    finally:
+        from modelhub.models import Generation, Model
+
+        if keep:
+            Model.objects.filter(id=model.id).update(enabled=False)
+        else:
+            Generation.objects.filter(model=model)._raw_delete(Generation.objects.db)  # type: ignore[attr-defined]
+            model.delete()  # and its endpoint
+
+
 def gen_worker_command(index: int) -> list[str]:
     """The Procfile's `gen:` line, as the product runs it, consuming the bench's queue."""
     line = next(
@@ -445,7 +464,7 @@ def main() -> None:
         "LUDUS_READ_TIMEOUT": "30",
         "PATH": f"{Path(py).parent}{os.pathsep}{env.get('PATH', '')}",
     }
-    with processes(
+    servers = processes(
         [py, "-m", "ludus_dev.fake_upstream", "--port", str(up_port)],
         [
             py,
@@ -462,7 +481,8 @@ def main() -> None:
         ],
         *(gen_worker_command(i) for i in range(args.gen_procs)),
         env=worker_env,
-    ) as procs:
+    )
+    with _retired(model, keep=args.keep), servers as procs:
         wait_port(up_port)
         wait_port(web_port)
         time.sleep(3)  # let the worker connect to the broker
@@ -509,17 +529,16 @@ def main() -> None:
             f"pool cpu per generation in units of the upstream's: {upstream_units:.2f} "
             "(the figure to compare changes by: host speed cancels out)"
         )
-    from modelhub.models import Generation
+        from modelhub.models import Generation
 
-    rows = Generation.objects.filter(model=model).values_list("created_at", "started_at", "ttft_ms")
-    queued_ms = [(s - c).total_seconds() * 1000 for c, s, _ in rows if s is not None]
-    worker_ttft = [t for _, _, t in rows if t is not None]
-    print(
-        f"pool: queued (created to claimed) p50 {percentile(queued_ms, 50):.1f} ms p99 {percentile(queued_ms, 99):.1f} ms;"
-        f" worker TTFT (request to first token) p50 {percentile(worker_ttft, 50):.1f} ms p99 {percentile(worker_ttft, 99):.1f} ms"
-    )
-    if not args.keep:
-        Generation.objects.filter(model=model)._raw_delete(Generation.objects.db)  # type: ignore[attr-defined]
+        generations = Generation.objects.filter(model=model)
+        rows = generations.values_list("created_at", "started_at", "ttft_ms")
+        queued_ms = [(s - c).total_seconds() * 1000 for c, s, _ in rows if s is not None]
+        worker_ttft = [t for _, _, t in rows if t is not None]
+        print(
+            f"pool: queued (created to claimed) p50 {percentile(queued_ms, 50):.1f} ms p99 {percentile(queued_ms, 99):.1f} ms;"
+            f" worker TTFT (request to first token) p50 {percentile(worker_ttft, 50):.1f} ms p99 {percentile(worker_ttft, 99):.1f} ms"
+        )
     direct_tps = d_tokens / d_elapsed
     pool_tps = p_tokens / p_elapsed
     print(
