@@ -33,7 +33,9 @@ def main() -> None:
         )
         page.screenshot(path=str(out / "battle-before-vote.png"))
         page.get_by_test_id("vote-a").click()
-        page.get_by_test_id("model-name-a").wait_for(timeout=15_000)
+        # The names are on the page from the start ("Model A"): wait for the vote's verdict,
+        # which comes with the revealed names.
+        page.get_by_test_id("verdict").wait_for(timeout=15_000)
         page.screenshot(path=str(out / "battle-after-vote.png"))
         browser.close()
     print(f"wrote {out / 'battle-before-vote.png'} and {out / 'battle-after-vote.png'}")
