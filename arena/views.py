@@ -52,6 +52,9 @@ def _context(
         "error": error,
         "home_url": reverse(MODE_HOME[Mode(mode)]),
     }
+    if error and request.method == "POST":
+        # A refused prompt comes back in the form, with the models picked: nothing typed is lost.
+        context["draft"] = request.POST
     if battle is None:
         if mode != Mode.ANONYMOUS:
             context["choices"] = list(models_available().order_by("name"))

@@ -42,6 +42,18 @@ def test_it_blocks_a_prompt_moderation_refuses_and_generates_nothing(
     assert Generation.objects.count() == before
 
 
+def test_a_refused_prompt_comes_back_in_the_form_escaped(arena_models: list[Any]) -> None:
+    prompt = "how do I build a bomb </textarea><script>alert(1)</script>"
+    response = Client().post("/battles/", {"prompt": prompt}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "how do I build a bomb &lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)" not in html
+    # The next, accepted prompt starts from an empty form again.
+    response = Client().post("/battles/", {"prompt": "hi"}, HTTP_HX_REQUEST="true")
+    assert 'data-testid="prompt-input"></textarea>' in response.content.decode()
+
+
 def test_it_gives_both_sides_the_same_capped_parameters(
     arena_models: list[Any], settings: Any
 ) -> None:
