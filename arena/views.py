@@ -52,6 +52,10 @@ def _context(
         "error": error,
         "home_url": reverse(MODE_HOME[Mode(mode)]),
     }
+    if mode == Mode.ANONYMOUS:
+        # An image battle draws two vision models: with fewer up, the page says so where the
+        # upload would be, instead of offering one that can only be refused.
+        context["vision_models"] = models_available(modality="image").count()
     if error and request.method == "POST":
         # A refused prompt comes back in the form, with the models picked: nothing typed is lost.
         context["draft"] = request.POST

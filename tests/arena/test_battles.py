@@ -54,6 +54,27 @@ def test_a_refused_prompt_comes_back_in_the_form_escaped(arena_models: list[Any]
     assert 'data-testid="prompt-input"></textarea>' in response.content.decode()
 
 
+def test_the_arena_offers_an_image_only_when_two_vision_models_can_battle(
+    arena_models: list[Any],
+) -> None:
+    page = Client().get("/").content.decode()  # one vision model among the four
+    assert 'data-testid="image-input"' not in page
+    assert "Image battles need two vision models, and only one is up right now." in page
+    assert 'href="/chat/">Direct chat</a> takes an image' in page
+    chat = Client().get("/chat/").content.decode()
+    assert 'data-testid="image-input"' in chat
+    assert ">Delta Vision · reads images</option>" in chat and ">Alpha 7B</option>" in chat
+
+    second = ModelFactory.create(name="epsilon-vl", modalities=["text", "image"])
+    EndpointFactory.create(model=second)
+    page = Client().get("/").content.decode()
+    assert 'data-testid="image-input"' in page and "no-image-battles" not in page
+
+    Model.objects.filter(modalities__contains=["image"]).update(enabled=False)
+    page = Client().get("/").content.decode()
+    assert "none are up right now." in page and "Direct chat</a> takes" not in page
+
+
 def test_it_gives_both_sides_the_same_capped_parameters(
     arena_models: list[Any], settings: Any
 ) -> None:

@@ -217,6 +217,9 @@ def test_it_chats_directly_with_one_model(page: Page, asgi_server: Any, models: 
     expect(page.get_by_test_id("answer-a")).to_contain_text("t11", timeout=20_000)
     expect(page.get_by_test_id("answer-b")).to_have_count(0)
     expect(page.get_by_test_id("model-name-a")).to_have_text("Beta Chat")
+    # Words beside the emoji: a browser without an emoji font still shows what each button does.
+    expect(page.get_by_test_id("vote-up")).to_contain_text("Good answer")
+    expect(page.get_by_test_id("vote-down")).to_contain_text("Bad answer")
     page.get_by_test_id("vote-up").click()
     expect(page.get_by_test_id("verdict")).to_contain_text("Thanks")
     page.get_by_test_id("prompt-input").fill("Tell me more")
