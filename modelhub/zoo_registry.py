@@ -13,11 +13,16 @@ from django.conf import settings
 from django.db import transaction
 
 from modelhub.models import Endpoint, Engine, Model
-from modelhub.zoo.build import load_manifest
+from modelhub.zoo.build import is_current, load_manifest
 
 
 def zoo_is_built(*, models_dir: Path) -> bool:
-    return (models_dir / "manifest.json").exists()
+    """A complete zoo, built by this version's plan (an older one, short of a model, is not)."""
+    try:
+        manifest = load_manifest(models_dir)
+    except FileNotFoundError:
+        return False
+    return is_current(manifest)
 
 
 def zoo_build(*, models_dir: Path, seed: int = 0, quick: bool = False) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""Build the whole demo zoo into a directory: corpus, tokenizer, text models, vision model, manifest.
+"""Build the whole demo zoo into a directory: corpus, tokenizer, text models, vision models,
+manifest.
 
 Contract: ``build_zoo(out, seed, quick)`` writes ``out/manifest.json`` last (after every model is
 saved), so a directory with a manifest is a complete zoo. The same seed and mode produce the same
 weights and losses (single-threaded CPU training; the caller's thread count is set to 1 for the
-duration). The full build takes about 3-4 minutes on 2 CPU cores; ``quick`` about half a minute,
-most of it the vision model, which needs a minimum budget before its answers depend on the image.
+duration). The full build takes about 3-4 minutes on 2 CPU cores; ``quick`` about a minute,
+most of it the vision models, which need a minimum budget before their answers depend on the
+image. Two vision models, so that the arena can draw an image battle from the demo zoo alone.
 """
 
 from __future__ import annotations
@@ -43,6 +45,17 @@ SAMPLE_PROMPTS = ["What is the capital of France?", "What is 7 + 5?", "Who are y
 
 
 @dataclass(frozen=True)
+class VisionSpec:
+    """One zoo vision model: its identity, the text model it starts from and its budget."""
+
+    name: str
+    display_name: str
+    base: str  # the text model whose weights start the vision model's language model
+    steps: int  # at most; training stops early once the colour probe passes
+    min_steps: int
+
+
+@dataclass(frozen=True)
 class ZooPlan:
     """Sizes and budgets of one build mode."""
 
@@ -50,11 +63,7 @@ class ZooPlan:
     n_heldout: int
     n_identity: int
     text_models: tuple[text.TextSpec, ...]
-    vision_name: str
-    vision_display: str
-    vision_base: str  # the text model whose weights start the vision model's language model
-    vision_steps: int  # at most; training stops early once the colour probe passes
-    vision_min_steps: int
+    vision_models: tuple[VisionSpec, ...]
 
 
 FULL = ZooPlan(
@@ -67,11 +76,10 @@ FULL = ZooPlan(
         text.TextSpec("zoo-llama-m", "Zoo Llama M", hidden=96, layers=3, heads=3, steps=400),
         text.TextSpec("zoo-llama-l", "Zoo Llama L", hidden=128, layers=4, heads=4, steps=450),
     ),
-    vision_name="zoo-llava-s",
-    vision_display="Zoo LLaVA S",
-    vision_base="zoo-llama-s",
-    vision_steps=1000,
-    vision_min_steps=300,
+    vision_models=(
+        VisionSpec("zoo-llava-s", "Zoo LLaVA S", base="zoo-llama-s", steps=1000, min_steps=300),
+        VisionSpec("zoo-llava-m", "Zoo LLaVA M", base="zoo-llama-m", steps=1000, min_steps=300),
+    ),
 )
 
 QUICK = ZooPlan(
@@ -84,11 +92,10 @@ QUICK = ZooPlan(
         text.TextSpec("zoo-llama-m", "Zoo Llama M", hidden=96, layers=3, heads=3, steps=25),
         text.TextSpec("zoo-llama-l", "Zoo Llama L", hidden=128, layers=4, heads=4, steps=30),
     ),
-    vision_name="zoo-llava-s",
-    vision_display="Zoo LLaVA S",
-    vision_base="zoo-llama-s",
-    vision_steps=800,
-    vision_min_steps=0,
+    vision_models=(
+        VisionSpec("zoo-llava-s", "Zoo LLaVA S", base="zoo-llama-s", steps=800, min_steps=0),
+        VisionSpec("zoo-llava-m", "Zoo LLaVA M", base="zoo-llama-m", steps=800, min_steps=0),
+    ),
 )
 
 CORPUS_NOTE = """# Ludus Zoo corpus
@@ -169,9 +176,8 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
         )
         for spec in plan.text_models
     }
-    identities[plan.vision_name] = corpus.identity_dialogues(
-        plan.vision_display, ORGANIZATION, plan.n_identity, random.Random(f"id-{seed}-vision")
-    )
+    for vspec in plan.vision_models:
+        identities[vspec.name] = _vision_identity(plan, vspec, seed)
     (out / "corpus").mkdir()
     _write_jsonl(out / "corpus" / "train.jsonl", train)
     _write_jsonl(out / "corpus" / "heldout.jsonl", heldout)
@@ -182,13 +188,13 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
     train_ids = text.encode_dialogues(tok, train)
     held_blocks = text.pack(text.encode_dialogues(tok, heldout), BLOCK)
 
-    total = sum(s.steps for s in plan.text_models) + plan.vision_steps
+    total = sum(s.steps for s in plan.text_models) + sum(v.steps for v in plan.vision_models)
     bar = tqdm(total=total, desc="zoo", unit="step", disable=not progress, leave=False)
     entries: list[dict[str, Any]] = []
     ctx = multiprocessing.get_context("spawn")
     vision_counter = ctx.Value("i", 0)
     vision_results = ctx.Queue()
-    vision_proc: BaseProcess | None = None
+    vision_procs: list[BaseProcess] = []
     parallel = not multiprocessing.current_process().daemon
 
     own_steps = [0]
@@ -211,15 +217,17 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
             text.train_lm(model, blocks, spec.steps, BATCH, spec.lr, gen, on_step=sync)
             loss = text.heldout_loss(model, held_blocks)
             text.save_text_model(model, tok, out / spec.name)
-            if spec.name == plan.vision_base and parallel:
-                # The vision model trains in a second process, on the second core, while the
-                # larger text models train here: the full build fits in 5 minutes on 2 cores.
-                vision_proc = ctx.Process(
-                    target=_vision_job,
-                    args=(str(out), quick, seed, vision_counter, vision_results),
-                    name="zoo-vision",
-                )
-                vision_proc.start()
+            for index, vspec in enumerate(plan.vision_models):
+                if vspec.base == spec.name and parallel:
+                    # A vision model trains in a process of its own, on the second core, once
+                    # its base is saved, while the larger text models train here.
+                    proc = ctx.Process(
+                        target=_vision_job,
+                        args=(str(out), quick, seed, index, vision_counter, vision_results),
+                        name=f"zoo-vision-{vspec.name}",
+                    )
+                    proc.start()
+                    vision_procs.append(proc)
             entries.append(
                 _entry(
                     spec.name,
@@ -233,28 +241,22 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
                 )
             )
 
-        if vision_proc is None:  # daemonic parent: no child processes allowed, train it here
-            entries.append(_train_vision(out, plan, seed, lambda: bar.update(1)))
+        if not parallel:  # daemonic parent: no child processes allowed, train them here
+            for vspec in plan.vision_models:
+                entries.append(_train_vision(out, plan, vspec, seed, lambda: bar.update(1)))
         else:
-            bar.set_description(plan.vision_name)
-            while vision_proc.is_alive() and vision_results.empty():
-                bar.update(own_steps[0] + vision_counter.value - bar.n)
-                time.sleep(0.2)
-            try:
-                status, payload = vision_results.get(timeout=30)
-            except queue.Empty:
-                raise RuntimeError(
-                    f"vision training died (exit code {vision_proc.exitcode})"
-                ) from None
-            vision_proc.join()
-            if status != "ok":
-                raise RuntimeError(f"vision training failed:\n{payload}")
-            entries.append(payload)
+            entries += _collect_vision(
+                vision_procs,
+                vision_results,
+                plan,
+                sync_bar=lambda: bar.update(own_steps[0] + vision_counter.value - bar.n),
+            )
     finally:
-        # A failed build must not leave the vision trainer running.
-        if vision_proc is not None and vision_proc.is_alive():
-            vision_proc.terminate()
-            vision_proc.join()
+        # A failed build must not leave a vision trainer running.
+        for trainer in vision_procs:
+            if trainer.is_alive():
+                trainer.terminate()
+                trainer.join()
     bar.update(total - bar.n)
     bar.close()
     for entry in entries:
@@ -277,8 +279,31 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
     }
 
 
-def _vision_job(out: str, quick: bool, seed: int, counter: Any, results: Any) -> None:
-    """Child-process entry point: train the vision model, put ("ok", entry) or ("error", tb)."""
+def _collect_vision(
+    procs: list[BaseProcess], results: Any, plan: ZooPlan, sync_bar: Callable[[], None]
+) -> list[dict[str, Any]]:
+    """Wait for every vision trainer's entry (in the plan's order); raise if one failed or died."""
+    got: dict[int, dict[str, Any]] = {}
+    while len(got) < len(procs):
+        try:
+            index, status, payload = results.get(timeout=0.2)
+        except queue.Empty:
+            sync_bar()
+            if not any(proc.is_alive() for proc in procs) and results.empty():
+                codes = [proc.exitcode for proc in procs]
+                raise RuntimeError(f"vision training died (exit codes {codes})") from None
+            continue
+        if status != "ok":
+            raise RuntimeError(f"vision training failed:\n{payload}")
+        got[index] = payload
+    for proc in procs:
+        proc.join()
+    return [got[index] for index in sorted(got)]
+
+
+def _vision_job(out: str, quick: bool, seed: int, index: int, counter: Any, results: Any) -> None:
+    """Child-process entry point: train vision model `index` of the plan, put (index, "ok",
+    entry) or (index, "error", traceback)."""
     try:
         torch.set_num_threads(1)
         hf_logging.disable_progress_bar()
@@ -287,51 +312,56 @@ def _vision_job(out: str, quick: bool, seed: int, counter: Any, results: Any) ->
             with counter.get_lock():
                 counter.value += 1
 
-        results.put(("ok", _train_vision(Path(out), QUICK if quick else FULL, seed, step)))
+        plan = QUICK if quick else FULL
+        entry = _train_vision(Path(out), plan, plan.vision_models[index], seed, step)
+        results.put((index, "ok", entry))
     except BaseException:
-        results.put(("error", traceback.format_exc()))
+        results.put((index, "error", traceback.format_exc()))
+
+
+def _vision_identity(plan: ZooPlan, vspec: VisionSpec, seed: int) -> list[corpus.Dialogue]:
+    rng = random.Random(f"id-{seed}-{vspec.name}")
+    return corpus.identity_dialogues(vspec.display_name, ORGANIZATION, plan.n_identity, rng)
 
 
 def _train_vision(
-    out: Path, plan: ZooPlan, seed: int, on_step: Callable[[], None]
+    out: Path, plan: ZooPlan, vspec: VisionSpec, seed: int, on_step: Callable[[], None]
 ) -> dict[str, Any]:
-    """Train and save the vision model from the saved base text model; return its manifest entry.
+    """Train and save a vision model from its saved base text model; return its manifest entry.
 
     Everything is re-derived from the seed and the saved tokenizer and weights (byte-identical to
     the in-memory ones), so the result does not depend on which process runs it.
     """
     train, heldout = corpus.build_corpus(seed, plan.n_train, plan.n_heldout)
-    identity = corpus.identity_dialogues(
-        plan.vision_display, ORGANIZATION, plan.n_identity, random.Random(f"id-{seed}-vision")
-    )
-    base_dir = out / plan.vision_base
+    identity = _vision_identity(plan, vspec, seed)
+    base_dir = out / vspec.base
     tok = PreTrainedTokenizerFast.from_pretrained(base_dir)
     base = LlamaForCausalLM.from_pretrained(base_dir)
-    base_spec = next(s for s in plan.text_models if s.name == plan.vision_base)
+    base_spec = next(s for s in plan.text_models if s.name == vspec.base)
     processor = vision.make_processor(tok)
-    torch.manual_seed(seed * 1000 + 99)
+    torch.manual_seed(seed * 1000 + 99 + plan.vision_models.index(vspec))
     llava = vision.build_llava(base_spec, tok, base)
     ids = text.encode_dialogues(tok, train) + text.encode_dialogues(tok, identity)
-    random.Random(f"pack-{seed}-vision").shuffle(ids)
+    random.Random(f"pack-{seed}-{vspec.name}").shuffle(ids)
     probe_log: list[dict[str, float]] = []
 
     def vision_learnt(step: int) -> bool:
         accuracy = vision.colour_accuracy(llava, processor, seed)
         probe_log.append({"step": step, "colour_accuracy": accuracy})
-        return step >= plan.vision_min_steps and accuracy >= VISION_TARGET
+        return step >= vspec.min_steps and accuracy >= VISION_TARGET
 
     steps = vision.train_llava(
         llava,
         processor,
         text.pack(ids, BLOCK),
-        plan.vision_steps,
+        vspec.steps,
         VISION_BATCH,
         3e-3,
         seed,
         on_step=on_step,
         done=vision_learnt,
     )
-    vision.save_llava(llava, processor, out / plan.vision_name)
+    vision.save_llava(llava, processor, out / vspec.name)
     probe = random.Random(f"probe-{seed}")
     samples = {
         f"{colour} square: What colour is the shape?": vision.answer(
@@ -344,8 +374,8 @@ def _train_vision(
     }
     held_blocks = text.pack(text.encode_dialogues(tok, heldout), BLOCK)
     entry = _entry(
-        plan.vision_name,
-        plan.vision_display,
+        vspec.name,
+        vspec.display_name,
         ["text", "image"],
         text.heldout_loss(llava, held_blocks),
         text.param_count(llava),
@@ -384,6 +414,13 @@ def _entry(
         "identity_patterns": [display_name.lower(), name],
         "samples": samples,
     }
+
+
+def is_current(manifest: dict[str, Any]) -> bool:
+    """Whether a zoo was built by this version's plan for its mode: one built by an older plan
+    (a model fewer, another budget) is rebuilt rather than served."""
+    plan = QUICK if manifest.get("quick") else FULL
+    return bool(manifest.get("plan") == json.loads(json.dumps(asdict(plan))))
 
 
 def load_manifest(models_dir: Path) -> dict[str, Any]:

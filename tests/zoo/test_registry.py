@@ -20,12 +20,14 @@ def test_it_registers_every_zoo_model_with_a_local_endpoint(zoo_dir: Path) -> No
     rows = zoo_register(models_dir=zoo_dir, base_url="http://127.0.0.1:8100/v1")
     manifest = json.loads((zoo_dir / "manifest.json").read_text())
     assert {m.name for m in rows} == {e["name"] for e in manifest["models"]}
-    llava = Model.objects.get(name="zoo-llava-s")
-    assert llava.engine == "local"
-    assert llava.supports_images
-    assert llava.organization == "Ludus Zoo"
-    assert "zoo llava s" in llava.identity_patterns
-    assert Endpoint.objects.filter(model=llava, base_url="http://127.0.0.1:8100/v1").count() == 1
+    for name in ("zoo-llava-s", "zoo-llava-m"):
+        llava = Model.objects.get(name=name)
+        assert llava.engine == "local"
+        assert llava.supports_images
+        assert llava.organization == "Ludus Zoo"
+        assert llava.display_name.lower() in llava.identity_patterns
+        endpoints = Endpoint.objects.filter(model=llava, base_url="http://127.0.0.1:8100/v1")
+        assert endpoints.count() == 1
     losses = {m.name: m.heldout_loss for m in Model.objects.all()}
     assert losses == {e["name"]: e["heldout_loss"] for e in manifest["models"]}
 
@@ -53,3 +55,18 @@ def test_it_registers_an_existing_zoo_without_rebuilding(zoo_dir: Path) -> None:
         call_command("build_demo_models", "--if-missing")
     assert (zoo_dir / "manifest.json").stat().st_mtime == mtime
     assert Model.objects.filter(engine="local", heldout_loss__isnull=False).count() >= 5
+
+
+def test_it_rebuilds_a_zoo_an_older_plan_built(zoo_dir: Path, tmp_path: Path) -> None:
+    """A zoo from before a model was added is not taken as built: --if-missing rebuilds it, so an
+    existing install gets the new model on its next `make run`."""
+    from modelhub.zoo_registry import zoo_is_built
+
+    assert zoo_is_built(models_dir=zoo_dir)
+    copy = tmp_path / "models"
+    copy.mkdir()
+    manifest = json.loads((zoo_dir / "manifest.json").read_text())
+    manifest["plan"]["vision_models"] = manifest["plan"]["vision_models"][:1]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert not zoo_is_built(models_dir=copy)
+    assert not zoo_is_built(models_dir=tmp_path / "nothing-here")
