@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.urls import reverse
 from django.utils import timezone
 
 from arena import conf, ratelimit
@@ -77,7 +78,8 @@ def _unauthorized(message: str) -> HttpResponse:
 def researcher_access(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Let a view through for a logged-in session or a valid bearer token, within the export rate
     limits (per account and per IP). A token request that fails gets 401 with a JSON error; a
-    browser without a session is sent to the login page."""
+    browser without a session (a request that accepts HTML) is sent to the login page, and a
+    script without a token gets 401 too: a login page is no CSV for pandas to read."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -91,7 +93,12 @@ def researcher_access(view: Callable[..., HttpResponseBase]) -> Callable[..., Ht
                 return _unauthorized("Unknown or revoked API token.")
             request.user = user
         elif not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
+            if "text/html" in request.headers.get("Accept", ""):
+                return redirect_to_login(request.get_full_path())
+            return _unauthorized(
+                "Log in, or send an API token as 'Authorization: Bearer <token>'"
+                f" (create one at {reverse('api-tokens')})."
+            )
         allowed = ratelimit.hit(
             "export",
             [

@@ -47,7 +47,7 @@ def test_it_streams_a_battle_log_to_a_bearer_token_through_the_served_app(
     assert response.status_code == 200
     assert len(response.content.splitlines()) == 25
     assert hashlib.sha256(response.content).hexdigest() == snapshot.vote_hash
-    assert refused.status_code == 302
+    assert refused.status_code == 401
 
 
 def test_it_refuses_a_body_past_the_limit_with_413(db: None, monkeypatch: Any) -> None:

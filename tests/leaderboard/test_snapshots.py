@@ -115,10 +115,16 @@ def test_it_keeps_exports_for_logged_in_users(board_models: list[Model]) -> None
     simulate_votes(board_models, 6)
     snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
 
+    browser = "text/html,application/xhtml+xml,*/*;q=0.8"
     for suffix in ("export.json", "export.csv", "battles.jsonl"):
-        response = Client().get(f"/leaderboard/{snapshot.id}/{suffix}")
+        response = Client().get(f"/leaderboard/{snapshot.id}/{suffix}", HTTP_ACCEPT=browser)
         assert response.status_code == 302
         assert "/accounts/login/" in response["Location"]
+        # A script (curl, pandas) gets a 401 that says what to send, not a login page.
+        response = Client().get(f"/leaderboard/{snapshot.id}/{suffix}", HTTP_ACCEPT="*/*")
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"].startswith("Bearer")
+        assert "/accounts/tokens/" in response.json()["error"]
     assert Client().get("/leaderboard/").status_code == 200
 
 
