@@ -65,11 +65,11 @@ def interval_plot(rows: Sequence[tuple[str, float, float, float]], *, title: str
     return _svg(label_w + plot_w + 20, height, body, title)
 
 
-def _cell_colour(value: float, lo: float, hi: float) -> str:
+def _cell_colour(value: float, lo: float, hi: float, *, rate: bool) -> str:
     """White to blue for counts; red-white-blue around the middle for win rates."""
     t = 0.0 if hi <= lo else (value - lo) / (hi - lo)
     t = min(max(t, 0.0), 1.0)
-    if lo == 0.0 and hi == 1.0:  # win rate: red below one half, blue above
+    if rate:  # red below one half, blue above
         if t < 0.5:
             s = (0.5 - t) * 2
             return f"rgb(255,{int(255 - 130 * s)},{int(255 - 130 * s)})"
@@ -114,7 +114,7 @@ def heatmap(
             tip = f"{labels[r]} vs {labels[c]}: " + (f"{value:.1%}" if rate else text)
             body.append(
                 f'<rect x="{x0:.0f}" y="{y0:.0f}" width="{cell:.0f}" height="{cell:.0f}" '
-                f'fill="{_cell_colour(value, lo, hi)}" stroke="#fff"><title>{escape(tip)}</title>'
+                f'fill="{_cell_colour(value, lo, hi, rate=rate)}" stroke="#fff"><title>{escape(tip)}</title>'
                 f'</rect><text x="{x0 + cell / 2:.1f}" y="{y0 + cell / 2 + 4:.1f}" '
                 f'text-anchor="middle" {FONT}>{text}</text>'
             )

@@ -118,3 +118,24 @@ def test_it_renders_the_page_in_a_bounded_number_of_queries(board_models: list[M
 
     assert len(few) <= 4
     assert len(more) == len(few)
+
+
+def test_a_count_heatmap_stays_one_hue_when_every_pair_met_once() -> None:
+    """Counts shade white to blue, whatever their maximum: with every pair met once (the scale's
+    top is 1, as a win rate's is) no cell may turn the win-rate red."""
+    import re
+
+    from arena import svg
+
+    labels = ["A", "B", "C"]
+    counts: list[list[float | None]] = [[None, 1, 0], [1, None, 1], [0, 1, None]]
+    fills = re.findall(
+        r'fill="rgb\((\d+),(\d+),(\d+)\)"', svg.heatmap(labels, counts, title="n", rate=False)
+    )
+    assert len(fills) == 6
+    assert all(int(b) == 255 and int(r) <= int(g) for r, g, b in fills)  # white to blue only
+    rates: list[list[float | None]] = [[None, 0.0, 1.0], [1.0, None, 0.5], [0.0, 0.5, None]]
+    fills = re.findall(
+        r'fill="rgb\((\d+),(\d+),(\d+)\)"', svg.heatmap(labels, rates, title="w", rate=True)
+    )
+    assert any(int(b) < 255 for _, _, b in fills)  # a losing share is red
