@@ -117,12 +117,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "")
 if not REDIS_URL:
     raise ConfigError("REDIS_URL is not set (see DATABASE_URL above).")
-# Parallel test processes (pytest-xdist) get a Redis database each, as they get a PostgreSQL
-# database each, so their Celery queues and streams never cross.
+# Parallel test processes (pytest-xdist) get a Redis database each, 1 to 14, as they get a
+# PostgreSQL database each, so their Celery queues and streams never cross (0 is `make run`'s, 15
+# a single test process's: ludus_dev.TEST_REDIS_DB).
 _xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _xdist_worker.startswith("gw"):
     _parsed_redis = urlparse(REDIS_URL)
-    REDIS_URL = _parsed_redis._replace(path=f"/{1 + int(_xdist_worker[2:]) % 15}").geturl()
+    REDIS_URL = _parsed_redis._replace(path=f"/{1 + int(_xdist_worker[2:]) % 14}").geturl()
 
 CACHES = {
     "default": {

