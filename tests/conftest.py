@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 import redis
+from django.utils import timezone
 
 from ludus_dev.fake_upstream import ServerThread
 
@@ -94,14 +95,18 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
 def _generations_settled(request: pytest.FixtureRequest) -> Iterator[None]:
     """After a test that ran the shared worker: wait until the worker has finished every generation
     the test started, before the database is flushed (a TRUNCATE racing a finishing generation's
-    transaction deadlocks). Set up after pytest-django's database fixture, so torn down before it."""
+    transaction deadlocks). Set up after pytest-django's database fixture, so torn down before it.
+    Only the test's own: a run interrupted mid-test leaves rows in the reused database that no
+    worker will ever finish."""
+    started = timezone.now()
     yield
     if "celery_worker" not in request.fixturenames:
         return
     from modelhub.models import Generation, GenerationStatus
 
     busy = (GenerationStatus.QUEUED, GenerationStatus.STREAMING)
-    wait_for(lambda: not Generation.objects.filter(status__in=busy).exists(), timeout=30)
+    ours = Generation.objects.filter(status__in=busy, created_at__gte=started)
+    wait_for(lambda: not ours.exists(), timeout=30)
 
 
 @pytest.fixture
