@@ -245,6 +245,7 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
             for vspec in plan.vision_models:
                 entries.append(_train_vision(out, plan, vspec, seed, lambda: bar.update(1)))
         else:
+            bar.set_description("vision models")
             entries += _collect_vision(
                 vision_procs,
                 vision_results,
