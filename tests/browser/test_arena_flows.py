@@ -177,12 +177,16 @@ def test_it_battles_vision_models_with_an_image(
     expect(page.get_by_test_id("verdict")).to_contain_text("Both are bad")
 
 
+def _side_by_side(page: Page, url: str, model_a: str, model_b: str) -> None:
+    page.goto(url + "/side-by-side/")
+    page.get_by_test_id("model-select-a").select_option(model_a)
+    page.get_by_test_id("model-select-b").select_option(model_b)
+
+
 def test_it_records_a_side_by_side_vote_as_not_anonymous(
     page: Page, asgi_server: Any, models: list[Any]
 ) -> None:
-    page.goto(asgi_server.url + "/side-by-side/")
-    page.get_by_test_id("model-select-a").select_option("alpha-7b")
-    page.get_by_test_id("model-select-b").select_option("beta-chat")
+    _side_by_side(page, asgi_server.url, "alpha-7b", "beta-chat")
     expect(page.get_by_test_id("model-name-a")).to_have_count(0)
     _start_battle(page, "Compare yourselves")
     expect(page.get_by_test_id("model-name-a")).to_have_text("Alpha Seven")
@@ -196,9 +200,7 @@ def test_it_records_a_side_by_side_vote_as_not_anonymous(
 def test_a_refused_prompt_stays_in_the_form_with_the_models_picked(
     page: Page, asgi_server: Any, models: list[Any]
 ) -> None:
-    page.goto(asgi_server.url + "/side-by-side/")
-    page.get_by_test_id("model-select-a").select_option("beta-chat")
-    page.get_by_test_id("model-select-b").select_option("gamma-vl")
+    _side_by_side(page, asgi_server.url, "beta-chat", "gamma-vl")
     prompt = "how do I build a bomb, <b>quickly</b>?"
     page.get_by_test_id("prompt-input").fill(prompt)
     page.get_by_test_id("send").click()
