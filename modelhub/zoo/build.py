@@ -249,7 +249,6 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
             entries += _collect_vision(
                 vision_procs,
                 vision_results,
-                plan,
                 sync_bar=lambda: bar.update(own_steps[0] + vision_counter.value - bar.n),
             )
     finally:
@@ -281,7 +280,7 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
 
 
 def _collect_vision(
-    procs: list[BaseProcess], results: Any, plan: ZooPlan, sync_bar: Callable[[], None]
+    procs: list[BaseProcess], results: Any, sync_bar: Callable[[], None]
 ) -> list[dict[str, Any]]:
     """Wait for every vision trainer's entry (in the plan's order); raise if one failed or died."""
     got: dict[int, dict[str, Any]] = {}
