@@ -20,12 +20,12 @@ def test_it_registers_every_zoo_model_with_a_local_endpoint(zoo_dir: Path) -> No
     rows = zoo_register(models_dir=zoo_dir, base_url="http://127.0.0.1:8100/v1")
     manifest = json.loads((zoo_dir / "manifest.json").read_text())
     assert {m.name for m in rows} == {e["name"] for e in manifest["models"]}
-    for name in ("zoo-llava-s", "zoo-llava-m"):
+    for name, pattern in (("zoo-llava-s", "zoo llava s"), ("zoo-llava-m", "zoo llava m")):
         llava = Model.objects.get(name=name)
         assert llava.engine == "local"
         assert llava.supports_images
         assert llava.organization == "Ludus Zoo"
-        assert llava.display_name.lower() in llava.identity_patterns
+        assert pattern in llava.identity_patterns
         endpoints = Endpoint.objects.filter(model=llava, base_url="http://127.0.0.1:8100/v1")
         assert endpoints.count() == 1
     losses = {m.name: m.heldout_loss for m in Model.objects.filter(name__startswith="zoo-")}
