@@ -38,8 +38,11 @@ MAX_MODEL_LEN = 512
 BLOCK = 128
 BATCH = 8
 VOCAB = 2048
-# Colour accuracy on unseen images at which vision training may stop (checked every 50 steps).
+# Accuracy on unseen images of the colour the model reads worst (vision.colour_accuracy) at which
+# vision training may stop (checked every 50 steps), once it is reached at this many checks in a
+# row: a model that has just jumped to it may still misread other images.
 VISION_TARGET = 0.9
+VISION_PASSES = 2
 VISION_BATCH = 16
 SAMPLE_PROMPTS = ["What is the capital of France?", "What is 7 + 5?", "Who are you?"]
 
@@ -51,8 +54,9 @@ class VisionSpec:
     name: str
     display_name: str
     base: str  # the text model whose weights start the vision model's language model
-    steps: int  # at most; training stops early once the colour probe passes
+    steps: int  # one round: warmup and cosine decay; training stops once the colour probe passes
     min_steps: int
+    rounds: int  # at most this many rounds (warm restarts) while the probe has not passed
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,12 @@ FULL = ZooPlan(
         text.TextSpec("zoo-llama-l", "Zoo Llama L", hidden=128, layers=4, heads=4, steps=450),
     ),
     vision_models=(
-        VisionSpec("zoo-llava-s", "Zoo LLaVA S", base="zoo-llama-s", steps=1000, min_steps=300),
-        VisionSpec("zoo-llava-m", "Zoo LLaVA M", base="zoo-llama-m", steps=1000, min_steps=300),
+        VisionSpec(
+            "zoo-llava-s", "Zoo LLaVA S", base="zoo-llama-s", steps=1000, min_steps=300, rounds=3
+        ),
+        VisionSpec(
+            "zoo-llava-m", "Zoo LLaVA M", base="zoo-llama-m", steps=1000, min_steps=300, rounds=3
+        ),
     ),
 )
 
@@ -93,8 +101,12 @@ QUICK = ZooPlan(
         text.TextSpec("zoo-llama-l", "Zoo Llama L", hidden=128, layers=4, heads=4, steps=30),
     ),
     vision_models=(
-        VisionSpec("zoo-llava-s", "Zoo LLaVA S", base="zoo-llama-s", steps=800, min_steps=0),
-        VisionSpec("zoo-llava-m", "Zoo LLaVA M", base="zoo-llama-m", steps=800, min_steps=0),
+        VisionSpec(
+            "zoo-llava-s", "Zoo LLaVA S", base="zoo-llama-s", steps=800, min_steps=0, rounds=3
+        ),
+        VisionSpec(
+            "zoo-llava-m", "Zoo LLaVA M", base="zoo-llama-m", steps=800, min_steps=0, rounds=3
+        ),
     ),
 )
 
@@ -348,7 +360,12 @@ def _train_vision(
     def vision_learnt(step: int) -> bool:
         accuracy = vision.colour_accuracy(llava, processor, seed)
         probe_log.append({"step": step, "colour_accuracy": accuracy})
-        return step >= vspec.min_steps and accuracy >= VISION_TARGET
+        recent = [p["colour_accuracy"] for p in probe_log[-VISION_PASSES:]]
+        return (
+            step >= vspec.min_steps
+            and len(recent) == VISION_PASSES
+            and min(recent) >= VISION_TARGET
+        )
 
     steps = vision.train_llava(
         llava,
@@ -360,6 +377,11 @@ def _train_vision(
         seed,
         on_step=on_step,
         done=vision_learnt,
+        rounds=vspec.rounds,
+    )
+    # What the saved model reads, after the cool-down that followed the last check.
+    probe_log.append(
+        {"step": steps, "colour_accuracy": vision.colour_accuracy(llava, processor, seed)}
     )
     vision.save_llava(llava, processor, out / vspec.name)
     probe = random.Random(f"probe-{seed}")

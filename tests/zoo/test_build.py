@@ -15,7 +15,7 @@ from transformers import (
     AutoTokenizer,
 )
 
-from modelhub.zoo import chat, corpus, text, vision
+from modelhub.zoo import build, chat, corpus, text, vision
 
 HF_FILES = [
     "config.json",
@@ -102,8 +102,14 @@ def test_it_reloads_each_vision_model_with_auto_processor(zoo_dir: Path) -> None
         reply = vision.answer(model, processor, image, "What colour is the shape?")
         assert isinstance(reply, str)
         assert reply
-        # Each trained until its answers named the colour of shapes it had not seen.
-        assert entry["vision_probe"][-1]["colour_accuracy"] >= 0.9
+        # Each trained until it named the colour it reads worst on nine unseen shapes in ten at
+        # two checks in a row (not until its steps ran out)...
+        probes = [p["colour_accuracy"] for p in entry["vision_probe"]]
+        run = probes[-1 - build.VISION_PASSES : -1]
+        assert len(run) == build.VISION_PASSES and min(run) >= build.VISION_TARGET, probes
+        # ...and the saved model, after its cool-down, still reads every colour: one that ignored
+        # the image would name its worst colour on almost none.
+        assert probes[-1] >= 0.8, probes
 
 
 def test_it_generates_the_same_corpus_and_weights_from_the_same_seed() -> None:
