@@ -112,6 +112,34 @@ def test_it_reloads_each_vision_model_with_auto_processor(zoo_dir: Path) -> None
         assert probes[-1] >= 0.8, probes
 
 
+def test_vision_training_restarts_until_its_probe_passes_then_cools_down(zoo_dir: Path) -> None:
+    """The control flow of train_llava, on a few steps of a real LLaVA: while `done` fails, rounds
+    of `steps` run one after another (past the first round's end); once it passes, `cooldown` more
+    steps run and training ends; with no pass, it ends after `rounds` rounds."""
+    spec = next(s for s in build.QUICK.text_models if s.name == "zoo-llama-xs")
+    tok = AutoTokenizer.from_pretrained(zoo_dir / spec.name)
+    processor = vision.make_processor(tok)
+    no_text = torch.zeros((0, build.BLOCK), dtype=torch.long)
+
+    def train(passes_at: int | None) -> tuple[int, list[int]]:
+        asked: list[int] = []
+
+        def done(step: int) -> bool:
+            asked.append(step)
+            return passes_at is not None and step >= passes_at
+
+        torch.manual_seed(0)
+        model = vision.build_llava(spec, tok, None)
+        ran = vision.train_llava(
+            model, processor, no_text, 4, 2, 1e-3, 0,
+            done=done, check_every=2, rounds=3, cooldown=3,
+        )  # fmt: skip
+        return ran, asked
+
+    assert train(passes_at=6) == (9, [2, 4, 6])  # passed in the second round, then 3 more
+    assert train(passes_at=None) == (12, [2, 4, 6, 8, 10])  # three rounds, no check at the end
+
+
 def test_it_generates_the_same_corpus_and_weights_from_the_same_seed() -> None:
     first = corpus.build_corpus(7, 200, 20)
     assert first == corpus.build_corpus(7, 200, 20)
