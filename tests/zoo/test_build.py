@@ -13,6 +13,7 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
     AutoTokenizer,
+    PreTrainedTokenizerFast,
 )
 
 from modelhub.zoo import build, chat, corpus, text, vision
@@ -117,7 +118,7 @@ def test_vision_training_restarts_until_its_probe_passes_then_cools_down(zoo_dir
     of `steps` run one after another (past the first round's end); once it passes, `cooldown` more
     steps run and training ends; with no pass, it ends after `rounds` rounds."""
     spec = next(s for s in build.QUICK.text_models if s.name == "zoo-llama-xs")
-    tok = AutoTokenizer.from_pretrained(zoo_dir / spec.name)
+    tok = PreTrainedTokenizerFast.from_pretrained(zoo_dir / spec.name)
     processor = vision.make_processor(tok)
     no_text = torch.zeros((0, build.BLOCK), dtype=torch.long)
 
