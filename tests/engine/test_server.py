@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -149,20 +150,21 @@ def test_it_returns_openai_errors(client: openai.OpenAI, engine_url: str) -> Non
     assert raw.json()["error"]["type"] == "invalid_request_error"
 
 
+def _colour_question(image: Image.Image) -> list[Any]:
+    """One user turn: the image as a data: URL, then the question about its colour."""
+    content = [
+        {"type": "image_url", "image_url": {"url": _data_url(image)}},
+        {"type": "text", "text": "What colour is the shape?"},
+    ]
+    return [{"role": "user", "content": content}]
+
+
 def test_it_refuses_images_for_text_models(client: openai.OpenAI) -> None:
     image = vision.draw_scene(vision.ShapeScene("red", "square", 1), random.Random(0))
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(
             model=TEXT_MODEL,
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "image_url", "image_url": {"url": _data_url(image)}},
-                        {"type": "text", "text": "What colour is the shape?"},
-                    ],
-                }
-            ],
+            messages=_colour_question(image),
         )
 
 
@@ -237,15 +239,7 @@ def test_it_answers_about_the_image_it_is_shown(client: openai.OpenAI) -> None:
             )
             stream = client.chat.completions.create(
                 model=VISION_MODEL,
-                messages=[
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "image_url", "image_url": {"url": _data_url(image)}},
-                            {"type": "text", "text": "What colour is the shape?"},
-                        ],
-                    }
-                ],
+                messages=_colour_question(image),
                 temperature=0,
                 max_tokens=12,
                 stream=True,
