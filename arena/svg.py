@@ -125,21 +125,23 @@ def heatmap(
 def line_chart(
     series: Mapping[str, Sequence[tuple[float, float]]], *, title: str, x_label: str
 ) -> str:
-    """One polyline per series over a shared x axis (e.g. battles so far) with a legend."""
+    """One polyline per series over a shared x axis (e.g. battles so far) with a legend; a series
+    of one point (after the first counted vote) is a dot."""
     points = [p for values in series.values() for p in values]
     if not points:
         return ""
     left, top, plot_w, plot_h, legend_w = 50.0, 15.0, 420.0, 220.0, 170.0
     x_lo, x_hi = min(p[0] for p in points), max(p[0] for p in points)
+    if x_lo == x_hi:  # one x (the first counted vote): the points stand mid-axis
+        x_lo, x_hi = x_lo - 1, x_hi + 1
     y_lo, y_hi = min(p[1] for p in points), max(p[1] for p in points)
     pad = max((y_hi - y_lo) * 0.05, 1.0)
     y_lo, y_hi = y_lo - pad, y_hi + pad
-    x_span = (x_hi - x_lo) or 1.0
 
-    def xy(p: tuple[float, float]) -> str:
+    def xy(p: tuple[float, float]) -> tuple[float, float]:
         return (
-            f"{left + (p[0] - x_lo) / x_span * plot_w:.1f},"
-            f"{top + plot_h - (p[1] - y_lo) / (y_hi - y_lo) * plot_h:.1f}"
+            left + (p[0] - x_lo) / (x_hi - x_lo) * plot_w,
+            top + plot_h - (p[1] - y_lo) / (y_hi - y_lo) * plot_h,
         )
 
     body = [
@@ -159,11 +161,18 @@ def line_chart(
     )
     for k, (label, values) in enumerate(series.items()):
         colour = PALETTE[k % len(PALETTE)]
-        path = " ".join(xy(p) for p in values)
+        tip = f"<title>{escape(label)}</title>"
+        if len(values) == 1:  # a polyline of one point draws nothing: a dot instead
+            x, y = xy(values[0])
+            mark = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}">{tip}</circle>'
+        else:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(xy, values))
+            mark = (
+                f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2">'
+                f"{tip}</polyline>"
+            )
         body.append(
-            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2">'
-            f"<title>{escape(label)}</title></polyline>"
-            f'<rect x="{left + plot_w + 12}" y="{top + 14 * k}" width="10" height="10" '
+            mark + f'<rect x="{left + plot_w + 12}" y="{top + 14 * k}" width="10" height="10" '
             f'fill="{colour}"/><text x="{left + plot_w + 26}" y="{top + 14 * k + 9}" {FONT}>'
             f"{escape(label)}</text>"
         )

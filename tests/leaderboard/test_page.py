@@ -139,3 +139,19 @@ def test_a_count_heatmap_stays_one_hue_when_every_pair_met_once() -> None:
         r'fill="rgb\((\d+),(\d+),(\d+)\)"', svg.heatmap(labels, rates, title="w", rate=True)
     )
     assert any(int(b) < 255 for _, _, b in fills)  # a losing share is red
+
+
+def test_the_rating_chart_marks_a_single_point_in_the_middle() -> None:
+    """After the first counted vote each model's rating history is one point: a polyline of one
+    point draws nothing, so it is a dot, mid-axis; longer histories stay lines."""
+    import re
+
+    from arena import svg
+
+    one = svg.line_chart({"A": [(1, 1100.0)], "B": [(1, 900.0)]}, title="t", x_label="votes")
+    dots = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', one)
+    assert len(dots) == 2 and "<polyline" not in one
+    assert {float(cx) for cx, _ in dots} == {50 + 420 / 2}  # the plot's left edge + half its width
+    assert float(dots[0][1]) < float(dots[1][1])  # the higher rating stands higher
+    two = svg.line_chart({"A": [(1, 1100.0), (2, 1150.0)]}, title="t", x_label="votes")
+    assert "<polyline" in two and "<circle" not in two
