@@ -249,6 +249,24 @@ def test_it_stops_a_streaming_answer(page: Page, asgi_server: Any, models: list[
     assert turn.generation_a.status == "cancelled"
 
 
+def test_a_visitor_s_browser_logs_no_errors(
+    page: Page, asgi_server: Any, models: list[Any]
+) -> None:
+    """No page a visitor opens first makes the browser log an error (a missing icon did, on every
+    page: the browser asks for /favicon.ico when the page names none)."""
+    errors: list[str] = []
+    page.on(
+        "console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None
+    )
+    page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
+    for path in ["/", "/side-by-side/", "/chat/", "/leaderboard/", "/accounts/login/"]:
+        page.goto(asgi_server.url + path)
+        page.wait_for_load_state("networkidle")
+    assert errors == []
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert icon and page.request.get(asgi_server.url + icon).ok
+
+
 def test_the_battle_page_fits_its_budget(page: Page, asgi_server: Any, models: list[Any]) -> None:
     """Requests and bytes of a cold load of the battle page (timings belong in bench/)."""
     requests: list[str] = []
