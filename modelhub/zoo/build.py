@@ -211,10 +211,16 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
 
     own_steps = [0]
 
+    def show(done: int) -> None:
+        """Show `done` steps. The total counts one round per vision model: a restart raises it."""
+        if done > bar.total:
+            bar.total = done
+        bar.update(done - bar.n)
+
     def sync() -> None:
         """Count one step here; show it plus the vision steps done in the child process."""
         own_steps[0] += 1
-        bar.update(own_steps[0] + vision_counter.value - bar.n)
+        show(own_steps[0] + vision_counter.value)
 
     try:
         for i, spec in enumerate(plan.text_models):
@@ -255,13 +261,13 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
 
         if not parallel:  # daemonic parent: no child processes allowed, train them here
             for vspec in plan.vision_models:
-                entries.append(_train_vision(out, plan, vspec, seed, lambda: bar.update(1)))
+                entries.append(_train_vision(out, plan, vspec, seed, lambda: show(bar.n + 1)))
         else:
             bar.set_description("vision models")
             entries += _collect_vision(
                 vision_procs,
                 vision_results,
-                sync_bar=lambda: bar.update(own_steps[0] + vision_counter.value - bar.n),
+                sync_bar=lambda: show(own_steps[0] + vision_counter.value),
             )
     finally:
         # A failed build must not leave a vision trainer running.
@@ -269,7 +275,7 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
             if trainer.is_alive():
                 trainer.terminate()
                 trainer.join()
-    bar.update(total - bar.n)
+    bar.update(bar.total - bar.n)
     bar.close()
     for entry in entries:
         (out / entry["path"] / "README.md").write_text(_model_card(entry))
