@@ -3,10 +3,13 @@ manifest.
 
 Contract: ``build_zoo(out, seed, quick)`` writes ``out/manifest.json`` last (after every model is
 saved), so a directory with a manifest is a complete zoo. The same seed and mode produce the same
-weights and losses (single-threaded CPU training; the caller's thread count is set to 1 for the
-duration). The full build takes about 3-4 minutes on 2 CPU cores; ``quick`` about a minute,
-most of it the vision models, which need a minimum budget before their answers depend on the
-image. Two vision models, so that the arena can draw an image battle from the demo zoo alone.
+weights and losses on one machine (single-threaded CPU training; the caller's thread count is set
+to 1 for the duration); another CPU's arithmetic can take training elsewhere, which is why vision
+training stops on what the model reads, not on a step count. On 2 CPU cores the full build took
+1.5 to 4 minutes and ``quick`` 1.5 to 2.5, most of it the vision models, which need a minimum
+budget before their answers depend on the image (the quick plan's barely trained base models
+make them slower to learn; a restart round adds more). Two vision models, so that the arena can
+draw an image battle from the demo zoo alone.
 """
 
 from __future__ import annotations
