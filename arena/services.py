@@ -29,7 +29,7 @@ from arena.selectors import Requester, sampling_candidates
 from modelhub import rows as modelhub_rows
 from modelhub.models import TERMINAL_STATUSES, Generation, Modality, Model
 from modelhub.selectors import models_available
-from modelhub.services import generation_create, generation_params, generation_stop
+from modelhub.services import generation_params, generation_stop, generations_create
 
 log = logging.getLogger(__name__)
 
@@ -204,18 +204,19 @@ def _start_turn(
     battle: Battle, *, index: int, attempt: int, prompt: str, requester: Requester
 ) -> Turn:
     image_url = _image_url(battle) if index == 1 else None
-    generations: dict[str, Generation] = {}
     sides = [("a", battle.model_a)] + ([("b", battle.model_b)] if battle.model_b else [])
+    requests = []
     for side, model in sides:
         assert model is not None
         history = _history(battle, side) if index > 1 else []
-        generations[side] = generation_create(
-            model=model,
-            messages=[*history, _user_message(prompt, image_url)],
-            params=battle.params,
-            user_id=requester.user_id,
-            session_key=requester.session_key,
-        )
+        requests.append((model, [*history, _user_message(prompt, image_url)]))
+    created = generations_create(
+        requests=requests,
+        params=battle.params,
+        user_id=requester.user_id,
+        session_key=requester.session_key,
+    )
+    generations = dict(zip([side for side, _ in sides], created, strict=True))
     return Turn.objects.create(
         battle=battle,
         index=index,

@@ -105,8 +105,8 @@ def _creator(
 ) -> None:
     """Create the bench's generations on its schedule, in a process of its own.
 
-    What the arena's battle view does in a web process: create the generation (which enqueues it)
-    and hand the page a stream token. Each reply carries the monotonic time (one clock for every
+    What the arena's battle view does in a web process: create a battle's generations (which enqueues them)
+    and hand the page their stream tokens. Each reply carries the monotonic time (one clock for every
     process of the machine) at which the page would have started it: pool TTFT counts from there. Doing this
     in the bench process itself measured the bench: its event loop, busy with 256 sockets, held
     the GIL while creation threads waited for it.
@@ -130,17 +130,20 @@ def _creator(
     threads = settings.WEB_THREADS  # the web process's request threads (LUDUS_WEB_THREADS)
     _warm_creator(threads, model.generation_queue)
 
-    def create(i: int, scheduled: float) -> None:
-        generation = services.generation_create(
-            model=model,
-            messages=[{"role": "user", "content": "hi"}],
+    def create(first: int, scheduled: float) -> None:
+        """Start a group's generations together, as the battle view starts a battle's answers."""
+        group = range(first, min(n, first + per_socket))
+        generations = services.generations_create(
+            requests=[(model, [{"role": "user", "content": "hi"}]) for _ in group],
             params=params,
             session_key=session_key,
         )
         close_old_connections()  # return the pooled connection, as a finished request does
-        gid = str(generation.id)
+        done = time.monotonic()
         with send_lock:
-            conn.send((i, gid, streams.stream_token(gid), scheduled, time.monotonic()))
+            for i, generation in zip(group, generations, strict=True):
+                gid = str(generation.id)
+                conn.send((i, gid, streams.stream_token(gid), scheduled, done))
 
     conn.send("ready")
     t0 = conn.recv()
@@ -148,12 +151,12 @@ def _creator(
     # Several threads, as a web process serves several requests at once. TTFT counts from the
     # scheduled moment, so a creation that waits for a free thread counts its wait.
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for i in range(n):
-            scheduled = t0 + start_offset(i, n, spread, per_socket)
+        for first in range(0, n, per_socket):
+            scheduled = t0 + start_offset(first, n, spread, per_socket)
             delay = scheduled - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(create, i, scheduled)
+            pool.submit(create, first, scheduled)
     conn.send(("cpu", time.process_time() - cpu_before))
     conn.close()
 

@@ -215,8 +215,7 @@ def flusher() -> Flusher:
 class StreamRunner:
     """One event loop thread per worker process that runs the upstream reads of all its generations.
 
-    `run` is called from a Celery task thread and blocks it until the coroutine is done. The
-    outbox's `on_cancel` (called by the flusher when a stop flag appears) cancels the read's task,
+    A Celery task thread `submit`s its reads and waits on their futures. The outbox's `on_cancel` (called by the flusher when a stop flag appears) cancels the read's task,
     which closes the upstream response; the coroutine sees `box.cancelled` and returns normally.
     """
 
@@ -254,7 +253,11 @@ class StreamRunner:
 
         asyncio.run_coroutine_threadsafe(make(), self.loop).result()
 
-    def run(self, box: Outbox, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def submit(
+        self, box: Outbox, make: Callable[[], Coroutine[Any, Any, T]]
+    ) -> concurrent.futures.Future[T]:
+        """Run the coroutine on the loop; cancelling the returned future cancels it."""
+
         async def main() -> T:
             task = asyncio.current_task()
             assert task is not None
@@ -268,8 +271,7 @@ class StreamRunner:
             finally:
                 box.on_cancel = None
 
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(main(), self.loop)
-        return future.result()
+        return asyncio.run_coroutine_threadsafe(main(), self.loop)
 
 
 _runner: StreamRunner | None = None

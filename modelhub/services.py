@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
@@ -64,30 +65,59 @@ def generation_create(
     `messages` are OpenAI chat messages without the system prompt; the model's system prompt, if
     any, is put first here.
     """
-    if not model.enabled:
-        raise GenerationRejected(f"model {model.name} is disabled")
-    full = list(messages)
-    if model.system_prompt:
-        full.insert(0, {"role": "system", "content": model.system_prompt})
-    generation = rows.insert(
-        Generation(
-            model=model,
-            messages=full,
-            params=params if params is not None else generation_params(model=model),
-            user_id=user_id,
-            session_key=session_key or "",
+    return generations_create(
+        requests=[(model, messages)], params=params, user_id=user_id, session_key=session_key
+    )[0]
+
+
+def generations_create(
+    *,
+    requests: Sequence[tuple[Model, Sequence[dict[str, Any]]]],
+    params: dict[str, Any] | None = None,
+    user_id: int | None = None,
+    session_key: str = "",
+) -> list[Generation]:
+    """`generation_create` for generations started together, `(model, messages)` each (a battle's
+    answers): one INSERT, and one task per queue that runs them side by side in one worker thread.
+
+    Celery's envelope (publish, delivery, late ack) cost about as much CPU as the rest of starting
+    a generation; a battle pays it once for both answers. `params` None: each model's defaults."""
+    for model, _ in requests:
+        if not model.enabled:
+            raise GenerationRejected(f"model {model.name} is disabled")
+    generations = []
+    for model, messages in requests:
+        full = list(messages)
+        if model.system_prompt:
+            full.insert(0, {"role": "system", "content": model.system_prompt})
+        generations.append(
+            Generation(
+                model=model,
+                messages=full,
+                params=params if params is not None else generation_params(model=model),
+                user_id=user_id,
+                session_key=session_key or "",
+            )
         )
-    )
+    rows.insert_many(generations)
+    by_queue: dict[str, list[str]] = {}
+    for generation in generations:
+        by_queue.setdefault(generation.model.generation_queue, []).append(str(generation.id))
+    transaction.on_commit(lambda: _publish(by_queue))
+    return generations
+
+
+def _publish(by_queue: dict[str, list[str]]) -> None:
     from modelhub.tasks import run_generation
 
-    queue = model.generation_queue
-    gid = str(generation.id)
-    # argsrepr given, so Celery skips its safe repr of the arguments (a fifth of a publish's CPU).
-    # declare=[]: a message for a queue goes straight onto that queue's list, which needs no
-    # declaration on Redis; declaring it again on every publish was a sixth of a creation's CPU.
-    options: dict[str, Any] = {"argsrepr": repr((gid,)), "kwargsrepr": "{}", "declare": []}
-    transaction.on_commit(lambda: run_generation.apply_async(args=(gid,), queue=queue, **options))
-    return generation
+    for queue, ids in by_queue.items():
+        # argsrepr given, so Celery skips its safe repr of the arguments (a fifth of a publish's
+        # CPU). declare=[]: a message for a queue goes straight onto that queue's list, which
+        # needs no declaration on Redis; declaring it on every publish was a sixth of a creation's
+        # CPU.
+        args = tuple(ids)
+        options: dict[str, Any] = {"argsrepr": repr(args), "kwargsrepr": "{}", "declare": []}
+        run_generation.apply_async(args=args, queue=queue, **options)
 
 
 def generation_stop(*, generation: Generation) -> None:
@@ -181,34 +211,45 @@ def generation_fail(*, generation: Generation, error: str) -> None:
     _finish(generation, GenerationStatus.ERROR, seq=seq, error=error, finish_reason="error")
 
 
-def _claim(generation_id: str) -> tuple[Generation, list[Endpoint]] | None:
-    """Mark a generation as streaming and return it with its model's endpoints in dispatch order,
-    or None when there is nothing (left) to do.
+def _claim(generation_ids: Sequence[str]) -> list[tuple[Generation, list[Endpoint]]]:
+    """Mark the generations as streaming and return each (in the order asked) with its model's
+    endpoints in dispatch order, leaving out those with nothing (left) to do.
 
-    The common case, a queued generation, is one statement (the UPDATE, its model and its
+    The common case, queued generations, is one statement (the UPDATE, their models and their
     endpoints with their load): with PostgreSQL across a network, every round trip before the
     upstream request is time to first token. Anything else (a redelivery, a missing or finished
     generation) takes the locked path."""
     now = timezone.now()
     streaming = str(GenerationStatus.STREAMING)
     found = rows.execute(
-        _start_sql(), [streaming, now, now, generation_id, str(GenerationStatus.QUEUED), streaming]
+        _start_sql(),
+        [streaming, now, now, list(generation_ids), str(GenerationStatus.QUEUED), streaming],
     )
-    if not found:
-        locked = _claim_locked(generation_id)
-        return None if locked is None else (locked, endpoints_for_dispatch(model=locked.model))
     g, m = rows.width(Generation), rows.width(Model)
-    generation = rows.instance(Generation, found[0][:g])
-    generation.model = rows.instance(Model, found[0][g : g + m])
-    endpoints = []
+    claimed: dict[str, tuple[Generation, list[Endpoint]]] = {}
     for row in found:
+        gid = str(row[_PK])
+        if gid not in claimed:
+            generation = rows.instance(Generation, row[:g])
+            generation.model = rows.instance(Model, row[g : g + m])
+            claimed[gid] = (generation, [])
         if row[g + m] is not None:  # a model without enabled endpoints has one row of NULLs
             endpoint = rows.instance(Endpoint, row[g + m : -1])
             endpoint.inflight = row[-1]  # type: ignore[attr-defined]
-            endpoints.append(endpoint)
-    # No look at the stop flag here: a stop that came first finished the generation (the UPDATE
+            claimed[gid][1].append(endpoint)
+    started = []
+    for gid in dict.fromkeys(generation_ids):
+        if gid in claimed:
+            generation, endpoints = claimed[gid]
+            started.append((generation, dispatch_order(endpoints)))
+        elif (locked := _claim_locked(gid)) is not None:
+            started.append((locked, endpoints_for_dispatch(model=locked.model)))
+    # No look at the stop flags here: a stop that came first finished the generation (the UPDATE
     # found nothing to claim), and one that comes later is seen by the flusher's next tick.
-    return generation, dispatch_order(endpoints)
+    return started
+
+
+_PK = [f.primary_key for f in Generation._meta.concrete_fields].index(True)
 
 
 @lru_cache(maxsize=1)
@@ -220,7 +261,7 @@ def _start_sql() -> str:
     )
     return (
         f"WITH c AS (UPDATE {generation} SET status = %s, attempts = attempts + 1,"
-        " started_at = %s, heartbeat_at = %s WHERE id = %s AND status = %s"
+        " started_at = %s, heartbeat_at = %s WHERE id = ANY(%s::uuid[]) AND status = %s"
         f" RETURNING {rows.columns(Generation, generation)})"
         f" SELECT c.*, {rows.columns(Model, 'm')}, {rows.columns(Endpoint, 'e')},"
         f" {inflight_sql('e')} FROM c JOIN {model} m ON m.id = c.model_id"
@@ -261,28 +302,76 @@ def _claim_locked(generation_id: str) -> Generation | None:
 
 def generation_run(*, generation_id: str) -> None:
     """Stream one generation from the first endpoint that answers; idempotent on redelivery."""
-    started = _claim(generation_id)
-    if started is None:
-        return
-    generation, endpoints = started
-    release_db_connection()  # streaming takes seconds; do not hold a pooled connection meanwhile
-    if not endpoints:
-        generation_fail(generation=generation, error="No endpoint is configured for this model.")
-        return
-    box = flusher().open(generation_id)
-    last_error = "no endpoint answered"
+    generations_run(generation_ids=[generation_id])
+
+
+@dataclass
+class _Run:
+    """One generation of a task: its endpoints still to try, its outbox, the endpoint being read."""
+
+    generation: Generation
+    endpoints: Iterator[Endpoint]
+    box: Outbox
+    endpoint: Endpoint | None = None
+    started: float = 0.0
+    last_error: str = "no endpoint answered"
+
+
+def generations_run(*, generation_ids: Sequence[str]) -> None:
+    """Stream the generations of one task (a battle's answers) side by side, each from the first
+    of its endpoints that answers; idempotent on redelivery.
+
+    The reads run on the process's stream runner; this thread finishes each one as it ends (or
+    starts its next endpoint), while the others stream on."""
+    runs: list[_Run] = []
+    pending: dict[concurrent.futures.Future[_Read], _Run] = {}
+
+    def start_next(run: _Run) -> bool:
+        endpoint = next(run.endpoints, None)
+        if endpoint is None:
+            return False
+        run.endpoint, run.started = endpoint, time.monotonic()
+        pending[_start_read(run.generation, endpoint, run.box, run.started)] = run
+        return True
+
     try:
-        for endpoint in endpoints:
-            outcome = _stream_from(generation, endpoint, box)
-            if outcome is None:
-                return
-            last_error = outcome
-        flusher().close(box)
-        # Error frames reach anonymous battles: they must not name the model or its endpoint.
-        log.warning("generation %s failed on every endpoint: %s", generation_id, last_error)
-        generation_fail_at(generation, box.seq + 1, "The model is unavailable right now.")
+        for generation, endpoints in _claim(generation_ids):
+            if not endpoints:
+                error = "No endpoint is configured for this model."
+                generation_fail(generation=generation, error=error)
+                continue
+            run = _Run(generation, iter(endpoints), flusher().open(str(generation.id)))
+            runs.append(run)
+            start_next(run)
+        release_db_connection()  # streaming takes seconds: no pooled connection held meanwhile
+        while pending:
+            done, _ = concurrent.futures.wait(
+                pending, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in done:
+                run = pending.pop(future)
+                assert run.endpoint is not None
+                outcome = _complete(
+                    run.generation, run.endpoint, run.box, future.result(), run.started
+                )
+                if outcome is None:
+                    continue
+                run.last_error = outcome
+                if not start_next(run):
+                    flusher().close(run.box)
+                    # Error frames reach anonymous battles: no model or endpoint named in them.
+                    log.warning(
+                        "generation %s failed on every endpoint: %s", run.generation.id, outcome
+                    )
+                    generation_fail_at(
+                        run.generation, run.box.seq + 1, "The model is unavailable right now."
+                    )
+            release_db_connection()
     finally:
-        flusher().close(box)  # idempotent; covers unexpected exceptions
+        for future in pending:  # an unexpected exception: the reaper ends what is left
+            future.cancel()
+        for run in runs:
+            flusher().close(run.box)  # idempotent
 
 
 def release_db_connection() -> None:
@@ -343,18 +432,17 @@ async def _read_upstream(
     return read
 
 
-def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str | None:
-    """Stream from one endpoint. Returns None when the generation reached a terminal state, or the
-    error text when this endpoint failed before any token reached the stream (try the next one)."""
+def _start_read(
+    generation: Generation, endpoint: Endpoint, box: Outbox, started: float
+) -> concurrent.futures.Future[_Read]:
+    """Start reading one endpoint's answer on the stream runner."""
     model = generation.model
     payload = oai.build_payload(model.upstream_name, generation.messages, generation.params)
     timeouts = oai.Timeouts(settings.GENERATION_CONNECT_TIMEOUT, settings.GENERATION_READ_TIMEOUT)
-    generation.endpoint = endpoint
-    started = time.monotonic()
     deadline = started + settings.GENERATION_TIME_LIMIT
     api_key = endpoint_api_key(endpoint)
     streams_runner = runner()
-    read = streams_runner.run(
+    return streams_runner.submit(
         box,
         lambda: _read_upstream(
             streams_runner.http,
@@ -367,6 +455,15 @@ def _stream_from(generation: Generation, endpoint: Endpoint, box: Outbox) -> str
             deadline,
         ),
     )
+
+
+def _complete(
+    generation: Generation, endpoint: Endpoint, box: Outbox, read: _Read, started: float
+) -> str | None:
+    """Store what one endpoint's read produced. Returns None when the generation reached a terminal
+    state, or the error text when this endpoint failed before any token reached the stream (try
+    the next one)."""
+    generation.endpoint = endpoint
     parts, ttft_ms, finish, exc = read.parts, read.ttft_ms, read.finish, read.error
     if exc is not None and not box.cancelled:
         # (With the stop flag set, a failed read is the stop closing the stream.)

@@ -21,9 +21,10 @@ from modelhub.models import Endpoint
     soft_time_limit=settings.GENERATION_TIME_LIMIT + 30,
     time_limit=settings.GENERATION_TIME_LIMIT + 60,
 )
-def run_generation(generation_id: str) -> None:
+def run_generation(*generation_ids: str) -> None:
+    """Stream these generations (one, or a battle's answers) side by side."""
     try:
-        services.generation_run(generation_id=generation_id)
+        services.generations_run(generation_ids=generation_ids)
     finally:
         close_old_connections()
 

@@ -51,10 +51,8 @@ def test_it_claims_a_queued_generation_once_with_its_model_and_endpoints() -> No
         model=model, messages=[{"role": "user", "content": "hi"}], params={"max_tokens": 5}
     )
 
-    claimed = _claim(str(generation.id))
+    [(started, endpoints)] = _claim([str(generation.id)])
 
-    assert claimed is not None
-    started, endpoints = claimed
     assert started.id == generation.id and started.model_id == model.id
     # Loaded as the ORM loads them: JSON decoded, arrays as lists, the model attached.
     assert started.messages == [{"role": "user", "content": "hi"}]
@@ -68,7 +66,34 @@ def test_it_claims_a_queued_generation_once_with_its_model_and_endpoints() -> No
     assert generation.started_at is not None and generation.heartbeat_at == generation.started_at
     assert started.started_at == generation.started_at
     Generation.objects.filter(id=generation.id).update(status=GenerationStatus.DONE)
-    assert _claim(str(generation.id)) is None  # finished: nothing left to do
+    assert _claim([str(generation.id)]) == []  # finished: nothing left to do
+
+
+def test_it_claims_a_battle_s_answers_in_one_statement_in_the_order_asked() -> None:
+    from modelhub.services import _claim
+
+    first, second = ModelFactory.create(), ModelFactory.create()
+    one = EndpointFactory.create(model=first, base_url="http://one/v1")
+    two = EndpointFactory.create(model=second, base_url="http://two/v1")
+    three = EndpointFactory.create(model=second, base_url="http://three/v1")
+    _streaming(three, 1)
+    a, b, done = (
+        Generation.objects.create(model=model, messages=[], params={})
+        for model in (first, second, first)
+    )
+    Generation.objects.filter(id=done.id).update(status=GenerationStatus.DONE)
+
+    claimed = _claim([str(b.id), str(done.id), str(uuid.uuid4()), str(a.id)])
+
+    # The finished and the missing generation are left out; the others come in the order asked.
+    assert [(g.id, g.model_id) for g, _ in claimed] == [(b.id, second.id), (a.id, first.id)]
+    assert [[e.id for e in endpoints] for _, endpoints in claimed] == [
+        [two.id, three.id],
+        [one.id],
+    ]
+    assert set(
+        Generation.objects.filter(id__in=[a.id, b.id]).values_list("status", "attempts")
+    ) == {(GenerationStatus.STREAMING, 1)}
 
 
 def test_a_generation_inserted_by_its_prepared_statement_reads_back_as_the_orm_stores_it() -> None:
@@ -99,9 +124,9 @@ def test_a_model_without_enabled_endpoints_is_claimed_with_none() -> None:
     EndpointFactory.create(model=model, base_url="http://off/v1", enabled=False)
     generation = Generation.objects.create(model=model, messages=[], params={})
 
-    claimed = _claim(str(generation.id))
+    [(claimed, endpoints)] = _claim([str(generation.id)])
 
-    assert claimed is not None and claimed[0].id == generation.id and claimed[1] == []
+    assert claimed.id == generation.id and endpoints == []
 
 
 def test_the_start_and_finish_statements_run_prepared_in_the_callers_transaction() -> None:
@@ -124,8 +149,8 @@ def test_the_start_and_finish_statements_run_prepared_in_the_callers_transaction
     )
     assert not any(statement.startswith(claim) for statement in prepared())
 
-    assert services._claim(str(first.id)) is not None
-    assert services._claim(str(second.id)) is not None  # the second call reuses the first's plan
+    assert services._claim([str(first.id)])
+    assert services._claim([str(second.id)])  # the second call reuses the first's plan
 
     assert [statement.startswith(claim) for statement in prepared()].count(True) == 1
     first.refresh_from_db()
@@ -166,8 +191,7 @@ def test_finishing_receivers_run_before_the_answer_is_stored_a_failing_one_loses
         raise RuntimeError("receiver bug")
 
     generation = Generation.objects.create(model=ModelFactory.create(), messages=[], params={})
-    claimed = services._claim(str(generation.id))
-    assert claimed is not None
+    [claimed] = services._claim([str(generation.id)])
     generation_finishing.connect(watcher, dispatch_uid="test-watcher")
     generation_finishing.connect(failing, dispatch_uid="test-failing-receiver")
     try:
