@@ -88,6 +88,29 @@ def test_it_gives_both_sides_the_same_capped_parameters(
     assert battle.pair_probability is not None and 0 < battle.pair_probability <= 1
 
 
+def test_a_battle_s_two_answers_start_as_one_task(
+    arena_models: list[Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    import base64
+    import json
+
+    from modelhub.pool import redis_client
+
+    queue = arena_models[0].queue  # every arena model's, and no worker reads it
+    client = redis_client()
+    client.delete(queue)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            Client().post("/battles/", {"prompt": "hi"}, HTTP_HX_REQUEST="true")
+        messages = client.lrange(queue, 0, -1)
+    finally:
+        client.delete(queue)
+    turn = last_turn(Battle.objects.get())
+    assert len(messages) == 1
+    args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(messages[0])["body"]))
+    assert args == [str(turn.generation_a_id), str(turn.generation_b_id)]
+
+
 def test_it_owns_generations_by_the_requesting_session(arena_models: list[Any]) -> None:
     client = Client()
     client.post("/battles/", {"prompt": "hi"}, HTTP_HX_REQUEST="true")

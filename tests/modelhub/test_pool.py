@@ -502,3 +502,125 @@ def test_it_ends_a_generation_at_its_time_limit_and_closes_the_upstream(  # type
     frames = streams.read_all(redis_client(), str(generation.id))
     assert frames[-1]["type"] == "done" and frames[-1]["finish_reason"] == "time_limit"
     wait_for(lambda: httpx.get(stats).json()["disconnected"] > before, timeout=5)
+
+
+def _pair(upstream, key: str, *models: Any, max_tokens: int = 10) -> list[Generation]:  # type: ignore[no-untyped-def]
+    """Start generations of `models` together, as a battle starts its answers."""
+    params = services.generation_params(model=models[0], overrides={"max_tokens": max_tokens})
+    return services.generations_create(
+        requests=[(model, [{"role": "user", "content": "hello"}]) for model in models],
+        params=params,
+        session_key=key,
+    )
+
+
+def _model(served_name: str, *base_urls: str, queue: str = "") -> Any:
+    model = ModelFactory.create(served_name=served_name, queue=queue)
+    for base_url in base_urls:
+        EndpointFactory.create(model=model, base_url=base_url)
+    return model
+
+
+def test_answers_started_together_go_out_as_one_task_per_queue(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import json
+
+    client = redis_client()
+    queues = ["gen.pair-test-a", "gen.pair-test-a", "gen.pair-test-b"]  # no worker reads them
+    client.delete(*queues)
+    models = [_model("fake", queue=queue) for queue in queues]
+    try:
+        generations = _pair(None, "", *models)
+        messages = {queue: client.lrange(queue, 0, -1) for queue in set(queues)}
+    finally:
+        client.delete(*queues)
+
+    def task(raw: bytes | str) -> tuple[str, list[str]]:
+        message = json.loads(raw)
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        return message["headers"]["task"], args
+
+    ids = [str(g.id) for g in generations]
+    assert [task(raw) for raw in messages["gen.pair-test-a"]] == [
+        ("modelhub.tasks.run_generation", ids[:2])
+    ]
+    assert [task(raw) for raw in messages["gen.pair-test-b"]] == [
+        ("modelhub.tasks.run_generation", ids[2:])
+    ]
+    stored = Generation.objects.filter(id__in=ids).order_by("created_at")
+    assert {g.status for g in stored} == {GenerationStatus.QUEUED} and len(stored) == 3
+
+
+def test_a_battle_s_answers_stream_side_by_side_from_one_task(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    key = _session()
+    models = [_model("fake-r20", upstream.base_url) for _ in range(2)]
+    began = time.monotonic()
+    # 20 tokens at 20/s: each answer takes a second, so one after the other would take two.
+    a, b = _pair(upstream, key, *models, max_tokens=20)
+
+    async def both() -> list[list[dict[str, Any]]]:
+        return list(await asyncio.gather(_collect(key, str(a.id)), _collect(key, str(b.id))))
+
+    for frames in run_async(both()):
+        assert frames[-1]["type"] == "done"
+        _assert_gapless(frames)
+        assert _text(frames) == "".join(f"t{i} " for i in range(20))
+    assert time.monotonic() - began < 1.7
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert a.status == b.status == GenerationStatus.DONE
+
+
+def test_one_answer_s_failure_and_retry_leave_the_other_answer_whole(
+    celery_worker, upstream
+) -> None:  # type: ignore[no-untyped-def]
+    key = _session()
+    retried = _model("fake-r400", "http://127.0.0.1:9/v1", upstream.base_url)
+    dying = _model("fake-die", upstream.base_url)
+    a, b, c = _pair(upstream, key, retried, dying, _model("fake-r400", upstream.base_url))
+
+    wait_for(
+        lambda: (
+            Generation.objects.filter(id__in=[a.id, b.id, c.id], finished_at__isnull=False).count()
+            == 3
+        ),
+        timeout=15,
+    )
+    for generation in (a, b, c):
+        generation.refresh_from_db()
+        frames = streams.read_all(redis_client(), str(generation.id))
+        _assert_gapless(frames)
+        assert generation.last_seq == frames[-1]["seq"]
+    assert a.status == GenerationStatus.DONE and a.text == "".join(f"t{i} " for i in range(10))
+    assert a.endpoint is not None and a.endpoint.base_url == upstream.base_url
+    assert b.status == GenerationStatus.ERROR and "cut off" in b.error and b.text
+    assert c.status == GenerationStatus.DONE and c.text == a.text
+
+
+def test_a_redelivered_pair_fails_the_answer_seen_in_part_and_runs_the_other(
+    upstream, transactional_db
+) -> None:  # type: ignore[no-untyped-def]
+    # Run in this process, from a queue no worker reads: the task's second delivery, after its
+    # worker died having streamed part of the first answer and not yet claimed the second.
+    seen, waiting = _pair(
+        upstream,
+        "",
+        _model("fake-r400", upstream.base_url, queue="gen.redelivery-test"),
+        _model("fake-r400", upstream.base_url, queue="gen.redelivery-test"),
+    )
+    Generation.objects.filter(id=seen.id).update(status=GenerationStatus.STREAMING)
+    streams.add_many(redis_client(), [(str(seen.id), 1, "t0 t1 ")])
+
+    services.generations_run(generation_ids=[str(seen.id), str(waiting.id)])
+
+    seen.refresh_from_db()
+    waiting.refresh_from_db()
+    assert seen.status == GenerationStatus.ERROR and "stopped mid-answer" in seen.error
+    assert [f["type"] for f in streams.read_all(redis_client(), str(seen.id))] == ["delta", "error"]
+    assert waiting.status == GenerationStatus.DONE and waiting.attempts == 1
+    frames = streams.read_all(redis_client(), str(waiting.id))
+    _assert_gapless(frames)
+    assert _text(frames) == waiting.text == "".join(f"t{i} " for i in range(10))
+    redis_client().delete("gen.redelivery-test")
