@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -176,7 +176,15 @@ def _finish(
     _send_finishing(generation)
     # Only what finishing changes: rewriting the prompt's JSON on every finish cost CPU on both
     # ends for nothing.
-    rows.update(generation, changed)
+    try:
+        rows.update(generation, changed)
+    except IntegrityError:
+        # The endpoint it streamed from was deleted meanwhile (an operator's edit): the answer is
+        # stored without it rather than left streaming until the reaper.
+        if connection.in_atomic_block or generation.endpoint_id is None:
+            raise
+        generation.endpoint = None
+        rows.update(generation, changed)
     frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
     frame["finish_reason"] = finish_reason
     if error:

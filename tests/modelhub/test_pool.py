@@ -624,3 +624,23 @@ def test_a_redelivered_pair_fails_the_answer_seen_in_part_and_runs_the_other(
     _assert_gapless(frames)
     assert _text(frames) == waiting.text == "".join(f"t{i} " for i in range(10))
     redis_client().delete("gen.redelivery-test")
+
+
+def test_an_answer_whose_endpoint_was_deleted_mid_stream_is_still_stored(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    model = _model("fake", "http://gone/v1")
+    endpoint = model.endpoints.get()
+    [(generation, _)] = services._claim([str(_pair(None, "", model)[0].id)])
+    generation.endpoint = endpoint
+    endpoint.delete()  # an operator removes it while the answer streams
+
+    services._finish(
+        generation, GenerationStatus.DONE, seq=2, text="the answer", finish_reason="stop"
+    )
+
+    generation.refresh_from_db()
+    assert (generation.status, generation.text, generation.endpoint_id) == (
+        GenerationStatus.DONE,
+        "the answer",
+        None,
+    )
+    assert streams.read_all(redis_client(), str(generation.id))[-1]["type"] == "done"
