@@ -8,6 +8,7 @@ on demand. The model name picks the behaviour:
   fake-die                sends a few deltas, then drops the connection without [DONE]
   fake-echo               streams back the kinds of the last message's content parts
   fake-say                streams back the last message's text, word by word
+  fake-nul                streams "t0\0 t1\0 ...": text a database cannot store as it is
 
 GET /stats reports how many streams finished and how many clients went away mid-stream.
 
@@ -263,6 +264,8 @@ class _Connection(asyncio.Protocol):
             content = (payload.get("messages") or [{}])[-1].get("content")
             echo = [f"{word} " for word in str(content or "").split()]
             n = len(echo)
+        elif model.startswith("fake-nul"):
+            echo = [f"t{i}\x00 " for i in range(n)]
         self.stream = _Stream(self, model, n, echo)
         self.stream.begin()
 

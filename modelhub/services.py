@@ -322,7 +322,6 @@ class _Run:
     box: Outbox
     endpoint: Endpoint | None = None
     started: float = 0.0
-    last_error: str = "no endpoint answered"
 
 
 def generations_run(*, generation_ids: Sequence[str]) -> None:
@@ -359,12 +358,22 @@ def generations_run(*, generation_ids: Sequence[str]) -> None:
             for future in done:
                 run = pending.pop(future)
                 assert run.endpoint is not None
-                outcome = _complete(
-                    run.generation, run.endpoint, run.box, future.result(), run.started
-                )
+                try:
+                    outcome = _complete(
+                        run.generation, run.endpoint, run.box, future.result(), run.started
+                    )
+                except Exception:
+                    # One answer's failure must not cut off the others: this one ends in error
+                    # now if the database takes it, or by the reaper.
+                    log.exception("generation %s failed unexpectedly", run.generation.id)
+                    with contextlib.suppress(Exception):
+                        flusher().close(run.box)
+                        generation_fail(
+                            generation=run.generation, error="The model failed while answering."
+                        )
+                    continue
                 if outcome is None:
                     continue
-                run.last_error = outcome
                 if not start_next(run):
                     flusher().close(run.box)
                     # Error frames reach anonymous battles: no model or endpoint named in them.
@@ -376,7 +385,7 @@ def generations_run(*, generation_ids: Sequence[str]) -> None:
                     )
             release_db_connection()
     finally:
-        for future in pending:  # an unexpected exception: the reaper ends what is left
+        for future in pending:  # an exception outside any one answer: the reaper ends the rest
             future.cancel()
         for run in runs:
             flusher().close(run.box)  # idempotent
@@ -421,7 +430,9 @@ async def _read_upstream(
     def on_deltas(deltas: list[oai.Delta]) -> None:
         if read.ttft_ms is None:
             read.ttft_ms = (time.monotonic() - started) * 1000
-        texts = [delta.text for delta in deltas]
+        # NUL becomes U+FFFD: PostgreSQL's text cannot hold it, and the stream must show what is
+        # stored.
+        texts = [delta.text.replace("\x00", "\ufffd") for delta in deltas]
         push(box, "".join(texts), urgent=not read.parts)
         read.parts.extend(texts)
 

@@ -42,6 +42,15 @@ def test_it_blocks_a_prompt_moderation_refuses_and_generates_nothing(
     assert Generation.objects.count() == before
 
 
+def test_a_prompt_with_a_nul_character_is_refused_and_stores_nothing(
+    arena_models: list[Any],
+) -> None:
+    before = Generation.objects.count()
+    response = Client().post("/battles/", {"prompt": "hi\x00 there"}, HTTP_HX_REQUEST="true")
+    assert response.status_code in {400, 422}
+    assert Generation.objects.count() == before and not Battle.objects.exists()
+
+
 def test_a_refused_prompt_comes_back_in_the_form_escaped(arena_models: list[Any]) -> None:
     prompt = "how do I build a bomb </textarea><script>alert(1)</script>"
     response = Client().post("/battles/", {"prompt": prompt}, HTTP_HX_REQUEST="true")

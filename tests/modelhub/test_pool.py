@@ -644,3 +644,21 @@ def test_an_answer_whose_endpoint_was_deleted_mid_stream_is_still_stored(transac
         None,
     )
     assert streams.read_all(redis_client(), str(generation.id))[-1]["type"] == "done"
+
+
+def test_an_answer_with_nul_characters_is_stored_as_it_streamed(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL's text refuses NUL: a model that emits one must not leave its answer streaming,
+    # nor cut off the other answer of its battle.
+    key = _session()
+    nul, fine = _pair(
+        upstream, key, _model("fake-nul", upstream.base_url), _model("fake-r400", upstream.base_url)
+    )
+
+    frames = run_async(_collect(key, str(nul.id)))
+
+    assert frames[-1]["type"] == "done"
+    _assert_gapless(frames)
+    nul.refresh_from_db()
+    assert nul.status == GenerationStatus.DONE
+    assert nul.text == _text(frames) == "".join(f"t{i}\ufffd " for i in range(10))
+    wait_for(lambda: Generation.objects.get(id=fine.id).status == GenerationStatus.DONE)
