@@ -27,6 +27,19 @@ T = TypeVar("T")
 ALL_QUEUES = "default,pipeline,gen.local,gen.openai,gen.vllm"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_test_redis() -> None:
+    """Start from an empty Redis test database, as the database starts from a new one: what an
+    earlier run left there (an endpoint's figures under an id the new database hands out again,
+    tasks no worker took) is not this run's. Only the database `make test` reserves for tests."""
+    from django.conf import settings
+
+    from ludus_dev.__main__ import TEST_REDIS_DB
+
+    if urlparse(settings.REDIS_URL).path == f"/{TEST_REDIS_DB}":
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[ServerThread]:
     server = ServerThread().start()

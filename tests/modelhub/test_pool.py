@@ -627,7 +627,7 @@ def test_a_redelivered_pair_fails_the_answer_seen_in_part_and_runs_the_other(
 
 
 def test_an_answer_whose_endpoint_was_deleted_mid_stream_is_still_stored(transactional_db) -> None:  # type: ignore[no-untyped-def]
-    model = _model("fake", "http://gone/v1")
+    model = _model("fake", "http://gone/v1", queue="gen.endpoint-deleted-test")  # no worker's
     endpoint = model.endpoints.get()
     [(generation, _)] = services._claim([str(_pair(None, "", model)[0].id)])
     generation.endpoint = endpoint
@@ -644,6 +644,7 @@ def test_an_answer_whose_endpoint_was_deleted_mid_stream_is_still_stored(transac
         None,
     )
     assert streams.read_all(redis_client(), str(generation.id))[-1]["type"] == "done"
+    redis_client().delete("gen.endpoint-deleted-test")
 
 
 def test_an_answer_with_nul_characters_is_stored_as_it_streamed(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
