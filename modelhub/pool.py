@@ -215,8 +215,9 @@ def flusher() -> Flusher:
 class StreamRunner:
     """One event loop thread per worker process that runs the upstream reads of all its generations.
 
-    A Celery task thread `submit`s its reads and waits on their futures. The outbox's `on_cancel` (called by the flusher when a stop flag appears) cancels the read's task,
-    which closes the upstream response; the coroutine sees `box.cancelled` and returns normally.
+    A Celery task thread `submit`s its reads and waits on their futures. The outbox's `on_cancel`
+    (called by the flusher when a stop flag appears) cancels the read's task, which closes the
+    upstream response; the coroutine sees `box.cancelled` and returns normally.
     """
 
     def __init__(self) -> None:

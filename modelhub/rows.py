@@ -85,11 +85,14 @@ def insert(obj: M) -> M:
 
 def insert_many(objs: Sequence[M]) -> Sequence[M]:
     """`insert` for several instances of one model, in one statement (a battle's two answers)."""
+    if not objs:
+        return objs
     model = type(objs[0])
     fields = model._meta.concrete_fields
     values: list[Any] = []
     for obj in objs:
-        assert type(obj) is model and obj.pk is not None, "insert() is for one model, pk set"
+        assert type(obj) is model, "insert_many() takes instances of one model"
+        assert obj.pk is not None, "insert_many() is for models whose primary key is set in Python"
         values += [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]  # type: ignore[union-attr]
     execute(_insert_sql(model, len(objs)), values)
     for obj in objs:
