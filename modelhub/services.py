@@ -231,7 +231,15 @@ def _claim(generation_ids: Sequence[str]) -> list[tuple[Generation, list[Endpoin
     streaming = str(GenerationStatus.STREAMING)
     found = rows.execute(
         _start_sql(),
-        [streaming, now, now, list(generation_ids), str(GenerationStatus.QUEUED), streaming],
+        [
+            streaming,
+            now,
+            now,
+            streaming,
+            list(generation_ids),
+            str(GenerationStatus.QUEUED),
+            streaming,
+        ],
     )
     g, m = rows.width(Generation), rows.width(Model)
     claimed: dict[str, tuple[Generation, list[Endpoint]]] = {}
@@ -267,10 +275,19 @@ def _start_sql() -> str:
         Model._meta.db_table,
         Endpoint._meta.db_table,
     )
+    # The endpoint to try first is recorded with the claim, chosen as dispatch_order chooses: the
+    # in-flight counts (least-loaded dispatch, /metrics, the status page) count the generations
+    # streaming from each endpoint, which they could not while it was written only at the end.
+    first_endpoint = (
+        f"(SELECT e.id FROM {endpoint} e WHERE e.model_id = g.model_id AND e.enabled"
+        f" ORDER BY NOT e.healthy, (SELECT count(*) FROM {generation} s"
+        " WHERE s.endpoint_id = e.id AND s.status = %s), e.id LIMIT 1)"
+    )
     return (
-        f"WITH c AS (UPDATE {generation} SET status = %s, attempts = attempts + 1,"
-        " started_at = %s, heartbeat_at = %s WHERE id = ANY(%s::uuid[]) AND status = %s"
-        f" RETURNING {rows.columns(Generation, generation)})"
+        f"WITH c AS (UPDATE {generation} g SET status = %s, attempts = attempts + 1,"
+        f" started_at = %s, heartbeat_at = %s, endpoint_id = {first_endpoint}"
+        " WHERE g.id = ANY(%s::uuid[]) AND g.status = %s"
+        f" RETURNING {rows.columns(Generation, 'g')})"
         f" SELECT c.*, {rows.columns(Model, 'm')}, {rows.columns(Endpoint, 'e')},"
         f" {inflight_sql('e')} FROM c JOIN {model} m ON m.id = c.model_id"
         f" LEFT JOIN {endpoint} e ON e.model_id = m.id AND e.enabled"
@@ -337,6 +354,9 @@ def generations_run(*, generation_ids: Sequence[str]) -> None:
         endpoint = next(run.endpoints, None)
         if endpoint is None:
             return False
+        if run.generation.endpoint_id != endpoint.id:  # a retry, or a claim after a redelivery
+            run.generation.endpoint = endpoint
+            rows.update(run.generation, ["endpoint"])  # so it counts as in flight there
         run.endpoint, run.started = endpoint, time.monotonic()
         pending[_start_read(run.generation, endpoint, run.box, run.started)] = run
         return True

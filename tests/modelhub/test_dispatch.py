@@ -53,6 +53,8 @@ def test_it_claims_a_queued_generation_once_with_its_model_and_endpoints() -> No
 
     [(started, endpoints)] = _claim([str(generation.id)])
 
+    # The endpoint to try first is recorded with the claim: the answer counts as in flight there.
+    assert started.endpoint_id == idle.id
     assert started.id == generation.id and started.model_id == model.id
     # Loaded as the ORM loads them: JSON decoded, arrays as lists, the model attached.
     assert started.messages == [{"role": "user", "content": "hi"}]

@@ -663,3 +663,33 @@ def test_an_answer_with_nul_characters_is_stored_as_it_streamed(celery_worker, u
     assert nul.status == GenerationStatus.DONE
     assert nul.text == _text(frames) == "".join(f"t{i}\ufffd " for i in range(10))
     wait_for(lambda: Generation.objects.get(id=fine.id).status == GenerationStatus.DONE)
+
+
+def test_an_answer_counts_in_flight_on_its_endpoint_and_the_next_goes_to_the_idle_one(
+    celery_worker, upstream
+) -> None:  # type: ignore[no-untyped-def]
+    from django.test import Client
+
+    from modelhub.selectors import endpoints_for_dispatch
+
+    port = upstream.base_url.split(":")[2].split("/")[0]
+    first_url, second_url = upstream.base_url, f"http://localhost:{port}/v1"
+    model = _model("fake-r20", first_url, second_url)
+    key = _session()
+    # 40 tokens at 20/s: two seconds of streaming.
+    [first] = _pair(upstream, key, model, max_tokens=40)
+
+    def streaming_on() -> dict[str, int]:
+        return {e.base_url: e.inflight for e in endpoints_for_dispatch(model=model)}  # type: ignore[attr-defined]
+
+    wait_for(lambda: streaming_on() == {first_url: 1, second_url: 0}, timeout=5)
+    body = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
+    assert f'ludus_endpoint_inflight{{model="{model.name}",endpoint="{first_url}"}} 1' in body
+
+    [second] = _pair(upstream, key, model, max_tokens=1)  # while the first still streams
+    wait_for(lambda: Generation.objects.get(id=second.id).is_finished, timeout=10)
+    second.refresh_from_db()
+    assert second.status == GenerationStatus.DONE
+    assert second.endpoint is not None and second.endpoint.base_url == second_url
+    wait_for(lambda: Generation.objects.get(id=first.id).is_finished, timeout=10)
+    assert streaming_on() == {first_url: 0, second_url: 0}
