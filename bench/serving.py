@@ -490,6 +490,7 @@ def main() -> None:
             "arena_eligible": False,
             "enabled": True,
             "queue": "gen.bench",
+            "max_concurrency": args.streams,  # the bench measures N at once, not a model's limit
         },
     )
     model.endpoints.all().delete()

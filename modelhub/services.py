@@ -107,7 +107,7 @@ def generations_create(
     return generations
 
 
-def _publish(by_queue: dict[str, list[str]]) -> None:
+def _publish(by_queue: dict[str, list[str]], countdown: float | None = None) -> None:
     from modelhub.tasks import run_generation
 
     for queue, ids in by_queue.items():
@@ -117,6 +117,8 @@ def _publish(by_queue: dict[str, list[str]]) -> None:
         # CPU.
         args = tuple(ids)
         options: dict[str, Any] = {"argsrepr": repr(args), "kwargsrepr": "{}", "declare": []}
+        if countdown is not None:
+            options["countdown"] = countdown
         run_generation.apply_async(args=args, queue=queue, **options)
 
 
@@ -254,15 +256,46 @@ def _claim(generation_ids: Sequence[str]) -> list[tuple[Generation, list[Endpoin
             endpoint.inflight = row[-1]  # type: ignore[attr-defined]
             claimed[gid][1].append(endpoint)
     started = []
+    waiting: list[Generation] = []
+    taken: dict[int, int] = {}  # model id -> answers this statement claimed for it
     for gid in dict.fromkeys(generation_ids):
         if gid in claimed:
             generation, endpoints = claimed[gid]
+            # The counts were read before this statement's own claims.
+            busy = sum(e.inflight for e in endpoints) + taken.get(generation.model_id, 0)  # type: ignore[attr-defined]
+            if busy >= generation.model.max_concurrency:
+                waiting.append(generation)
+                continue
+            taken[generation.model_id] = taken.get(generation.model_id, 0) + 1
             started.append((generation, dispatch_order(endpoints)))
         elif (locked := _claim_locked(gid)) is not None:
             started.append((locked, endpoints_for_dispatch(model=locked.model)))
+    if waiting:
+        _requeue(waiting)
     # No look at the stop flags here: a stop that came first finished the generation (the UPDATE
     # found nothing to claim), and one that comes later is seen by the flusher's next tick.
     return started
+
+
+REQUEUE_AFTER_S = 0.5
+
+
+def _requeue(generations: list[Generation]) -> None:
+    """Put back generations whose model streams its `max_concurrency` answers already: queued
+    again as they were, each tried again in REQUEUE_AFTER_S (until the reaper's limit for a
+    queued answer). Concurrent claims can each see one slot left, so the limit holds to within
+    the claims that race for it."""
+    ids = [str(g.id) for g in generations]
+    table = Generation._meta.db_table
+    rows.execute(
+        f"UPDATE {table} SET status = %s, attempts = attempts - 1, started_at = NULL,"
+        " heartbeat_at = NULL, endpoint_id = NULL WHERE id = ANY(%s::uuid[]) AND status = %s",
+        [str(GenerationStatus.QUEUED), ids, str(GenerationStatus.STREAMING)],
+    )
+    by_queue: dict[str, list[str]] = {}
+    for generation in generations:
+        by_queue.setdefault(generation.model.generation_queue, []).append(str(generation.id))
+    _publish(by_queue, countdown=REQUEUE_AFTER_S)
 
 
 _PK = [f.primary_key for f in Generation._meta.concrete_fields].index(True)

@@ -693,3 +693,26 @@ def test_an_answer_counts_in_flight_on_its_endpoint_and_the_next_goes_to_the_idl
     assert second.endpoint is not None and second.endpoint.base_url == second_url
     wait_for(lambda: Generation.objects.get(id=first.id).is_finished, timeout=10)
     assert streaming_on() == {first_url: 0, second_url: 0}
+
+
+def test_a_model_streams_at_most_its_max_concurrency_and_the_rest_wait_their_turn(
+    celery_worker, upstream
+) -> None:  # type: ignore[no-untyped-def]
+    model = _model("fake-r20", upstream.base_url)
+    model.max_concurrency = 2
+    model.save(update_fields=["max_concurrency"])
+    key = _session()
+    # Three battles' answers on one model at once, 10 tokens at 20/s each: two stream, one waits.
+    pair = _pair(upstream, key, model, model)
+    [third] = _pair(upstream, key, model)
+    generations = [*pair, third]
+
+    wait_for(lambda: Generation.objects.filter(model=model, status="streaming").count() == 2)
+    assert Generation.objects.filter(model=model, status="queued").count() == 1
+    wait_for(lambda: all(g.is_finished for g in Generation.objects.filter(model=model)), timeout=15)
+    for generation in generations:
+        generation.refresh_from_db()
+        assert generation.status == GenerationStatus.DONE and generation.attempts == 1
+    started = sorted((g.started_at, g.finished_at) for g in generations)  # type: ignore[type-var]
+    # The one that waited started once one of the first two had finished.
+    assert started[2][0] >= min(started[0][1], started[1][1])  # type: ignore[operator, type-var]
