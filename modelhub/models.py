@@ -187,7 +187,16 @@ class Generation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"], name="generation_stale_idx")]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="generation_stale_idx"),
+            # In-flight counts per endpoint (every claim, /metrics) read the answers streaming
+            # now, not every answer an endpoint ever gave.
+            models.Index(
+                fields=["endpoint"],
+                condition=models.Q(status="streaming"),
+                name="generation_streaming_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name} {self.id} {self.status}"
