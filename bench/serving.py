@@ -110,11 +110,11 @@ def _creator(
 ) -> None:
     """Create the bench's generations on its schedule, in a process of its own.
 
-    What the arena's battle view does in a web process: create a battle's generations (which enqueues them)
-    and hand the page their stream tokens. Each reply carries the monotonic time (one clock for every
-    process of the machine) at which the page would have started it: pool TTFT counts from there. Doing this
-    in the bench process itself measured the bench: its event loop, busy with 256 sockets, held
-    the GIL while creation threads waited for it.
+    What the arena's battle view does in a web process: create a battle's generations (which
+    enqueues them) and hand the page their stream tokens. Each reply carries the monotonic time
+    (one clock for every process of the machine) at which the page would have started it: pool
+    TTFT counts from there. Doing this in the bench process itself measured the bench: its event
+    loop, busy with 256 sockets, held the GIL while creation threads waited for it.
     """
     import django
 
@@ -283,9 +283,8 @@ async def run_pool(
             expected = dict.fromkeys(started, 1)
             sockets[first_index], heard[first_index] = ws, time.monotonic()
             while started:
-                message = (
-                    await ws.receive()
-                )  # no timer per frame: watch_stalls closes a stalled one
+                # No timer per frame: watch_stalls closes a socket that stalls.
+                message = await ws.receive()
                 heard[first_index] = time.monotonic()
                 if first_index in silent:
                     stalled.extend(started)
