@@ -27,6 +27,7 @@ from modelhub.selectors import (
     dispatch_order,
     endpoint_api_key,
     endpoints_for_dispatch,
+    inflight_count,
     inflight_sql,
 )
 from modelhub.signals import generation_finishing
@@ -100,16 +101,17 @@ def generations_create(
             )
         )
     rows.insert_many(generations)
-    by_queue: dict[str, list[str]] = {}
-    for generation in generations:
-        by_queue.setdefault(generation.model.generation_queue, []).append(str(generation.id))
-    transaction.on_commit(lambda: _publish(by_queue))
+    transaction.on_commit(lambda: _publish(generations))
     return generations
 
 
-def _publish(by_queue: dict[str, list[str]], countdown: float | None = None) -> None:
+def _publish(generations: Sequence[Generation], countdown: float | None = None) -> None:
+    """Enqueue the generations, one task per queue."""
     from modelhub.tasks import run_generation
 
+    by_queue: dict[str, list[str]] = {}
+    for generation in generations:
+        by_queue.setdefault(generation.model.generation_queue, []).append(str(generation.id))
     for queue, ids in by_queue.items():
         # argsrepr given, so Celery skips its safe repr of the arguments (a fifth of a publish's
         # CPU). declare=[]: a message for a queue goes straight onto that queue's list, which
@@ -292,10 +294,7 @@ def _requeue(generations: list[Generation]) -> None:
         " heartbeat_at = NULL, endpoint_id = NULL WHERE id = ANY(%s::uuid[]) AND status = %s",
         [str(GenerationStatus.QUEUED), ids, str(GenerationStatus.STREAMING)],
     )
-    by_queue: dict[str, list[str]] = {}
-    for generation in generations:
-        by_queue.setdefault(generation.model.generation_queue, []).append(str(generation.id))
-    _publish(by_queue, countdown=REQUEUE_AFTER_S)
+    _publish(generations, countdown=REQUEUE_AFTER_S)
 
 
 _PK = [f.primary_key for f in Generation._meta.concrete_fields].index(True)
@@ -313,8 +312,7 @@ def _start_sql() -> str:
     # streaming from each endpoint, which they could not while it was written only at the end.
     first_endpoint = (
         f"(SELECT e.id FROM {endpoint} e WHERE e.model_id = g.model_id AND e.enabled"
-        f" ORDER BY NOT e.healthy, (SELECT count(*) FROM {generation} s"
-        " WHERE s.endpoint_id = e.id AND s.status = %s), e.id LIMIT 1)"
+        f" ORDER BY NOT e.healthy, {inflight_count('e')}, e.id LIMIT 1)"
     )
     return (
         f"WITH c AS (UPDATE {generation} g SET status = %s, attempts = attempts + 1,"

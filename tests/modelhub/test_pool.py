@@ -35,16 +35,8 @@ def _start(
     endpoints: list[str] | None = None,
     queue: str = "",
 ) -> Generation:  # type: ignore[no-untyped-def]
-    model = ModelFactory.create(served_name=served_name, queue=queue)
-    for base_url in endpoints or [upstream.base_url]:
-        EndpointFactory.create(model=model, base_url=base_url)
-    params = services.generation_params(model=model, overrides={"max_tokens": max_tokens})
-    return services.generation_create(
-        model=model,
-        messages=[{"role": "user", "content": "hello"}],
-        params=params,
-        session_key=session_key,
-    )
+    model = _model(served_name, *(endpoints or [upstream.base_url]), queue=queue)
+    return _pair(upstream, session_key, model, max_tokens=max_tokens)[0]
 
 
 async def _collect(
