@@ -126,7 +126,8 @@ class Flusher:
                 ids = list(self._outboxes)
             if ids:
                 try:
-                    self._heartbeat(ids)
+                    close_old_connections()
+                    heartbeat(ids)
                 except Exception:  # the database is down: the next beat tries again
                     log.exception("heartbeat failed")
 
@@ -178,18 +179,20 @@ class Flusher:
             except Exception:
                 log.exception("cancel callback failed")
 
-    def _heartbeat(self, ids: list[str]) -> None:
-        from modelhub.models import Generation, GenerationStatus
 
-        close_old_connections()
-        # The ids as one array parameter: with `id IN (%s, ...)` psycopg's query conversion of
-        # hundreds of placeholders was a tenth of a busy worker's Python time.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Generation._meta.db_table} SET heartbeat_at = %s"
-                " WHERE id = ANY(%s::uuid[]) AND status = %s",
-                [timezone.now(), ids, GenerationStatus.STREAMING],
-            )
+def heartbeat(generation_ids: list[str]) -> None:
+    """Refresh the heartbeat of these generations, the ones still streaming. A HOT update: no
+    index holds heartbeat_at (see Generation.Meta), so each row is rewritten in place."""
+    from modelhub.models import Generation, GenerationStatus
+
+    # The ids as one array parameter: with `id IN (%s, ...)` psycopg's query conversion of
+    # hundreds of placeholders was a tenth of a busy worker's Python time.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Generation._meta.db_table} SET heartbeat_at = %s"
+            " WHERE id = ANY(%s::uuid[]) AND status = %s",
+            [timezone.now(), generation_ids, GenerationStatus.STREAMING],
+        )
 
 
 _flusher: Flusher | None = None

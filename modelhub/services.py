@@ -27,7 +27,6 @@ from modelhub.selectors import (
     dispatch_order,
     endpoint_api_key,
     endpoints_for_dispatch,
-    inflight_count,
     inflight_sql,
 )
 from modelhub.signals import generation_finishing
@@ -233,17 +232,9 @@ def _claim(generation_ids: Sequence[str]) -> list[tuple[Generation, list[Endpoin
     generation) takes the locked path."""
     now = timezone.now()
     streaming = str(GenerationStatus.STREAMING)
+    ids = list(generation_ids)
     found = rows.execute(
-        _start_sql(),
-        [
-            streaming,
-            now,
-            now,
-            streaming,
-            list(generation_ids),
-            str(GenerationStatus.QUEUED),
-            streaming,
-        ],
+        _start_sql(), [streaming, ids, streaming, now, now, ids, str(GenerationStatus.QUEUED)]
     )
     g, m = rows.width(Generation), rows.width(Model)
     claimed: dict[str, tuple[Generation, list[Endpoint]]] = {}
@@ -307,21 +298,31 @@ def _start_sql() -> str:
         Model._meta.db_table,
         Endpoint._meta.db_table,
     )
+    # The endpoints of the answers' models with their load, counted once (a count reads every
+    # answer streaming from the endpoint: with hundreds streaming, counting it for each claimed
+    # answer and again for each row returned was most of the statement's time).
+    load = (
+        f"SELECT e.*, {inflight_sql('e')} FROM {endpoint} e WHERE e.enabled AND e.model_id IN"
+        f" (SELECT q.model_id FROM {generation} q WHERE q.id = ANY(%s::uuid[]))"
+    )
     # The endpoint to try first is recorded with the claim, chosen as dispatch_order chooses: the
     # in-flight counts (least-loaded dispatch, /metrics, the status page) count the generations
     # streaming from each endpoint, which they could not while it was written only at the end.
     first_endpoint = (
-        f"(SELECT e.id FROM {endpoint} e WHERE e.model_id = g.model_id AND e.enabled"
-        f" ORDER BY NOT e.healthy, {inflight_count('e')}, e.id LIMIT 1)"
+        "(SELECT l.id FROM load l WHERE l.model_id = g.model_id"
+        " ORDER BY NOT l.healthy, l.inflight, l.id LIMIT 1)"
     )
     return (
-        f"WITH c AS (UPDATE {generation} g SET status = %s, attempts = attempts + 1,"
+        f"WITH load AS MATERIALIZED ({load}),"
+        f" c AS (UPDATE {generation} g SET status = %s, attempts = attempts + 1,"
         f" started_at = %s, heartbeat_at = %s, endpoint_id = {first_endpoint}"
-        " WHERE g.id = ANY(%s::uuid[]) AND g.status = %s"
+        # IS NOT DISTINCT FROM (status is never null) is no index condition: the answers are
+        # found by primary key. With `=`, statistics that see queued answers as rare had the
+        # planner scan every queued answer through the status index, hundreds in a burst.
+        " WHERE g.id = ANY(%s::uuid[]) AND g.status IS NOT DISTINCT FROM %s"
         f" RETURNING {rows.columns(Generation, 'g')})"
-        f" SELECT c.*, {rows.columns(Model, 'm')}, {rows.columns(Endpoint, 'e')},"
-        f" {inflight_sql('e')} FROM c JOIN {model} m ON m.id = c.model_id"
-        f" LEFT JOIN {endpoint} e ON e.model_id = m.id AND e.enabled"
+        f" SELECT c.*, {rows.columns(Model, 'm')}, {rows.columns(Endpoint, 'l')}, l.inflight"
+        f" FROM c JOIN {model} m ON m.id = c.model_id LEFT JOIN load l ON l.model_id = m.id"
     )
 
 

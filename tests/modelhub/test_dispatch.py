@@ -312,3 +312,44 @@ def test_the_broker_reuses_one_redis_client_per_channel_and_delivers(transaction
             message.ack()
         assert got == [0, 1, 2] and queue.get() is None
         queue.delete()
+
+
+def test_a_heartbeat_rewrites_its_row_in_place_without_touching_an_index() -> None:
+    """Every streaming answer's row is rewritten every HEARTBEAT_EVERY_S, hundreds at a time: a
+    heartbeat must be a HOT update (no index holds a column it changes, and the table's pages keep
+    room for the new version), not a new entry in each of the table's indexes."""
+    from django.db import connection
+
+    from modelhub import pool
+
+    table = Generation._meta.db_table
+    model = ModelFactory.create()
+    streaming = [
+        Generation.objects.create(
+            model=model, messages=[], params={}, status=GenerationStatus.STREAMING
+        )
+        for _ in range(3)
+    ]
+    finished = Generation.objects.create(
+        model=model, messages=[], params={}, status=GenerationStatus.DONE
+    )
+
+    def updates() -> tuple[int, int]:
+        """Rows this transaction updated in the table, and how many of those updates were HOT."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_stat_get_xact_tuples_updated(%s::regclass),"
+                " pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
+                [table, table],
+            )
+            updated, hot = cursor.fetchone()
+        return updated, hot
+
+    before = updates()
+    pool.heartbeat([str(g.id) for g in [*streaming, finished]])
+    after = updates()
+
+    assert (after[0] - before[0], after[1] - before[1]) == (3, 3)  # the finished one untouched
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
+        assert "fillfactor=80" in cursor.fetchone()[0]
