@@ -147,6 +147,10 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT = "worker.broker:Transport"  # kombu's, reusing its Redis client
 CELERY_RESULT_BACKEND = None
+# One backend object for every thread (results are off: it is Celery's stateless DisabledBackend).
+# Otherwise each new thread of a generation worker's pool builds its own on its first task, half a
+# millisecond of the worker's CPU, and a burst of answers starts on new threads.
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -544,6 +544,22 @@ def test_answers_started_together_go_out_as_one_task_per_queue(transactional_db)
     assert {g.status for g in stored} == {GenerationStatus.QUEUED} and len(stored) == 3
 
 
+def test_a_worker_s_threads_share_one_result_backend() -> None:
+    """A generation worker runs each task on a thread of its pool, a new one for each answer of a
+    burst: none of them builds a result backend of its own on its first task."""
+    import threading
+
+    from modelhub.tasks import run_generation
+
+    seen: list[object] = []
+    for _ in range(2):
+        thread = threading.Thread(target=lambda: seen.append(run_generation.backend))
+        thread.start()
+        thread.join()
+
+    assert len(seen) == 2 and seen[0] is seen[1]
+
+
 def test_a_battle_s_answers_stream_side_by_side_from_one_task(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     key = _session()
     models = [_model("fake-r20", upstream.base_url) for _ in range(2)]
