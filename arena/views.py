@@ -21,7 +21,7 @@ from arena import images, selectors, services
 from arena.forms import BattleStartForm, FlagForm, PromptForm, VoteForm
 from arena.models import Battle, Mode
 from arena.selectors import Requester
-from arena.signals import session_owner_remember
+from arena.signals import SESSION_OWNER_KEY, session_owner_remember
 from modelhub.models import Model
 from modelhub.selectors import models_available
 
@@ -100,6 +100,13 @@ def _page(
     template = f"{PAGE}#arena" if request.htmx else PAGE  # type: ignore[attr-defined]
     if not request.htmx:  # type: ignore[attr-defined]
         context["base_css"] = _base_css()
+        # The page opens its socket as it loads (arena.js) when the socket can act for the
+        # visitor: its session is what a stop on the socket is checked against, and a visitor
+        # who has started no battle has none until the first one (which the socket would not
+        # see). Such a page opens its socket with its first answers.
+        context["preconnect"] = request.user.is_authenticated or bool(
+            request.session.get(SESSION_OWNER_KEY)
+        )
     response = render(request, template, context, status=status)
     if push and request.htmx:  # type: ignore[attr-defined]
         response["HX-Push-Url"] = push

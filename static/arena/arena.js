@@ -115,7 +115,9 @@
     ];
     refresh();
     enhance(document);
-    if (pending().length) connect();
+    // A page marked for it opens its socket now, not when the answers start: their first tokens
+    // then wait for no handshake (a round trip or two more over TLS and a real network).
+    if (pending().length || (arena() && "preconnect" in arena().dataset)) connect();
   }
 
   document.addEventListener("htmx:afterSettle", function (event) {

@@ -132,6 +132,50 @@ def test_it_runs_an_anonymous_battle_without_leaking_names_then_reveals_them(
     expect(page.get_by_test_id("answer-a")).to_have_count(0)
 
 
+def test_a_returning_visitor_s_page_opens_its_socket_as_it_loads_and_stops_an_answer_on_it(
+    page: Page, asgi_server: Any, models: list[Any]
+) -> None:
+    """A visitor who has battled before gets a page whose socket opens as it loads, so the first
+    answer's tokens wait for no handshake, and a stop sent on that socket is theirs. A first-time
+    visitor has no session for the socket to act for yet: theirs opens with the first answers."""
+    from modelhub.models import Model
+
+    sockets: list[Any] = []
+    frames: list[str] = []
+
+    def on_websocket(ws: Any) -> None:
+        sockets.append(ws)
+        ws.on("framereceived", lambda payload: frames.append(str(payload)))
+
+    page.on("websocket", on_websocket)
+    page.goto(asgi_server.url + "/")
+    page.wait_for_load_state("networkidle")
+    assert sockets == []  # a first visit: no session yet
+    _start_battle(page, "Tell me a joke about sockets")
+    page.get_by_test_id("vote-b").click()
+    expect(page.get_by_test_id("verdict")).to_be_visible()
+
+    Model.objects.update(served_name="fake-r10", max_tokens=200)
+    sockets.clear()
+    with page.expect_websocket(timeout=10_000) as opened:
+        page.goto(asgi_server.url + "/")
+    assert opened.value.url.endswith("/ws/generations/")
+    frames.clear()
+    page.get_by_test_id("prompt-input").fill("Write a long story")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("answer-a")).to_contain_text("t1 ", timeout=20_000)
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("vote-a")).to_be_enabled(timeout=20_000)
+
+    assert len(sockets) == 1 and not sockets[0].is_closed()  # the answers came on it
+    turn = Turn.objects.select_related("generation_a", "generation_b").get(
+        battle=Battle.objects.latest("created_at")
+    )
+    for generation in (turn.generation_a, turn.generation_b):
+        assert generation is not None and generation.status == "cancelled"
+        assert any(str(generation.id) in frame and '"delta"' in frame for frame in frames)
+
+
 def test_it_regenerates_and_keeps_the_earlier_answers(
     page: Page, asgi_server: Any, models: list[Any]
 ) -> None:
