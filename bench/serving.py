@@ -2,12 +2,14 @@
 against reading the same synthetic upstream directly, in one run.
 
     python bench/serving.py [--streams 256] [--rate 20] [--tokens 100] [--spread 1.0]
-                            [--per-socket 2]
+                            [--per-socket 2] [--connect page|request]
 
 The upstream (ludus_dev.fake_upstream, its own process) emits tokens at a fixed rate per stream.
 Both paths start the same schedule of N requests spread over --spread seconds, in groups of
 --per-socket started together: by default pairs, each pair watched on one websocket, as a battle
-page watches its two answers (--per-socket 1 gives every generation a socket of its own). Reported:
+page watches its two answers (--per-socket 1 gives every generation a socket of its own). Each
+socket opens before the burst, as the arena's page opens its socket when it loads (--connect
+page), or when its generations start (--connect request: a page without a socket yet). Reported:
 added TTFT p50/p99 (pool TTFT minus direct TTFT, per percentile), delivered tokens/s through the
 pool as a ratio of direct, and gaps/duplicates in the websocket sequence numbers. The last line is
 one JSON object.
@@ -214,6 +216,7 @@ async def run_pool(
     tokens: int,
     spread: float,
     per_socket: int,
+    connect: str,
 ) -> tuple[list[float], int, float, int, int, int]:
     import aiohttp
     from asgiref.sync import sync_to_async
@@ -263,15 +266,18 @@ async def run_pool(
         headers={"Origin": "http://127.0.0.1", "Cookie": f"sessionid={session_key}"},
     )
 
-    async def one(first_index: int) -> None:
+    url = f"ws://127.0.0.1:{web_port}/ws/generations/"
+
+    async def one(first_index: int, ws: Any) -> None:
         """One socket watching a group of generations (a battle page's two answers), subscribed
-        to all of them in one message as the page does."""
+        to all of them in one message as the page does. `ws` is the socket the page opened when
+        it loaded, or None to open one when the generations start."""
         nonlocal received_tokens, gaps, duplicates
-        await asyncio.sleep(start_offset(first_index, n, spread, per_socket))
         group = range(first_index, min(n, first_index + per_socket))
-        async with session.ws_connect(
-            f"ws://127.0.0.1:{web_port}/ws/generations/", autoping=False, max_msg_size=0
-        ) as ws:
+        if ws is None:
+            await asyncio.sleep(start_offset(first_index, n, spread, per_socket))
+            ws = await session.ws_connect(url, autoping=False, max_msg_size=0)
+        async with ws:
             started: dict[str, float] = {}
             subscribe = []
             for i in group:
@@ -338,12 +344,17 @@ async def run_pool(
             lags.append((time.monotonic() - before - 0.01) * 1000)
 
     await _warm_web(session, web_port)
+    pages: dict[int, Any] = {}  # the sockets of pages loaded before the burst (connect="page")
+    if connect == "page":
+        for first in range(0, n, per_socket):
+            pages[first] = await session.ws_connect(url, autoping=False, max_msg_size=0)
+        await asyncio.sleep(1)  # as users read and type before they send
     watcher = asyncio.create_task(watch_lag())
     staller = asyncio.create_task(watch_stalls())
     started = time.monotonic()
     ours.send(started)
     try:
-        await asyncio.gather(*(one(i) for i in range(0, n, per_socket)))
+        await asyncio.gather(*(one(i, pages.get(i)) for i in range(0, n, per_socket)))
     finally:
         await session.close()
         watcher.cancel()
@@ -462,6 +473,13 @@ def main() -> None:
         default=2,
         help="generations started together and watched on one websocket (2: a battle page)",
     )
+    parser.add_argument(
+        "--connect",
+        choices=["page", "request"],
+        default="page",
+        help="when each socket opens: with its page, before the burst, as the arena's page opens "
+        "it on load (page); or when its generations start, as on a page that had none (request)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generations for inspection")
     args = parser.parse_args()
     if args.per_socket < 1:
@@ -539,6 +557,7 @@ def main() -> None:
                 args.tokens,
                 args.spread,
                 args.per_socket,
+                args.connect,
             )
         )
         after = cpu_snapshot(labelled)
@@ -591,6 +610,7 @@ def main() -> None:
     result = {
         "streams": args.streams,
         "per_socket": args.per_socket,
+        "connect": args.connect,
         "rate_per_stream": args.rate,
         "tokens_per_stream": args.tokens,
         "spread_s": args.spread,
