@@ -189,9 +189,9 @@ class Generation(models.Model):
         # An answer's row is written at its start, every HEARTBEAT_EVERY_S while it streams, and
         # at its end, hundreds at once in a burst: each index is a write more on every change of
         # its columns. So plain btrees only (no LIKE twins), and heartbeat_at in none, which
-        # lets a heartbeat update its row in place (a HOT update, with the table's fillfactor,
-        # migration 0004) instead of adding an entry to every index. The reaper finds streaming
-        # answers through generation_streaming_idx.
+        # lets a heartbeat update its row in place (a HOT update, with room on the page that the
+        # table's fillfactor keeps, migration 0004) instead of adding an entry to every index. The
+        # reaper finds stale answers by status (few are queued or streaming at any time).
         indexes = [
             models.Index(fields=["status"], name="generation_status_idx"),
             models.Index(fields=["session_key"], name="generation_session_idx"),

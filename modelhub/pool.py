@@ -181,8 +181,8 @@ class Flusher:
 
 
 def heartbeat(generation_ids: list[str]) -> None:
-    """Refresh the heartbeat of these generations, the ones still streaming. A HOT update: no
-    index holds heartbeat_at (see Generation.Meta), so each row is rewritten in place."""
+    """Refresh the heartbeat of these generations, the ones still streaming. No index holds
+    heartbeat_at (see Generation.Meta), so PostgreSQL rewrites each row in place (HOT)."""
     from modelhub.models import Generation, GenerationStatus
 
     # The ids as one array parameter: with `id IN (%s, ...)` psycopg's query conversion of
