@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ludus_dev.services import embedded_redis_url, ensure_services
+from ludus_dev.services import embedded_redis_url, ensure_services, stop_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,9 +167,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
-    svc = ensure_services(data_dir)
-    svc.started = ["postgres", "redis"]
-    svc.stop()
+    stopped = stop_embedded(data_dir)
+    print(f"stopped {' and '.join(stopped)}" if stopped else f"nothing was running from {data_dir}")
     return 0
 
 

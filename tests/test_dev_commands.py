@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from ludus_dev.__main__ import TEST_REDIS_DB, redis_url_for_tests
+from ludus_dev.services import stop_embedded
 from tests.conftest import ROOT
 
 
@@ -29,3 +31,45 @@ def test_parallel_test_processes_keep_off_the_run_and_the_single_test_databases(
         )  # fmt: skip
         seen.add(int(out.stdout.strip()))
     assert seen and all(1 <= db <= 14 for db in seen) and TEST_REDIS_DB not in seen
+
+
+def test_stop_stops_the_embedded_servers_of_its_data_folder_and_starts_none(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`python -m ludus_dev stop` stops what runs from the data folder even with DATABASE_URL and
+    REDIS_URL set (they name other servers, which it leaves alone), and with nothing running it
+    starts nothing."""
+    import socket
+
+    with socket.socket() as sock:  # a free port for this folder's Redis
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= {"LUDUS_DATA_DIR": str(tmp_path), "LUDUS_REDIS_PORT": str(port)}
+    start = "from pathlib import Path; from ludus_dev.services import ensure_services; "
+    subprocess.run(
+        [sys.executable, "-c", start + f"ensure_services(Path({str(tmp_path)!r}))"],
+        cwd=ROOT, env=env, check=True,
+    )  # fmt: skip
+    assert (tmp_path / "postgres" / "postmaster.pid").exists()
+    redis_pid = int((tmp_path / "redis" / "redis.pid").read_text())
+
+    def stop() -> str:
+        others = {
+            "DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+            "REDIS_URL": "redis://127.0.0.1:1",
+        }
+        out = subprocess.run(
+            [sys.executable, "-m", "ludus_dev", "stop"],
+            cwd=ROOT, env=env | others, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return out.stdout
+
+    try:
+        assert "stopped redis and postgres" in stop()
+        assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+        assert not Path(f"/proc/{redis_pid}").exists()
+        assert "nothing was running" in stop()
+        assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        stop_embedded(tmp_path)  # whatever a failed check left running
