@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 
 from modelhub import http1
 from modelhub.http1 import Timeouts
@@ -141,9 +142,14 @@ class SSEParser:
 
     def _chunk(self, data: str | bytes) -> list[Delta]:
         try:
-            chunk = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise MalformedStream(f"chunk is not JSON: {data[:100]!r}") from None
+            # orjson: a quarter of json's time on a chunk, and one chunk comes per token. What it
+            # refuses and Python's json reads (NaN, integers past 64 bits) gets json's reading.
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            try:
+                chunk = json.loads(data)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise MalformedStream(f"chunk is not JSON: {data[:100]!r}") from None
         if not isinstance(chunk, dict):
             raise MalformedStream("chunk is not a JSON object")
         if "error" in chunk:

@@ -317,3 +317,14 @@ def test_it_parses_lines_given_as_bytes_like_text() -> None:
     assert parser.done and parser.finish().reason == "stop"
     with pytest.raises(oai.MalformedStream):
         oai.SSEParser().feed(b"data: {not json")
+    with pytest.raises(oai.MalformedStream):
+        oai.SSEParser().feed(b'data: {"choices":[{"delta":{"content":"\xff"}}]}')  # not UTF-8
+
+
+def test_it_reads_chunks_that_python_s_json_reads_beyond_strict_json() -> None:
+    """NaN and integers past 64 bits are not strict JSON, and the fast parser refuses them, but an
+    upstream that writes its chunks with Python's json may send them: they still stream."""
+    line = (
+        b'data: {"created":123456789012345678901234,"x":NaN,"choices":[{"delta":{"content":"a"}}]}'
+    )
+    assert [d.text for d in oai.SSEParser().feed(line)] == ["a"]
