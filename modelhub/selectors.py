@@ -48,17 +48,12 @@ def dispatch_order(endpoints: Iterable[Endpoint]) -> list[Endpoint]:
     return sorted(endpoints, key=lambda ep: (not ep.healthy, ep.inflight, ep.id))  # type: ignore[attr-defined]
 
 
-def inflight_count(alias: str) -> str:
-    """How many generations endpoint `alias` streams now (one %s: the streaming status)."""
+def inflight_sql(alias: str) -> str:
+    """A column: how many generations endpoint `alias` streams now (one %s: the streaming status)."""
     return (
         f"(SELECT count(*) FROM {Generation._meta.db_table} s"
-        f" WHERE s.endpoint_id = {alias}.id AND s.status = %s)"
+        f" WHERE s.endpoint_id = {alias}.id AND s.status = %s) AS inflight"
     )
-
-
-def inflight_sql(alias: str) -> str:
-    """`inflight_count` as a column named inflight."""
-    return f"{inflight_count(alias)} AS inflight"
 
 
 @lru_cache(maxsize=1)
