@@ -10,7 +10,8 @@ on demand. The model name picks the behaviour:
   fake-say                streams back the last message's text, word by word
   fake-nul                streams "t0\0 t1\0 ...": text a database cannot store as it is
 
-GET /stats reports how many streams finished and how many clients went away mid-stream.
+GET /stats reports how many streams started and finished, how many clients went away mid-stream,
+how many stream now and the most that streamed at once.
 
 It is a bare asyncio protocol, not an ASGI app: the benchmarks run it beside the system under test
 on the same cores, and a token here costs one timer callback and one socket write of pre-formatted
@@ -32,7 +33,13 @@ from urllib.parse import parse_qsl
 
 import uvloop
 
-STATS: dict[str, int] = {"started": 0, "finished": 0, "disconnected": 0}
+STATS: dict[str, int] = {
+    "started": 0,
+    "finished": 0,
+    "disconnected": 0,
+    "streaming": 0,
+    "peak_streaming": 0,
+}
 DOWN = {"value": False}
 
 _STREAM_HEAD = (
@@ -78,6 +85,8 @@ class _Stream:
 
     def begin(self) -> None:
         STATS["started"] += 1
+        STATS["streaming"] += 1
+        STATS["peak_streaming"] = max(STATS["peak_streaming"], STATS["streaming"])
         self.conn.transport.write(_STREAM_HEAD + self.conn.connection_header + b"\r\n")
         if self.model.startswith("fake-hang"):
             return
@@ -142,6 +151,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.stream is not None:
+            STATS["streaming"] -= 1
             self.stream.abandon()
             self.stream = None
 
@@ -193,6 +203,8 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def end_stream(self) -> None:
+        if self.stream is not None:
+            STATS["streaming"] -= 1
         self.stream = None
         if self.keep_alive:
             self.handle_requests()

@@ -10,7 +10,8 @@ task thread waits on its read without holding the GIL. The read appends deltas t
 with one Redis script call every ~50 ms (and at once for a first token, so time-to-first-token gains
 nothing from coalescing). One writer per process keeps each stream's sequence numbers in order, and
 one round trip per tick keeps Redis load flat however many streams run. The same call checks the
-stop flags of all active generations; a thread of its own refreshes their heartbeats in PostgreSQL.
+stop flags of all active generations; a thread of its own refreshes their heartbeats in PostgreSQL
+and the leases of their model slots (modelhub.slots) in Redis.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from modelhub import http1, streams
+from modelhub import http1, slots, streams
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +43,7 @@ HEARTBEAT_EVERY_S = 2.0
 class Outbox:
     generation_id: str
     seq: int = 0
+    model_id: int = 0  # whose slot it holds (modelhub.slots), renewed with its heartbeat
     pending: list[str] = field(default_factory=list)
     urgent: bool = False
     cancelled: bool = False
@@ -67,8 +69,8 @@ class Flusher:
         threading.Thread(target=self._beat, name="ludus-heartbeat", daemon=True).start()
 
     # -- called from generation threads -------------------------------------------------------
-    def open(self, generation_id: str, start_seq: int = 0) -> Outbox:
-        box = Outbox(generation_id=generation_id, seq=start_seq)
+    def open(self, generation_id: str, start_seq: int = 0, model_id: int = 0) -> Outbox:
+        box = Outbox(generation_id=generation_id, seq=start_seq, model_id=model_id)
         with self._lock:
             self._outboxes[generation_id] = box
         return box
@@ -123,13 +125,20 @@ class Flusher:
         while True:
             time.sleep(HEARTBEAT_EVERY_S)
             with self._lock:
-                ids = list(self._outboxes)
-            if ids:
-                try:
-                    close_old_connections()
-                    heartbeat(ids)
-                except Exception:  # the database is down: the next beat tries again
-                    log.exception("heartbeat failed")
+                boxes = list(self._outboxes.values())
+            if not boxes:
+                continue
+            try:
+                slots.renew(
+                    self.client, [(b.model_id, b.generation_id) for b in boxes if b.model_id]
+                )
+            except redis.RedisError:  # Redis is down: the next beat tries again
+                log.exception("renewing slots failed")
+            try:
+                close_old_connections()
+                heartbeat([box.generation_id for box in boxes])
+            except Exception:  # the database is down: the next beat tries again
+                log.exception("heartbeat failed")
 
     def _flush_locked(self) -> None:
         """Write every pending delta, check the stop flags."""

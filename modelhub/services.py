@@ -20,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from modelhub import client as oai
-from modelhub import http1, metrics, rows, streams
+from modelhub import http1, metrics, rows, slots, streams
 from modelhub.models import Endpoint, Generation, GenerationStatus, Model
 from modelhub.pool import Outbox, flusher, redis_client, runner
 from modelhub.selectors import (
@@ -198,9 +198,11 @@ def _finish(
         frame["ttft_ms"] = round(generation.ttft_ms, 1)
     if generation.duration_ms is not None:
         frame["duration_ms"] = round(generation.duration_ms, 1)
+    client = redis_client()
     streams.add_terminal(
-        redis_client(), str(generation.id), seq, frame, last_delta=last_delta, counters=counters
+        client, str(generation.id), seq, frame, last_delta=last_delta, counters=counters
     )
+    slots.free(client, generation.model_id, str(generation.id))
 
 
 def _send_finishing(generation: Generation) -> None:
@@ -248,19 +250,17 @@ def _claim(generation_ids: Sequence[str]) -> list[tuple[Generation, list[Endpoin
             endpoint = rows.instance(Endpoint, row[g + m : -1])
             endpoint.inflight = row[-1]  # type: ignore[attr-defined]
             claimed[gid][1].append(endpoint)
+    # Each claimed answer takes one of its model's max_concurrency slots, or waits its turn.
+    asked = [claimed[gid][0] for gid in dict.fromkeys(generation_ids) if gid in claimed]
+    wants = [(g.model_id, g.model.max_concurrency, str(g.id)) for g in asked]
+    waiting = [g for g, ok in zip(asked, slots.take(redis_client(), wants), strict=True) if not ok]
+    put_back = {str(g.id) for g in waiting}
     started = []
-    waiting: list[Generation] = []
-    taken: dict[int, int] = {}  # model id -> answers this statement claimed for it
     for gid in dict.fromkeys(generation_ids):
         if gid in claimed:
-            generation, endpoints = claimed[gid]
-            # The counts were read before this statement's own claims.
-            busy = sum(e.inflight for e in endpoints) + taken.get(generation.model_id, 0)  # type: ignore[attr-defined]
-            if busy >= generation.model.max_concurrency:
-                waiting.append(generation)
-                continue
-            taken[generation.model_id] = taken.get(generation.model_id, 0) + 1
-            started.append((generation, dispatch_order(endpoints)))
+            if gid not in put_back:
+                generation, endpoints = claimed[gid]
+                started.append((generation, dispatch_order(endpoints)))
         elif (locked := _claim_locked(gid)) is not None:
             started.append((locked, endpoints_for_dispatch(model=locked.model)))
     if waiting:
@@ -274,10 +274,9 @@ REQUEUE_AFTER_S = 0.5
 
 
 def _requeue(generations: list[Generation]) -> None:
-    """Put back generations whose model streams its `max_concurrency` answers already: queued
-    again as they were, each tried again in REQUEUE_AFTER_S (until the reaper's limit for a
-    queued answer). Concurrent claims can each see one slot left, so the limit holds to within
-    the claims that race for it."""
+    """Put back generations whose model streams its `max_concurrency` answers already (no slot
+    left): queued again as they were, each tried again in REQUEUE_AFTER_S (until the reaper's
+    limit for a queued answer)."""
     ids = [str(g.id) for g in generations]
     table = Generation._meta.db_table
     rows.execute(
@@ -399,7 +398,8 @@ def generations_run(*, generation_ids: Sequence[str]) -> None:
                 error = "No endpoint is configured for this model."
                 generation_fail(generation=generation, error=error)
                 continue
-            run = _Run(generation, iter(endpoints), flusher().open(str(generation.id)))
+            box = flusher().open(str(generation.id), model_id=generation.model_id)
+            run = _Run(generation, iter(endpoints), box)
             runs.append(run)
             start_next(run)
         release_db_connection()  # streaming takes seconds: no pooled connection held meanwhile

@@ -179,11 +179,12 @@ return 0
 _scripts: dict[str, Any] = {}
 
 
-def _script(client: redis.Redis, source: str) -> Any:
-    script = _scripts.get(source)
-    if script is None:
-        script = _scripts[source] = client.register_script(source)
-    return script
+def script(client: redis.Redis, source: str) -> Any:
+    """The registered Lua script (EVALSHA, loaded again if Redis lost it), one per source."""
+    registered = _scripts.get(source)
+    if registered is None:
+        registered = _scripts[source] = client.register_script(source)
+    return registered
 
 
 def add_many(
@@ -201,7 +202,7 @@ def add_many(
     args: list[Any] = [len(deltas), STREAM_MAXLEN, FIREHOSE_KEEP_MS]
     for _, seq, text in deltas:
         args += [entry_id(seq), encode_delta(text)]
-    stops, errors = _script(client, _ADD_MANY_LUA)(keys=keys, args=args, client=client)
+    stops, errors = script(client, _ADD_MANY_LUA)(keys=keys, args=args, client=client)
     return stops, errors
 
 
@@ -236,7 +237,7 @@ def add_terminal(
         keys.append(key)
         for field, amount in increments:
             args += [field, amount]
-    return bool(_script(client, _ADD_TERMINAL_LUA)(keys=keys, args=args, client=client))
+    return bool(script(client, _ADD_TERMINAL_LUA)(keys=keys, args=args, client=client))
 
 
 def last_seq(client: redis.Redis, generation_id: str) -> int:

@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.cached_db import SessionStore
 
 from config.asgi import application
-from modelhub import metrics, services, streams
+from modelhub import metrics, services, slots, streams
 from modelhub.models import Generation, GenerationStatus
 from modelhub.pool import redis_client
 from tests.conftest import receive_frame, run_async, wait_for
@@ -724,3 +724,41 @@ def test_a_model_streams_at_most_its_max_concurrency_and_the_rest_wait_their_tur
         assert generation.status == GenerationStatus.DONE and generation.attempts == 1
     first_end = min(g.finished_at for g in pair)  # type: ignore[type-var]
     assert third.started_at is not None and third.started_at >= first_end  # type: ignore[operator]
+
+
+def test_a_burst_of_battles_on_a_limited_model_never_streams_more_than_its_limit(
+    celery_worker, upstream
+) -> None:  # type: ignore[no-untyped-def]
+    from ludus_dev.fake_upstream import STATS
+
+    model = _model("fake-r20", upstream.base_url)
+    model.max_concurrency = 3
+    model.save(update_fields=["max_concurrency"])
+    key = _session()
+    STATS["peak_streaming"] = STATS["streaming"] = 0
+    # Eight battles at once, each its own task: the worker's threads claim them side by side,
+    # and the model lets three answers stream at a time whatever order the claims land in.
+    generations = [g for _ in range(8) for g in _pair(upstream, key, model, model, max_tokens=4)]
+    wait_for(lambda: all(g.is_finished for g in Generation.objects.filter(model=model)), 30)
+
+    assert STATS["peak_streaming"] == 3  # as the upstream saw them
+    for generation in generations:
+        generation.refresh_from_db()
+        assert generation.status == GenerationStatus.DONE, generation.error
+    assert redis_client().zcard(slots.key(model.id)) == 0  # every slot given back
+
+
+def test_a_slot_whose_worker_died_comes_back_when_its_lease_ends(transactional_db) -> None:  # type: ignore[no-untyped-def]
+    client = redis_client()
+    client.delete(slots.key(1), slots.key(2))
+    wants = [(1, 2, "a"), (1, 2, "b"), (1, 2, "c"), (2, 1, "d")]
+    assert slots.take(client, wants) == [True, True, False, True]
+    assert slots.take(client, [(1, 2, "a"), (1, 2, "c")]) == [True, False]  # "a" holds one
+    slots.free(client, 1, "a")
+    assert slots.take(client, [(1, 2, "c")]) == [True]
+    # "b"'s worker died: nobody renews or frees its slot, which comes back once the lease ends.
+    client.zadd(slots.key(1), {"b": 1.0})  # a lease that ended long ago
+    slots.renew(client, [(1, "c"), (1, "gone")])  # renewing adds no slot for a finished answer
+    assert slots.take(client, [(1, 2, "e"), (1, 2, "f")]) == [True, False]
+    assert set(client.zrange(slots.key(1), 0, -1)) == {b"c", b"e"}
+    client.delete(slots.key(1), slots.key(2))
