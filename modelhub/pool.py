@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from modelhub import http1, slots, streams
+from modelhub import http1, redis_clients, slots, streams
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -206,14 +206,10 @@ def heartbeat(generation_ids: list[str]) -> None:
 
 _flusher: Flusher | None = None
 _flusher_lock = threading.Lock()
-_redis: redis.Redis | None = None
 
 
 def redis_client() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
-    return _redis
+    return redis_clients.client()
 
 
 def flusher() -> Flusher:
