@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ludus_dev.services import embedded_redis_url, ensure_services, stop_embedded
+from ludus_dev.services import Services, embedded_redis_url, ensure_services, stop_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,36 @@ def _base_env(data_dir: Path) -> dict[str, str]:
     env.setdefault("PYTHONUNBUFFERED", "1")
     # The Procfile names programs (uvicorn, celery, python): take them from this virtualenv.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def dev_secret_key(data_dir: Path) -> str:
+    """`make run`'s signing key: random, made on first run and kept in the data folder (mode 0600)
+    beside the sessions it signs, so they survive a restart and no key is ever written in the
+    code. `make env` exports the same key, so `manage.py` by hand signs as the server does."""
+    from django.core.management.utils import get_random_secret_key
+
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        draft = data_dir / f".secret_key.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(get_random_secret_key() + "\n")
+        try:
+            os.link(draft, path)  # only the first of two commands started at once makes the key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+def _run_env(data_dir: Path, svc: Services) -> dict[str, str]:
+    """`make run`'s environment, which `make env` exports: DJANGO_SECRET_KEY as set, else the data
+    folder's key."""
+    env = _base_env(data_dir) | svc.env()
+    env.setdefault("DJANGO_SECRET_KEY", dev_secret_key(data_dir))
     return env
 
 
@@ -61,7 +92,7 @@ def _manage(env: dict[str, str], *args: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
     svc = ensure_services(data_dir)
-    env = _base_env(data_dir) | svc.env()
+    env = _run_env(data_dir, svc)
     # make run serves plain HTTP on loopback: debug-friendly defaults unless the operator set them.
     env.setdefault("DJANGO_DEBUG", "1")
     env.setdefault("LUDUS_SECURE_COOKIES", "0")
@@ -149,19 +180,24 @@ def cmd_test(args: argparse.Namespace) -> int:
         svc.stop()
 
 
+ENV_EXPORTS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DJANGO_SECRET_KEY",
+    "LUDUS_DATA_DIR",
+    "OMP_NUM_THREADS",
+    "HF_HUB_OFFLINE",
+)
+
+
 def cmd_env(args: argparse.Namespace) -> int:
-    """Start the embedded services (if needed) and print shell exports for them."""
+    """Start the embedded services (if needed) and print shell exports that point `manage.py`,
+    `pytest` or a shell at what `make run` uses: its services, data folder and signing key."""
     data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
     svc = ensure_services(data_dir)
-    for key, value in (_base_env(data_dir) | svc.env()).items():
-        if key in {
-            "DATABASE_URL",
-            "REDIS_URL",
-            "LUDUS_DATA_DIR",
-            "OMP_NUM_THREADS",
-            "HF_HUB_OFFLINE",
-        }:
-            print(f"export {key}='{value}'")
+    env = _run_env(data_dir, svc)
+    for key in ENV_EXPORTS:
+        print(f"export {key}={shlex.quote(env[key])}")
     return 0
 
 

@@ -73,3 +73,45 @@ def test_stop_stops_the_embedded_servers_of_its_data_folder_and_starts_none(tmp_
             assert sock.connect_ex(("127.0.0.1", port)) != 0
     finally:
         stop_embedded(tmp_path)  # whatever a failed check left running
+
+
+def _without_key() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+
+
+def _env_exports(env: dict[str, str]) -> dict[str, str]:
+    """What `make env` exports, as a shell would read its lines."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ludus_dev", "env"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    script = out.stdout + "\nenv -0"
+    shell = subprocess.run(["sh", "-c", script], env={}, capture_output=True, text=True, check=True)
+    return dict(line.split("=", 1) for line in shell.stdout.split("\0") if "=" in line)
+
+
+def test_it_keeps_a_random_signing_key_in_the_data_folder_and_exports_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Made on first use, readable by its owner only, the same on every later run, and another
+    data folder gets another key: no key is published."""
+    env = _without_key() | {"LUDUS_DATA_DIR": str(tmp_path / "a")}
+    first = _env_exports(env)["DJANGO_SECRET_KEY"]
+    key_file = tmp_path / "a" / "secret_key"
+    assert key_file.read_text().strip() == first
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert len(first) >= 50
+    assert _env_exports(env)["DJANGO_SECRET_KEY"] == first
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["secret_key"]
+    other = _env_exports(_without_key() | {"LUDUS_DATA_DIR": str(tmp_path / "b")})
+    assert other["DJANGO_SECRET_KEY"] != first
+    given = _env_exports(env | {"DJANGO_SECRET_KEY": "an operator's key"})
+    assert given["DJANGO_SECRET_KEY"] == "an operator's key"
+
+
+def test_it_refuses_to_start_without_a_signing_key_even_in_debug() -> None:
+    env = _without_key() | {"DJANGO_DEBUG": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in out.stderr
