@@ -12,7 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models.base import ModelState
 from django.utils import timezone
 
 from arena import categories, conf, leak, moderation, ratelimit, sampling
@@ -26,7 +25,6 @@ from arena.models import (
     Vote,
 )
 from arena.selectors import Requester, sampling_candidates
-from modelhub import rows as modelhub_rows
 from modelhub.models import TERMINAL_STATUSES, Generation, Modality, Model
 from modelhub.selectors import models_available
 from modelhub.services import generation_params, generation_stop, generations_create
@@ -326,7 +324,9 @@ def generation_leak_flag(*, generation: Generation) -> bool:
     answer finished and the battle not yet flagged. Returns whether it flagged."""
     if not generation.text:
         return False
-    candidates = modelhub_rows.execute(_leak_candidates_sql(), [generation.id, generation.id])
+    with connection.cursor() as cursor:
+        cursor.execute(_leak_candidates_sql(), [generation.id, generation.id])
+        candidates = cursor.fetchall()
     leaked: set[uuid.UUID] = set()
     for battle_id, *sides in candidates:
         identities = [
@@ -512,7 +512,7 @@ TOO_FAST = "You are voting too fast. Please wait a minute."
 def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str) -> VoteResult:
     """Record one vote on the battle's current turn: one Redis round trip (rate limits), then one
     statement (lock, checks, INSERT ... ON CONFLICT DO NOTHING; see _vote_sql) that is its own
-    transaction: one round trip to PostgreSQL. vote_cast_async is the same on an event loop.
+    transaction: one round trip to PostgreSQL.
 
     Precise refusals, none of which stores anything: 404 not this requester's battle or turn, 400
     a choice the mode does not take, 409 a second vote on the turn (double click, replay) or a vote
@@ -538,54 +538,6 @@ def _vote_outcome(
     return _vote_result(row, params=params, requester=requester, choice=choice)
 
 
-# The vote statement for a session-only requester as a prepared statement (vote_prepare_sql):
-# planning the statement costs PostgreSQL about three times what running it does.
-_PREPARED_VOTE = "ludus_vote_session"
-_PREPARED_PARAMS = (
-    ("turn", "bigint"), ("battle", "uuid"), ("choice", "text"), ("user", "bigint"),
-    ("session", "text"), ("ip", "text"), ("now", "timestamptz"), ("anonymous", "text"),
-    ("direct", "text"), ("terminal", "text[]"), ("direct_choices", "text[]"),
-    ("pair_choices", "text[]"), ("owner_session", "text"),
-)  # fmt: skip
-
-
-def vote_prepare_sql() -> str:
-    """PREPARE of the vote statement for session-only requesters, for a connection of the pool
-    that vote_cast_async(prepared=True) is given (run once per connection)."""
-    sql = _vote_sql().replace("{owner}", "b.session_key = %(owner_session)s")
-    for number, (name, _type) in enumerate(_PREPARED_PARAMS, 1):
-        sql = sql.replace(f"%({name})s", f"${number}")
-    types = ", ".join(t for _, t in _PREPARED_PARAMS)
-    return f"PREPARE {_PREPARED_VOTE} ({types}) AS {sql}"
-
-
-async def vote_cast_async(
-    *,
-    battle_id: Any,
-    turn_id: Any,
-    requester: Requester,
-    choice: str,
-    pool: Any,
-    prepared: bool = False,
-) -> VoteResult:
-    """vote_cast on an event loop: the same limits, statement, checks and refusals, through an
-    async Redis client and a psycopg AsyncConnectionPool (`pool`, autocommit connections with
-    client-side binding) instead of Django's connection. With `prepared`, the pool's connections
-    hold vote_prepare_sql() and a session-only requester's vote EXECUTEs it."""
-    if not await ratelimit.ahit("vote", _vote_limits(requester)):
-        raise RateLimited(TOO_FAST)
-    sql, params = _vote_statement(
-        battle_id=battle_id, turn_id=turn_id, requester=requester, choice=choice
-    )
-    if prepared and requester.user_id is None and requester.session_key:
-        args = ", ".join(f"%({name})s" for name, _type in _PREPARED_PARAMS)
-        sql = f"EXECUTE {_PREPARED_VOTE}({args})"
-    async with pool.connection() as conn, conn.cursor() as cursor:
-        await cursor.execute(sql, params)
-        row = await cursor.fetchone()
-    return _vote_outcome(row, params=params, requester=requester, choice=choice)
-
-
 def _vote_result(
     row: Any, *, params: dict[str, Any], requester: Requester, choice: str
 ) -> VoteResult:
@@ -594,78 +546,23 @@ def _vote_result(
     now, battle_uuid, turn_pk = params["now"], params["battle"], params["turn"]
     finished = max((f for f in (finished_a, finished_b) if f is not None), default=None)
     two_sided = model_b_id is not None
-    # Unsaved instances carrying what the reply shows: no further queries.
-    model_a = _unsaved(
-        Model, {"id": model_a_id, "name": name_a, "display_name": display_a, "organization": org_a}
-    )
+    # What the reply shows, from the statement's row: no further queries.
+    model_a = Model(id=model_a_id, name=name_a, display_name=display_a, organization=org_a)
     model_b = (
-        _unsaved(
-            Model,
-            {"id": model_b_id, "name": name_b, "display_name": display_b, "organization": org_b},
-        )
+        Model(id=model_b_id, name=name_b, display_name=display_b, organization=org_b)
         if two_sided
         else None
     )
-    battle = _unsaved(
-        Battle,
-        {"id": battle_uuid, "mode": mode, "leaked": leaked},
-        related={"model_a": model_a, "model_b": model_b},
-    )
-    turn = _unsaved(
-        Turn, {"id": turn_pk, "index": index, "superseded": False}, related={"battle": battle}
-    )
-    vote = _unsaved(
-        Vote,
-        {
-            "id": vote_id, "choice": choice, "user_id": requester.user_id,
-            "session_key": requester.session_key, "ip_hash": requester.ip_hash,
-            "anony": mode == Mode.ANONYMOUS and not revealed, "leaked": leaked,
-            "time_to_vote_ms": (
-                max(0, int((now - finished).total_seconds() * 1000)) if finished else None
-            ),
-            "created_at": now,
-        },
-        related={"turn": turn, "battle": battle},
+    battle = Battle(id=battle_uuid, mode=mode, leaked=leaked, model_a=model_a, model_b=model_b)
+    turn = Turn(id=turn_pk, index=index, superseded=False, battle=battle)
+    vote = Vote(
+        id=vote_id, turn=turn, battle=battle, choice=choice, user_id=requester.user_id,
+        session_key=requester.session_key, ip_hash=requester.ip_hash,
+        anony=mode == Mode.ANONYMOUS and not revealed, leaked=leaked,
+        time_to_vote_ms=max(0, int((now - finished).total_seconds() * 1000)) if finished else None,
+        created_at=now,
     )  # fmt: skip
     return VoteResult(vote=vote, battle=battle, turn=turn)
-
-
-_FIELD_DEFAULTS: dict[Any, tuple[dict[str, Any], tuple[tuple[str, Any], ...]]] = {}
-
-
-def _field_defaults(cls: Any) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
-    """Per model: the fixed defaults by attname, and the callable ones (called per instance)."""
-    if cls in _FIELD_DEFAULTS:
-        return _FIELD_DEFAULTS[cls]
-    fixed: dict[str, Any] = {}
-    made: list[tuple[str, Any]] = []
-    for field in cls._meta.concrete_fields:
-        if field.has_default() and callable(field.default):
-            made.append((field.attname, field.default))
-        else:
-            fixed[field.attname] = field.get_default()
-    _FIELD_DEFAULTS[cls] = (fixed, tuple(made))
-    return _FIELD_DEFAULTS[cls]
-
-
-def _unsaved(cls: Any, values: dict[str, Any], related: dict[str, Any] | None = None) -> Any:
-    """An unsaved instance with `values` (by attname), related objects (by field name) and the
-    defaults for the rest, as Model(**...) would build it, at a fraction of the cost (Model.__init__
-    walks every field with per-field lookups: a tenth of a vote's CPU for five instances). For
-    replies only: no pre_init/post_init signals (the arena's models have no receivers)."""
-    obj = object.__new__(cls)
-    obj._state = ModelState()
-    fixed, made = _field_defaults(cls)
-    attrs = obj.__dict__
-    attrs.update(fixed)
-    for name, make in made:
-        if name not in values:
-            attrs[name] = make()
-    attrs.update(values)
-    for name, value in (related or {}).items():
-        attrs[cls._meta.get_field(name).attname] = None if value is None else value.pk
-        obj._state.fields_cache[name] = value
-    return obj
 
 
 def battle_flag(*, battle: Battle, reason: str = "") -> None:

@@ -245,8 +245,8 @@ def _verdict_template() -> Any:
 
 @require_POST
 def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
-    """The hot path: one rate-limit round trip to Redis, one locking read and one insert.
-    (arena.fastvote serves the same endpoint on the event loop for anonymous htmx votes.)"""
+    """The hot path: one rate-limit round trip to Redis, then one statement (lock, checks and
+    insert) in PostgreSQL."""
     form = VoteForm(request.POST)
     if not form.is_valid():
         return HttpResponse("Choose an answer.", status=400, content_type="text/plain")

@@ -1,6 +1,5 @@
 """ASGI entry: HTTP through Django's WSGI handler (one thread hop per request, see
-config.wsgi_bridge) except the votes that arena.fastvote answers on the event loop; websockets
-through Channels (authenticated through the session)."""
+config.wsgi_bridge); websockets through Channels (authenticated through the session)."""
 
 import os
 
@@ -13,7 +12,6 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from arena.fastvote import VoteFastPath  # noqa: E402
 from config.process import settle  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from config.staticfiles import StaticFilesApp  # noqa: E402
@@ -22,9 +20,7 @@ from modelhub.wsauth import LazyAuthMiddlewareStack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": StaticFilesApp(
-            VoteFastPath(WsgiBridge(django_wsgi_app, threads=settings.WEB_THREADS))
-        ),
+        "http": StaticFilesApp(WsgiBridge(django_wsgi_app, threads=settings.WEB_THREADS)),
         "websocket": AllowedHostsOriginValidator(
             LazyAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -14,10 +14,11 @@ from tests.factories import EndpointFactory, ModelFactory
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> Iterator[None]:
     """Rate-limit windows live in Redis across tests: start every test with none counted."""
-    from arena.ratelimit import _client
+    from arena.ratelimit import KEY_PREFIX
+    from modelhub.redis_clients import client as redis_client
 
-    client = _client()
-    for key in client.scan_iter("ludus:rl:*"):
+    client = redis_client()
+    for key in client.scan_iter(KEY_PREFIX + "*"):
         client.delete(key)
     yield
 
