@@ -1,15 +1,31 @@
-"""What /healthz, /metrics and the status page report: services, queues, workers, endpoints."""
+"""What /healthz, /metrics and the status page report: services, queues, workers, endpoints.
+
+Reads only: the pool's rows and figures as they stand when asked."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 
-from modelhub.pool import redis_client
+from modelhub import metrics
+from modelhub.models import Endpoint, Generation, GenerationStatus
+from modelhub.redis_clients import client as redis_client
 from worker.celery import WORKER_KEY_PREFIX
+
+_Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
 
 
 def required_queues() -> list[str]:
@@ -43,16 +59,42 @@ def live_workers() -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in client.mget(keys) if raw]
 
 
-def queue_depths(queues: list[str]) -> dict[str, int]:
+def queue_depths() -> dict[str, int]:
+    """Messages waiting in each required queue and in the train queue."""
+    queues = [*required_queues(), "train"]
     pipe = redis_client().pipeline(transaction=False)
     for queue in queues:
         pipe.llen(queue)
     return dict(zip(queues, pipe.execute(), strict=True))
 
 
-def health_report() -> tuple[bool, dict[str, Any]]:
-    from modelhub.models import Endpoint
+@dataclass(frozen=True)
+class EndpointRow:
+    endpoint: Endpoint
+    figures: dict[str, float]  # see metrics.endpoint_figures
+    inflight: int  # answers streaming from it now
 
+
+def endpoint_rows() -> list[EndpointRow]:
+    """Every endpoint (enabled or not) with its model, serving figures and load, by model name."""
+    endpoints = list(Endpoint.objects.select_related("model").order_by("model__name", "id"))
+    figures = metrics.endpoint_figures([ep.id for ep in endpoints])
+    streaming = (
+        Generation.objects.filter(status=GenerationStatus.STREAMING, endpoint__isnull=False)
+        .values("endpoint_id")
+        .annotate(n=Count("id"))
+    )
+    inflight = {row["endpoint_id"]: row["n"] for row in streaming}
+    return [EndpointRow(ep, figures[ep.id], inflight.get(ep.id, 0)) for ep in endpoints]
+
+
+def pool_status() -> dict[str, Any]:
+    """The serving pool as the staff status page shows it: health, endpoints, queues."""
+    ok, report = health_report()
+    return {"ok": ok, "report": report, "rows": endpoint_rows(), "queue_depths": queue_depths()}
+
+
+def health_report() -> tuple[bool, dict[str, Any]]:
     down: list[str] = []
     db_ok, db_error = check_database()
     redis_ok, redis_error = check_redis()
@@ -102,3 +144,56 @@ def health_report() -> tuple[bool, dict[str, Any]]:
         "endpoints": endpoints,
     }
     return ok, body
+
+
+class PoolCollector:
+    """/metrics' series, read from the endpoint rows, their Redis figures and the queue depths
+    at each scrape (a prometheus_client collector)."""
+
+    SERIES: tuple[tuple[_Family, str, str, Callable[[EndpointRow], float]], ...] = (
+        (GaugeMetricFamily, "ludus_endpoint_up", "1 when the endpoint's last probe or request succeeded", lambda row: 1 if row.endpoint.healthy else 0),
+        (GaugeMetricFamily, "ludus_endpoint_inflight", "Generations streaming from the endpoint", lambda row: row.inflight),
+        (CounterMetricFamily, "ludus_endpoint_requests", "Generation requests sent to the endpoint (counted as they end)", lambda row: row.figures["requests"]),
+        (CounterMetricFamily, "ludus_endpoint_errors", "Generation requests that failed", lambda row: row.figures["errors"]),
+        (GaugeMetricFamily, "ludus_endpoint_error_ratio", "errors / requests", lambda row: row.figures["error_rate"]),
+        (CounterMetricFamily, "ludus_endpoint_tokens", "Completion tokens streamed", lambda row: row.figures["tokens"]),
+        (GaugeMetricFamily, "ludus_endpoint_tokens_per_second", "Average streaming speed", lambda row: row.figures["tokens_per_s"]),
+    )  # fmt: skip
+
+    def collect(self) -> Iterator[Metric]:
+        rows = endpoint_rows()
+        labels = ["model", "endpoint"]
+        for family_type, name, help_text, value in self.SERIES:
+            family = family_type(name, help_text, labels=labels)
+            for row in rows:
+                family.add_metric([row.endpoint.model.name, row.endpoint.base_url], value(row))
+            yield family
+        ttft = SummaryMetricFamily(
+            "ludus_endpoint_ttft_seconds",
+            "Time to first token of the requests that had one",
+            labels=labels,
+        )
+        for row in rows:
+            ttft.add_metric(
+                [row.endpoint.model.name, row.endpoint.base_url],
+                count_value=int(row.figures["ttft_count"]),
+                sum_value=row.figures["ttft_ms_sum"] / 1000,
+            )
+        yield ttft
+        depth = GaugeMetricFamily(
+            "ludus_queue_depth", "Messages waiting in a Celery queue", labels=["queue"]
+        )
+        for queue, waiting in queue_depths().items():
+            depth.add_metric([queue], waiting)
+        yield depth
+
+
+# The hub's own registry, not prometheus_client's global one, which would also expose whatever
+# else registers there in this process (and collide when tests build several).
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(PoolCollector())
+
+
+def metrics_exposition() -> bytes:
+    """Prometheus text for /metrics, read now."""
+    return generate_latest(_registry)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from modelhub.pool import redis_client
+from modelhub.redis_clients import client as redis_client
 
 log = logging.getLogger(__name__)
 

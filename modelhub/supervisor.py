@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +153,13 @@ class Load:
     waiting: float
 
 
-_METRIC_LINE = re.compile(r"^(vllm:num_requests_(?:running|waiting))(?:\{[^}]*\})?\s+(\S+)", re.M)
-
-
 def parse_load(metrics_text: str) -> Load:
     """Sum vLLM's running/waiting gauges over all label sets of a Prometheus text page."""
     totals = {"vllm:num_requests_running": 0.0, "vllm:num_requests_waiting": 0.0}
-    for name, value in _METRIC_LINE.findall(metrics_text):
-        totals[name] += float(value)
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
     return Load(totals["vllm:num_requests_running"], totals["vllm:num_requests_waiting"])
 
 

@@ -20,10 +20,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from modelhub.engine import protocol
@@ -43,12 +44,16 @@ def create_app(models_dir: Path, registry: ModelRegistry | None = None) -> Starl
     """Build the app serving every model under ``models_dir`` (see ModelRegistry)."""
     metrics = registry.metrics if registry else Metrics()
     reg = registry or ModelRegistry(models_dir, metrics)
+    # This app's own registry, not prometheus_client's global one: several apps (tests, a
+    # process serving two) each expose only their own counters.
+    exposition = CollectorRegistry(auto_describe=False)
+    exposition.register(metrics)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "loaded": reg.loaded(), "device": str(reg.device)})
 
     async def metrics_view(request: Request) -> Response:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(generate_latest(exposition), media_type=CONTENT_TYPE_LATEST)
 
     async def list_models(request: Request) -> Response:
         reg.refresh()

@@ -1,4 +1,4 @@
-"""Engine counters, rendered as Prometheus text.
+"""Engine counters, exposed through prometheus_client as a collector read at scrape time.
 
 Besides Ludus's own ``ludus_engine_*`` series, the gauges vLLM exposes for load
 (``vllm:num_requests_running`` / ``vllm:num_requests_waiting``, labelled ``model_name``) are
@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+_Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
 
 
 class Metrics:
-    """Thread-safe counters keyed by model name (written by scheduler threads and the server)."""
+    """Thread-safe counters keyed by model name (written by scheduler threads and the server).
+
+    It is a prometheus_client collector: register it in a ``CollectorRegistry`` and
+    ``generate_latest`` reads the counters as they stand, under the same lock the writers take.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -56,87 +65,54 @@ class Metrics:
         with self._lock:
             self.http_errors[status] += 1
 
-    def render(self) -> str:
-        """Prometheus text exposition format 0.0.4."""
+    def collect(self) -> Iterator[Metric]:
         with self._lock:
-            out: list[str] = []
-
-            def series(name: str, kind: str, help_: str, rows: list[tuple[str, float]]) -> None:
-                out.append(f"# HELP {name} {help_}")
-                out.append(f"# TYPE {name} {kind}")
-                out.extend(f"{name}{labels} {value}" for labels, value in rows)
-
             models = sorted(set(self.in_flight) | set(self.steps) | set(self.generation_tokens))
-            series(
-                "ludus_engine_requests_total",
-                "counter",
+
+            requests = CounterMetricFamily(
+                "ludus_engine_requests",
                 "Finished chat requests by finish reason.",
-                [
-                    (f'{{model="{m}",finish_reason="{r}"}}', n)
-                    for (m, r), n in sorted(self.requests.items())
-                ],
+                labels=["model", "finish_reason"],
             )
-            series(
-                "ludus_engine_prompt_tokens_total",
-                "counter",
-                "Prompt tokens processed.",
-                [(f'{{model="{m}"}}', self.prompt_tokens[m]) for m in models],
+            for (model, reason), n in sorted(self.requests.items()):
+                requests.add_metric([model, reason], n)
+            yield requests
+
+            per_model: list[tuple[_Family, str, str, dict[str, int]]] = [
+                (CounterMetricFamily, "ludus_engine_prompt_tokens", "Prompt tokens processed.", self.prompt_tokens),
+                (CounterMetricFamily, "ludus_engine_generation_tokens", "Tokens generated.", self.generation_tokens),
+                (GaugeMetricFamily, "ludus_engine_requests_in_flight", "Requests submitted and not finished.", self.in_flight),
+                (CounterMetricFamily, "ludus_engine_decode_steps", "Batched decoding steps run.", self.steps),
+                (CounterMetricFamily, "ludus_engine_batched_sequences", "Sequences decoded, summed over decoding steps (divide by decode steps for the mean batch size).", self.batch_sum),
+                (GaugeMetricFamily, "ludus_engine_batch_size_max", "Largest decoding batch since start.", self.batch_max),
+                (GaugeMetricFamily, "ludus_engine_batch_size", "Batch size of the latest decoding step.", self.batch_last),
+            ]  # fmt: skip
+            for family_type, name, help_text, values in per_model:
+                family = family_type(name, help_text, labels=["model"])
+                for model in models:
+                    family.add_metric([model], values.get(model, 0))
+                yield family
+
+            errors = CounterMetricFamily(
+                "ludus_engine_http_errors", "Error responses by status.", labels=["status"]
             )
-            series(
-                "ludus_engine_generation_tokens_total",
-                "counter",
-                "Tokens generated.",
-                [(f'{{model="{m}"}}', self.generation_tokens[m]) for m in models],
-            )
-            series(
-                "ludus_engine_requests_in_flight",
-                "gauge",
-                "Requests submitted and not finished.",
-                [(f'{{model="{m}"}}', self.in_flight[m]) for m in models],
-            )
-            series(
-                "ludus_engine_decode_steps_total",
-                "counter",
-                "Batched decoding steps run.",
-                [(f'{{model="{m}"}}', self.steps[m]) for m in models],
-            )
-            series(
-                "ludus_engine_batch_size_sum",
-                "counter",
-                "Sum over decoding steps of the batch size (divide by steps for the mean).",
-                [(f'{{model="{m}"}}', self.batch_sum[m]) for m in models],
-            )
-            series(
-                "ludus_engine_batch_size_max",
-                "gauge",
-                "Largest decoding batch since start.",
-                [(f'{{model="{m}"}}', self.batch_max[m]) for m in models],
-            )
-            series(
-                "ludus_engine_batch_size",
-                "gauge",
-                "Batch size of the latest decoding step.",
-                [(f'{{model="{m}"}}', self.batch_last[m]) for m in models],
-            )
-            series(
-                "ludus_engine_http_errors_total",
-                "counter",
-                "Error responses by status.",
-                [(f'{{status="{s}"}}', n) for s, n in sorted(self.http_errors.items())],
-            )
-            series(
+            for status, n in sorted(self.http_errors.items()):
+                errors.add_metric([str(status)], n)
+            yield errors
+
+            running = GaugeMetricFamily(
                 "vllm:num_requests_running",
-                "gauge",
                 "Requests being decoded (vLLM-compatible name).",
-                [
-                    (f'{{model_name="{m}"}}', self.in_flight[m] - self.waiting_now[m])
-                    for m in models
-                ],
+                labels=["model_name"],
             )
-            series(
+            waiting = GaugeMetricFamily(
                 "vllm:num_requests_waiting",
-                "gauge",
                 "Requests waiting to be admitted (vLLM-compatible name).",
-                [(f'{{model_name="{m}"}}', self.waiting_now[m]) for m in models],
+                labels=["model_name"],
             )
-            return "\n".join(out) + "\n"
+            for model in models:
+                queued = self.waiting_now.get(model, 0)
+                running.add_metric([model], self.in_flight.get(model, 0) - queued)
+                waiting.add_metric([model], queued)
+            yield running
+            yield waiting

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import random
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from PIL import Image
 
 from modelhub.zoo import vision
 from modelhub.zoo.testing import engine_server
+from tests.prometheus import metric_types, metric_value
 
 TEXT_MODEL = "zoo-llama-l"
 VISION_MODEL = "zoo-llava-s"
@@ -36,11 +36,9 @@ def client(engine_url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=engine_url + "/v1", api_key="unused", max_retries=0, timeout=60)
 
 
-def _metric(engine_url: str, name: str, model: str = TEXT_MODEL, extra: str = "") -> float:
+def _metric(engine_url: str, name: str, model: str = TEXT_MODEL, **labels: str) -> float:
     text = httpx.get(engine_url + "/metrics").text
-    pattern = rf'^{re.escape(name)}\{{model="{re.escape(model)}"{re.escape(extra)}\}} (\S+)$'
-    match = re.search(pattern, text, re.M)
-    return float(match.group(1)) if match else 0.0
+    return metric_value(text, name, model=model, **labels) or 0.0
 
 
 def _data_url(image: Image.Image) -> str:
@@ -215,7 +213,7 @@ def test_it_stops_decoding_when_the_client_disconnects(engine_url: str) -> None:
     cancelled = 0.0
     while time.monotonic() < deadline:
         cancelled = _metric(
-            engine_url, "ludus_engine_requests_total", model, ',finish_reason="cancelled"'
+            engine_url, "ludus_engine_requests_total", model, finish_reason="cancelled"
         )
         if cancelled:
             break
@@ -253,8 +251,10 @@ def test_it_reports_health_and_metrics(engine_url: str) -> None:
     health = httpx.get(engine_url + "/health").json()
     assert health["status"] == "ok"
     metrics = httpx.get(engine_url + "/metrics").text
-    assert "# TYPE ludus_engine_generation_tokens_total counter" in metrics
-    assert "vllm:num_requests_running" in metrics
+    types = metric_types(metrics)
+    assert types["ludus_engine_generation_tokens"] == "counter"
+    assert types["vllm:num_requests_running"] == "gauge"
+    assert types["vllm:num_requests_waiting"] == "gauge"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -60,6 +60,18 @@ def test_it_reads_load_from_prometheus_text() -> None:
     assert (load.running, load.waiting) == (4.0, 2.0)
 
 
+def test_it_reads_load_whatever_the_label_values_hold() -> None:
+    text = (
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{model_name="a}\\"b",engine="0"} 2\n'
+        "# TYPE vllm:num_requests_waiting gauge\n"
+        'vllm:num_requests_waiting{model_name="{x}"} 5\n'
+        'vllm:num_requests_waiting_by_reason{reason="capacity"} 7\n'
+    )
+    load = parse_load(text)
+    assert (load.running, load.waiting) == (2.0, 5.0)
+
+
 def test_it_restarts_the_server_after_a_crash(zoo_dir: Path, tmp_path: Path) -> None:
     spec = ServerSpec(name="zoo-llama-xs", model_dir=zoo_dir / "zoo-llama-xs", port=free_port())
     sup = Supervisor(

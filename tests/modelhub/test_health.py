@@ -7,9 +7,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from modelhub import selectors, services
+from modelhub import metrics, selectors, services
 from modelhub.tasks import probe_endpoints
 from tests.factories import EndpointFactory, ModelFactory
+from tests.prometheus import metric_types, metric_value
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -76,17 +77,34 @@ def test_it_probes_with_a_one_token_completion(upstream) -> None:  # type: ignor
 def test_it_exposes_prometheus_metrics_to_allowed_callers(upstream, settings) -> None:  # type: ignore[no-untyped-def]
     endpoint = EndpointFactory.create(base_url=upstream.base_url)
     local = Client(REMOTE_ADDR="127.0.0.1")
-    body = local.get("/metrics").content.decode()
-    assert "# TYPE ludus_endpoint_up gauge" in body
-    assert (
-        f'ludus_endpoint_up{{model="{endpoint.model.name}",endpoint="{upstream.base_url}"}} 1'
-        in body
-    )
-    assert 'ludus_queue_depth{queue="gen.openai"}' in body
+    response = local.get("/metrics")
+    assert response["Content-Type"].startswith("text/plain")
+    body = response.content.decode()
+    types = metric_types(body)
+    assert types["ludus_endpoint_up"] == "gauge"
+    assert types["ludus_endpoint_requests"] == "counter"
+    assert types["ludus_endpoint_ttft_seconds"] == "summary"
+    labels = {"model": endpoint.model.name, "endpoint": upstream.base_url}
+    assert metric_value(body, "ludus_endpoint_up", **labels) == 1
+    assert metric_value(body, "ludus_endpoint_requests_total", **labels) == 0
+    assert metric_value(body, "ludus_queue_depth", queue="gen.openai") == 0
     assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics").status_code == 403
     settings.METRICS_TOKEN = "s3cret"
     assert local.get("/metrics").status_code == 403
     assert local.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+
+
+def test_it_escapes_odd_model_names_and_urls_in_metric_labels() -> None:
+    name = 'odd "model" \\ {x}\nline'
+    url = 'http://h/v1?a="b"&c=}'
+    endpoint = EndpointFactory.create(
+        base_url=url, healthy=False, model=ModelFactory.create(name=name)
+    )
+    metrics.request_failed(endpoint.id)
+    body = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
+    assert metric_value(body, "ludus_endpoint_up", model=name, endpoint=url) == 0
+    assert metric_value(body, "ludus_endpoint_errors_total", model=name, endpoint=url) == 1
+    assert metric_value(body, "ludus_endpoint_ttft_seconds_count", model=name, endpoint=url) == 0
 
 
 def test_it_shows_the_status_page_to_staff_only(upstream, client: Client) -> None:  # type: ignore[no-untyped-def]
@@ -107,7 +125,6 @@ def test_it_shows_the_status_page_to_staff_only(upstream, client: Client) -> Non
 def test_a_new_endpoint_starts_without_the_figures_of_an_old_one_with_its_id() -> None:
     from django.db import connection
 
-    from modelhub import metrics
     from modelhub.models import Endpoint
 
     with connection.cursor() as cursor:

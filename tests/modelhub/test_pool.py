@@ -17,6 +17,7 @@ from modelhub.models import Generation, GenerationStatus
 from modelhub.pool import redis_client
 from tests.conftest import receive_frame, run_async, wait_for
 from tests.factories import EndpointFactory, ModelFactory
+from tests.prometheus import metric_value
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -691,7 +692,7 @@ def test_an_answer_counts_in_flight_on_its_endpoint_and_the_next_goes_to_the_idl
 
     wait_for(lambda: streaming_on() == {first_url: 1, second_url: 0}, timeout=5)
     body = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
-    assert f'ludus_endpoint_inflight{{model="{model.name}",endpoint="{first_url}"}} 1' in body
+    assert metric_value(body, "ludus_endpoint_inflight", model=model.name, endpoint=first_url) == 1
 
     [second] = _pair(upstream, key, model, max_tokens=1)  # while the first still streams
     wait_for(lambda: Generation.objects.get(id=second.id).is_finished, timeout=10)
