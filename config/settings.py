@@ -145,7 +145,6 @@ CHANNEL_LAYERS = {
 # Celery. Generation tasks stream for at most GENERATION_TIME_LIMIT seconds, far below the Redis
 # broker's visibility timeout, so an acks_late task is never handed to a second worker while alive.
 CELERY_BROKER_URL = REDIS_URL
-CELERY_BROKER_TRANSPORT = "worker.broker:Transport"  # kombu's, reusing its Redis client
 CELERY_RESULT_BACKEND = None
 # One backend object for every thread (results are off: it is Celery's stateless DisabledBackend).
 # Otherwise each new thread of a generation worker's pool builds its own on its first task, half a

@@ -4,7 +4,6 @@ ones only, healthy before unhealthy, least loaded (fewest generations streaming)
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
 
@@ -284,34 +283,6 @@ def test_a_flush_that_cannot_reach_redis_is_written_by_the_next_one_without_a_ga
     assert [(f["seq"], f["text"]) for f in streams.read_all(redis_client(), gid)] == [
         (1, "hello world")
     ]
-
-
-def test_the_broker_reuses_one_redis_client_per_channel_and_delivers(transactional_db) -> None:  # type: ignore[no-untyped-def]
-    """worker.broker's transport: kombu's, with the synchronous client made once per channel."""
-    from kombu import Queue
-
-    from worker.broker import Transport
-    from worker.celery import app
-
-    with app.connection_for_write() as conn:
-        assert isinstance(conn.transport, Transport)
-        channel: Any = conn.default_channel
-        assert channel._create_client() is channel._create_client()
-        assert channel._create_client(asynchronous=True) is not channel._create_client()
-        queue = Queue("ludus.test.broker", channel=channel)
-        queue.declare()
-        queue.purge()
-        with conn.Producer(channel) as producer:
-            for i in range(3):
-                producer.publish({"n": i}, routing_key=queue.name, serializer="json")
-        got = []
-        for _ in range(3):
-            message = queue.get(no_ack=False)
-            assert message is not None
-            got.append(message.payload["n"])
-            message.ack()
-        assert got == [0, 1, 2] and queue.get() is None
-        queue.delete()
 
 
 def test_a_heartbeat_rewrites_its_row_in_place_without_touching_an_index() -> None:
