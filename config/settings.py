@@ -43,6 +43,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "config.streaming.StreamingResponseLimit",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -73,9 +74,19 @@ DB_POOL_MAX = env_int("LUDUS_DB_POOL_MAX", 16)
 # prepared. Turn off behind a pooler that cannot keep them (PgBouncer in transaction mode before
 # 1.21).
 DB_PREPARED = env_bool("LUDUS_DB_PREPARED", True)
-# Threads per web process that run Django's request handling (config.wsgi_bridge); each holds a
-# pooled database connection only while it queries.
+# Threads per web process that run Django's request handling (a2wsgi's pool, config.asgi); each
+# holds a pooled database connection only while it queries.
 WEB_THREADS = env_int("LUDUS_WEB_THREADS", 8)
+# Streamed responses (exports) hold a thread while their reader drains them: at most this many at
+# once per process, so that the other threads keep serving (config.streaming).
+STREAMING_RESPONSES_MAX = env_int("LUDUS_STREAMING_RESPONSES_MAX", max(1, WEB_THREADS // 2))
+if not 0 < STREAMING_RESPONSES_MAX < WEB_THREADS:
+    raise ConfigError(
+        f"LUDUS_STREAMING_RESPONSES_MAX must be between 1 and LUDUS_WEB_THREADS - 1 "
+        f"({WEB_THREADS - 1}), got {STREAMING_RESPONSES_MAX}"
+    )
+# A request body past this gets 413 before any of it is stored (config.request_body).
+REQUEST_BODY_MAX = env_int("LUDUS_REQUEST_BODY_MAX_MB", 32) * 1024 * 1024
 
 
 def _database_from_url(url: str) -> dict[str, object]:

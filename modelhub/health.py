@@ -4,7 +4,6 @@ Reads only: the pool's rows and figures as they stand when asked."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,9 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
-from modelhub import metrics
+from modelhub import metrics, presence
 from modelhub.models import Endpoint, Generation, GenerationStatus
 from modelhub.redis_clients import client as redis_client
-from worker.celery import WORKER_KEY_PREFIX
 
 _Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
 
@@ -49,14 +47,6 @@ def check_redis() -> tuple[bool, str]:
         return True, ""
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"[:300]
-
-
-def live_workers() -> list[dict[str, Any]]:
-    client = redis_client()
-    keys = list(client.scan_iter(match=WORKER_KEY_PREFIX + "*", count=500))
-    if not keys:
-        return []
-    return [json.loads(raw) for raw in client.mget(keys) if raw]
 
 
 def queue_depths() -> dict[str, int]:
@@ -104,7 +94,7 @@ def health_report() -> tuple[bool, dict[str, Any]]:
         down.append("redis")
     queues: dict[str, Any] = {}
     if redis_ok:
-        workers = live_workers()
+        workers = presence.presence_list()
         for queue in sorted(set(required_queues()) | {q for w in workers for q in w["queues"]}):
             names = sorted(w["hostname"] for w in workers if queue in w["queues"])
             queues[queue] = {

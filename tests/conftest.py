@@ -61,7 +61,7 @@ def start_worker(
     """Start `celery worker` as a subprocess against the test database; wait until it announces itself."""
     from django.conf import settings
 
-    from worker.celery import WORKER_KEY_PREFIX
+    from modelhub.presence import presence_key
 
     hostname = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
     env = dict(os.environ)
@@ -79,7 +79,7 @@ def start_worker(
     )  # fmt: skip
     client = redis.Redis.from_url(settings.REDIS_URL)
     deadline = time.monotonic() + 60
-    while not client.exists(WORKER_KEY_PREFIX + hostname):
+    while not client.exists(presence_key(hostname)):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError("celery worker did not start")

@@ -34,32 +34,26 @@ app.conf.beat_schedule = {
 app.autodiscover_tasks()
 
 # -- worker presence ---------------------------------------------------------------------------
-# Each worker announces the queues it consumes in Redis every few seconds (with a short TTL), so
-# /healthz can tell which queues have live workers without a broadcast round trip.
+# Each worker announces the queues it consumes through modelhub.presence, which /healthz reads.
 
 import contextlib  # noqa: E402
-import json  # noqa: E402
 import socket  # noqa: E402
 import threading  # noqa: E402
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown  # noqa: E402
 
-WORKER_KEY_PREFIX = "ludus:workers:"
-WORKER_TTL_S = 15
 _presence_stop = threading.Event()
 
 
 def _presence_loop(hostname: str, queues: list[str]) -> None:
-    import redis
+    from modelhub import presence
 
-    client = redis.Redis.from_url(app.conf.broker_url)
-    payload = json.dumps({"hostname": hostname, "queues": queues, "host": socket.gethostname()})
     while not _presence_stop.is_set():
-        with contextlib.suppress(Exception):  # broker briefly down: try again next beat
-            client.set(WORKER_KEY_PREFIX + hostname, payload, ex=WORKER_TTL_S)
-        _presence_stop.wait(5)
+        with contextlib.suppress(Exception):  # Redis briefly down: try again next beat
+            presence.presence_announce(hostname=hostname, queues=queues, host=socket.gethostname())
+        _presence_stop.wait(presence.BEAT_S)
     with contextlib.suppress(Exception):
-        client.delete(WORKER_KEY_PREFIX + hostname)
+        presence.presence_withdraw(hostname=hostname)
 
 
 @worker_ready.connect

@@ -1,6 +1,5 @@
-"""Exports through the ASGI app the product serves (config.asgi: Django behind the WSGI bridge):
-a streamed battle log arrives whole to a bearer token, and a body past the bridge's limit gets 413
-before anything is read into storage."""
+"""Exports through the ASGI app the product serves (config.asgi): a streamed battle log arrives
+whole to a bearer token (the request path's own limits: tests/test_request_path.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +11,12 @@ import pytest
 from django.contrib.auth.models import User
 
 from arena import apitokens, leaderboard
-from config import wsgi_bridge
 from config.asgi import application
 from modelhub.models import Model
 from tests.conftest import run_async
 from tests.leaderboard.conftest import simulate_votes
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the bridge's threads see committed rows
+pytestmark = pytest.mark.django_db(transaction=True)  # the server's threads see committed rows
 
 
 def _request(method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -48,24 +46,3 @@ def test_it_streams_a_battle_log_to_a_bearer_token_through_the_served_app(
     assert len(response.content.splitlines()) == 25
     assert hashlib.sha256(response.content).hexdigest() == snapshot.vote_hash
     assert refused.status_code == 401
-
-
-def test_it_refuses_a_body_past_the_limit_with_413(db: None, monkeypatch: Any) -> None:
-    monkeypatch.setattr(wsgi_bridge, "MAX_BODY", 1000)
-    before = User.objects.count()
-    form = {"username": "big", "password1": "x" * 2000, "password2": "x" * 2000}
-
-    declared = _request("POST", "/accounts/signup/", data=form)
-
-    async def chunks() -> Any:  # no Content-Length: the limit holds while reading
-        for _ in range(4):
-            yield b"x" * 400
-
-    chunked = _request("POST", "/accounts/signup/", content=chunks())
-
-    assert declared.status_code == 413
-    assert chunked.status_code == 413
-    assert "larger than" in declared.text
-    assert User.objects.count() == before
-    small = _request("GET", "/accounts/signup/")
-    assert small.status_code == 200

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from modelhub import metrics, selectors, services
+from modelhub import metrics, presence, redis_clients, selectors, services
 from modelhub.tasks import probe_endpoints
 from tests.factories import EndpointFactory, ModelFactory
 from tests.prometheus import metric_types, metric_value
@@ -36,6 +36,17 @@ def test_it_answers_503_naming_a_queue_without_workers(
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["down"] == ["queue:gen.nobody"]
+
+
+def test_it_counts_a_worker_only_while_its_presence_lasts(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.LUDUS_REQUIRED_QUEUES = ["gen.solo"]
+    presence.presence_announce(hostname="solo@host", queues=["gen.solo"], host="host")
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["queues"]["gen.solo"]["workers"] == ["solo@host"]
+    assert 0 < redis_clients.client().ttl(presence.presence_key("solo@host")) <= presence.TTL_S
+    presence.presence_withdraw(hostname="solo@host")
+    assert client.get("/healthz").json()["down"] == ["queue:gen.solo"]
 
 
 def test_it_reports_a_down_endpoint_as_degraded_not_down(celery_worker, client: Client) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""The Celery app's wiring: its broker transport and the presence each worker announces."""
+"""The Celery app's wiring: its broker transport."""
 
 from __future__ import annotations
 
