@@ -10,8 +10,13 @@ on demand. The model name picks the behaviour:
   fake-say                streams back the last message's text, word by word
   fake-nul                streams "t0\0 t1\0 ...": text a database cannot store as it is
 
+A `-gzip` or `-deflate` in the name (fake-gzip, fake-r50-deflate) compresses the stream with that
+content-coding, flushed after each event as a compressing proxy in front of a hosted endpoint does,
+when the request accepts it.
+
 GET /stats reports how many streams started and finished, how many clients went away mid-stream,
-how many stream now and the most that streamed at once.
+how many stream now and the most that streamed at once, how many connections were accepted and
+how many streams went out compressed.
 
 It is a bare asyncio protocol, not an ASGI app: the benchmarks run it beside the system under test
 on the same cores, and a token here costs one timer callback and one socket write of pre-formatted
@@ -27,6 +32,7 @@ import re
 import socket
 import ssl
 import threading
+import zlib
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -39,6 +45,8 @@ STATS: dict[str, int] = {
     "disconnected": 0,
     "streaming": 0,
     "peak_streaming": 0,
+    "connections": 0,
+    "compressed": 0,
 }
 DOWN = {"value": False}
 
@@ -59,6 +67,9 @@ def _chunked(event: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(event), event)
 
 
+_CODINGS = {"gzip": 31, "deflate": 15}  # zlib's wbits: a gzip wrapper, a zlib one (HTTP "deflate")
+
+
 def _dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -67,8 +78,12 @@ class _Stream:
     """One streamed completion, paced by loop timers against its start time rather than by a task
     that sleeps: a token is one callback and one write, its JSON formatted from a template."""
 
-    def __init__(self, conn: _Connection, model: str, n: int, echo: list[str]) -> None:
+    def __init__(
+        self, conn: _Connection, model: str, n: int, echo: list[str], coding: str = ""
+    ) -> None:
         self.conn = conn
+        self.coding = coding
+        self.encoder = zlib.compressobj(wbits=_CODINGS[coding]) if coding else None
         self.model = model
         self.n = n
         self.echo = echo
@@ -87,7 +102,10 @@ class _Stream:
         STATS["started"] += 1
         STATS["streaming"] += 1
         STATS["peak_streaming"] = max(STATS["peak_streaming"], STATS["streaming"])
-        self.conn.transport.write(_STREAM_HEAD + self.conn.connection_header + b"\r\n")
+        coding = b"content-encoding: %b\r\n" % self.coding.encode() if self.coding else b""
+        if self.coding:
+            STATS["compressed"] += 1
+        self.conn.transport.write(_STREAM_HEAD + coding + self.conn.connection_header + b"\r\n")
         if self.model.startswith("fake-hang"):
             return
         if self.n > 0:
@@ -99,9 +117,9 @@ class _Stream:
         i = self.sent
         self.sent += 1
         content = _dumps(self.echo[i]) if self.echo else b'"t%d "' % i
-        out = _chunked(self.delta_head + content + b'},"finish_reason":null}]}\n\n')
+        out = self.chunk(self.delta_head + content + b'},"finish_reason":null}]}\n\n')
         if self.malformed:
-            self.conn.transport.write(out + _chunked(b"data: {not json\n\n") + _LAST_CHUNK)
+            self.conn.transport.write(out + self.chunk(b"data: {not json\n\n") + self.last())
             self.conn.end_stream()
         elif self.dies and i == 2:
             self.conn.transport.write(out)
@@ -121,9 +139,21 @@ class _Stream:
             b'data: {%b,"choices":[],"usage":%b}\n\ndata: [DONE]\n\n'
             % (self.envelope, reason, self.envelope, _dumps(usage))
         )
-        self.conn.transport.write(_chunked(events) + _LAST_CHUNK)
+        self.conn.transport.write(self.chunk(events) + self.last())
         STATS["finished"] += 1
         self.conn.end_stream()
+
+    def chunk(self, event: bytes) -> bytes:
+        """An HTTP chunk carrying these events (compressed and flushed, when compressing)."""
+        if self.encoder is not None:
+            event = self.encoder.compress(event) + self.encoder.flush(zlib.Z_SYNC_FLUSH)
+        return _chunked(event)
+
+    def last(self) -> bytes:
+        """The end of the body: the compressed stream's end, then the last chunk."""
+        if self.encoder is None:
+            return _LAST_CHUNK
+        return _chunked(self.encoder.flush()) + _LAST_CHUNK
 
     def abandon(self) -> None:
         if self.timer is not None:
@@ -141,8 +171,10 @@ class _Connection(asyncio.Protocol):
         self.stream: _Stream | None = None
         self.keep_alive = True
         self.connection_header = b""
+        self.accepts = ""  # the current request's accept-encoding
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        STATS["connections"] += 1
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
@@ -178,6 +210,7 @@ class _Connection(asyncio.Protocol):
                 self.keep_alive = False
                 self.respond(HTTPStatus.NOT_IMPLEMENTED, b"chunked request bodies")
                 return
+            self.accepts = headers.get("accept-encoding", "")
             try:
                 self.route(method, target, body)
             except Exception:
@@ -278,7 +311,9 @@ class _Connection(asyncio.Protocol):
             n = len(echo)
         elif model.startswith("fake-nul"):
             echo = [f"t{i}\x00 " for i in range(n)]
-        self.stream = _Stream(self, model, n, echo)
+        wanted = re.search(r"-(gzip|deflate)\b", model)
+        coding = wanted.group(1) if wanted and wanted.group(1) in self.accepts else ""
+        self.stream = _Stream(self, model, n, echo, coding)
         self.stream.begin()
 
 

@@ -1,27 +1,59 @@
 """One client for every engine: the OpenAI chat-completions protocol over HTTP with SSE streaming.
 
-Django-free. `AsyncChatStream` (on modelhub.http1) hands the deltas of a streamed completion to a
-callback as they arrive and returns its Finish; cancelling the task that runs it closes the
+Django-free. `AsyncChatStream` reads a streamed completion with aiohttp and hands its deltas to a
+callback as they arrive, then returns its Finish; cancelling the task that runs it closes the
 connection, which aborts the upstream request. `complete` makes one non-streaming request (the
-health probe's one-token completion). Errors are typed so the
-pool can tell "try another endpoint" (connect errors, 5xx, timeouts before the first token) from
-"the request is bad" (4xx).
+health probe's one-token completion) with httpx. Errors are typed so the pool can tell "try another
+endpoint" (connect errors, 5xx, timeouts before the first token) from "the request is bad" (4xx).
+
+Both clients take proxies from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), accept
+compressed answers (gzip, deflate) and verify TLS against the system's default trust store.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
-from modelhub import http1
-from modelhub.http1 import Timeouts
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0  # to have a connection (TLS and any proxy included)
+    read: float = 30.0  # between two reads of the answer, its head included
+
 
 DEFAULT_TIMEOUTS = Timeouts()
+ERROR_BODY_LIMIT = 65536
+
+
+async def _note_reuse(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    if context.trace_request_ctx is not None:
+        context.trace_request_ctx.reused = True
+
+
+def session(ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
+    """The HTTP session for the streams of one event loop (make it on that loop; one per loop).
+
+    Keep-alive connections are pooled per origin with no cap on their number (a worker streams
+    hundreds at once; its threads bound that). `ssl_context` None: the default context."""
+    reuse = aiohttp.TraceConfig()
+    reuse.on_connection_reuseconn.append(_note_reuse)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=ssl_context if ssl_context else True),
+        trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as curl and httpx read them
+        timeout=aiohttp.ClientTimeout(total=None),  # each request sets its own
+        trace_configs=[reuse],
+    )
 
 
 class UpstreamError(Exception):
@@ -177,15 +209,12 @@ class SSEParser:
 class AsyncChatStream:
     """A streaming chat completion on asyncio (a worker runs all its streams on one event loop).
 
-    Each piece of the body is split into lines and parsed as it is read, in the connection's own
-    read callback, and its deltas go to `on_deltas` from there: no task wakes up per token (see
-    modelhub.http1 for what that saves). JSON chunks are parsed from bytes, without decoding
-    every line to text first.
-    """
+    Each piece of the body is split into lines and parsed as it is read; JSON chunks are parsed
+    from bytes, without decoding every line to text first."""
 
     def __init__(
         self,
-        http: http1.Pool,
+        http: aiohttp.ClientSession,
         base_url: str,
         payload: dict[str, Any],
         api_key: str | None = None,
@@ -195,65 +224,104 @@ class AsyncChatStream:
         self._url = chat_url(base_url)
         self._body = json.dumps(payload).encode()
         self._headers = _headers(api_key)
-        self._timeouts = timeouts
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect, sock_read=timeouts.read
+        )
 
     async def run(self, on_deltas: Callable[[list[Delta]], None]) -> Finish:
         """Stream the completion: `on_deltas` gets the deltas of each piece of the body (often
         one event) and must not block. Returns the Finish; raises the typed errors above."""
-        exchange = await self._open()
+        response = await self._open()
         parser = SSEParser()
         rest = b""
-
-        def on_body(chunk: bytes) -> None:
-            nonlocal rest
-            if parser.done:
-                return
-            if b"\r" in chunk:  # SSE allows CR and CRLF endings; blank lines are ignored
-                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            deltas: list[Delta] = []
-            for line in lines:
-                if line:
-                    deltas.extend(parser.feed(line))
-                    if parser.done:
-                        exchange.end()  # [DONE]: the answer is complete, whatever follows
-                        break
-            if deltas:
-                on_deltas(deltas)
-
         try:
-            await exchange.stream(on_body)
-        except http1.ReadTimeout as exc:
+            async for chunk in response.content.iter_any():
+                if b"\r" in chunk:  # SSE allows CR and CRLF endings; blank lines are ignored
+                    chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                deltas: list[Delta] = []
+                for line in lines:
+                    if line:
+                        deltas.extend(parser.feed(line))
+                        if parser.done:  # [DONE]: the answer is complete, whatever follows
+                            break
+                if deltas:
+                    on_deltas(deltas)
+                if parser.done:
+                    break
+        except aiohttp.ServerTimeoutError as exc:
+            response.close()
             raise UpstreamTimeout("upstream stopped sending (read timeout)") from exc
-        except http1.HTTPError as exc:  # cut short, not HTTP
+        except aiohttp.ClientError as exc:  # cut short, or a body that does not decompress
+            response.close()
             raise MalformedStream(f"upstream connection broke: {exc}") from exc
+        except BaseException:
+            # Cancelled (a stop), or the stream or a callback failed: closing the connection is
+            # what tells the upstream to stop generating.
+            response.close()
+            raise
+        # The connection is kept for the next stream when the body was read to its end (the last
+        # chunk came with [DONE]), closed otherwise.
+        response.release()
         if rest and not parser.done:
             deltas = parser.feed(rest)
             if deltas:
                 on_deltas(deltas)
         return parser.finish()
 
-    async def _open(self) -> http1.Exchange:
-        try:
-            exchange = await self._http.request(
-                "POST", self._url, self._headers, self._body, self._timeouts
-            )
-        except http1.ConnectFailed as exc:
-            raise UpstreamConnectError(f"cannot connect to {self._url}: {exc}") from exc
-        except http1.ReadTimeout as exc:
-            raise UpstreamTimeout(f"timed out waiting for {self._url}") from exc
-        except http1.HTTPError as exc:
-            raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from exc
-        if exchange.status < 400:
-            return exchange
-        try:
-            body = (await exchange.read()).decode("utf-8", "replace")
-        except http1.HTTPError as exc:  # its read timeout included
-            body = f"({type(exc).__name__} reading the error body)"
-        if exchange.status < 500:
-            raise UpstreamClientError(exchange.status, body)
-        raise UpstreamServerError(exchange.status, body)
+    async def _open(self) -> aiohttp.ClientResponse:
+        """Send the request; returns once the head of the answer came, with a status below 400.
+
+        A server may close an idle keep-alive connection just as a request goes out on it: the
+        request is then sent again on a new connection, once. aiohttp retries only idempotent
+        methods by itself; a POST that no byte of an answer came back for is safe to send again."""
+        for attempt in (1, 2):
+            trace = SimpleNamespace(reused=False)
+            try:
+                response = await self._http.post(
+                    self._url,
+                    data=self._body,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    trace_request_ctx=trace,
+                )
+            except aiohttp.ConnectionTimeoutError as exc:
+                raise UpstreamConnectError(f"no connection to {self._url} in time") from exc
+            except aiohttp.ServerTimeoutError as exc:
+                raise UpstreamTimeout(f"timed out waiting for {self._url}") from exc
+            except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS, proxy
+                raise UpstreamConnectError(f"cannot connect to {self._url}: {exc}") from exc
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if trace.reused and attempt == 1:
+                    continue
+                raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from exc
+            except aiohttp.ClientError as exc:
+                raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from exc
+            break
+        if response.status < 400:
+            return response
+        body = await _error_body(response)
+        if response.status < 500:
+            raise UpstreamClientError(response.status, body)
+        raise UpstreamServerError(response.status, body)
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> str:
+    """The first ERROR_BODY_LIMIT bytes of an error answer, as text."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.content.iter_any():
+            parts.append(chunk[: ERROR_BODY_LIMIT - size])
+            size += len(parts[-1])
+            if size >= ERROR_BODY_LIMIT:
+                break
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        response.close()
+        return f"({type(exc).__name__} reading the error body)"
+    response.release()
+    return b"".join(parts).decode("utf-8", "replace")
 
 
 def complete(

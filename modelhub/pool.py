@@ -19,19 +19,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import aiohttp
 import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from modelhub import http1, redis_clients, slots, streams
+from modelhub import client, redis_clients, slots, streams
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -235,7 +235,7 @@ class StreamRunner:
             self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
         except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
             self.loop = asyncio.new_event_loop()
-        self._session: http1.Pool | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._thread = threading.Thread(target=self._run, name="ludus-streams", daemon=True)
         self._thread.start()
 
@@ -243,15 +243,11 @@ class StreamRunner:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def _make_session(self) -> http1.Pool:
-        # One TLS context for every https upstream (building one loads the CA bundle: tens of ms).
-        return http1.Pool(ssl.create_default_context())
-
     @property
-    def http(self) -> http1.Pool:
-        """The loop's connection pool to upstreams (made on the loop, used only from it)."""
+    def http(self) -> aiohttp.ClientSession:
+        """The loop's HTTP session to upstreams (made on the loop, used only from it)."""
         if self._session is None:
-            self._session = self._make_session()
+            self._session = client.session()
         return self._session
 
     def warm(self) -> None:

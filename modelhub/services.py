@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+import aiohttp
 import httpx
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -20,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from modelhub import client as oai
-from modelhub import http1, metrics, rows, slots, streams
+from modelhub import metrics, rows, slots, streams
 from modelhub.models import Endpoint, Generation, GenerationStatus, Model
 from modelhub.pool import Outbox, flusher, redis_client, runner
 from modelhub.selectors import (
@@ -464,7 +465,7 @@ class _Read:
 
 
 async def _read_upstream(
-    http: http1.Pool,
+    http: aiohttp.ClientSession,
     endpoint_url: str,
     payload: dict[str, Any],
     api_key: str | None,
