@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from arena import accounts, views
+from arena import accounts, status_views, views
 
 urlpatterns = [
     path("", views.arena_home, name="arena-home"),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("b/<uuid:battle_id>/image/", views.battle_image, name="battle-image"),
     path("b/<uuid:battle_id>/answer/<uuid:generation_id>/", views.answer_view, name="answer"),
     path("s/<uuid:battle_id>/", views.battle_share, name="battle-share"),
+    path("status/", status_views.status_page, name="status"),
     path("accounts/signup/", accounts.signup, name="signup"),
     path("accounts/tokens/", accounts.api_tokens, name="api-tokens"),
     path(

@@ -5,5 +5,4 @@ from modelhub import views
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),
-    path("status/", views.status_page, name="status"),
 ]

@@ -1,13 +1,9 @@
 from __future__ import annotations
 
 import hmac
-from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -43,26 +39,3 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             content_type="text/plain",
         )
     return HttpResponse(health.metrics_exposition(), content_type=CONTENT_TYPE_LATEST)
-
-
-def _votes_per_minute() -> int | None:
-    """Votes in the last minute, once the arena stores votes."""
-    try:
-        from arena.models import Vote  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return int(Vote.objects.filter(created_at__gte=timezone.now() - timedelta(minutes=1)).count())
-
-
-@staff_member_required
-@require_GET
-@never_cache
-def status_page(request: HttpRequest) -> HttpResponse:
-    """Staff-only live view of the serving pool; htmx refreshes the `pool` partial every 2 s."""
-    context = {
-        **health.pool_status(),
-        "votes_per_minute": _votes_per_minute(),
-        "now": timezone.now(),
-    }
-    template = "modelhub/status.html#pool" if request.htmx else "modelhub/status.html"  # type: ignore[attr-defined]
-    return render(request, template, context)

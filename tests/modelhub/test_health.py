@@ -1,10 +1,9 @@
-"""/healthz, /metrics, the status page and endpoint probing."""
+"""/healthz, /metrics and endpoint probing."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from modelhub import metrics, presence, redis_clients, selectors, services
@@ -116,21 +115,6 @@ def test_it_escapes_odd_model_names_and_urls_in_metric_labels() -> None:
     assert metric_value(body, "ludus_endpoint_up", model=name, endpoint=url) == 0
     assert metric_value(body, "ludus_endpoint_errors_total", model=name, endpoint=url) == 1
     assert metric_value(body, "ludus_endpoint_ttft_seconds_count", model=name, endpoint=url) == 0
-
-
-def test_it_shows_the_status_page_to_staff_only(upstream, client: Client) -> None:  # type: ignore[no-untyped-def]
-    EndpointFactory.create(
-        base_url=upstream.base_url, model=ModelFactory.create(name="visible-model")
-    )
-    response = client.get("/status/")
-    assert response.status_code == 302 and "/login" in response["Location"]
-    staff = get_user_model().objects.create_user("alice", password="pw-alice-123", is_staff=True)
-    client.force_login(staff)
-    page = client.get("/status/")
-    assert page.status_code == 200
-    assert b"visible-model" in page.content and b"hx-trigger" in page.content
-    partial = client.get("/status/", HTTP_HX_REQUEST="true")
-    assert b"visible-model" in partial.content and b"<html" not in partial.content
 
 
 def test_a_new_endpoint_starts_without_the_figures_of_an_old_one_with_its_id() -> None:

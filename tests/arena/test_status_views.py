@@ -1,0 +1,52 @@
+"""The staff status page: the serving pool and the vote rate, refreshed by htmx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from arena.models import Battle
+from tests.arena.conftest import finish_turn, last_turn
+
+pytestmark = pytest.mark.django_db
+
+
+def _staff_client() -> Client:
+    client = Client()
+    alice = get_user_model().objects.create_user("alice", password="pw-alice-123", is_staff=True)
+    client.force_login(alice)
+    return client
+
+
+def test_it_shows_the_status_page_to_staff_only(arena_models: list[Any]) -> None:
+    response = Client().get("/status/")
+    assert response.status_code == 302 and "/login" in response["Location"]
+    bob = get_user_model().objects.create_user("bob", password="pw-bob-123")
+    member = Client()
+    member.force_login(bob)
+    assert member.get("/status/").status_code == 302
+    staff = _staff_client()
+    page = staff.get("/status/")
+    assert page.status_code == 200
+    assert b"alpha-7b" in page.content and b"hx-trigger" in page.content
+    partial = staff.get("/status/", HTTP_HX_REQUEST="true")
+    assert b"alpha-7b" in partial.content and b"<html" not in partial.content
+
+
+def test_it_counts_the_votes_of_the_last_minute(arena_models: list[Any]) -> None:
+    staff = _staff_client()
+    assert b'data-testid="votes-per-minute">0<' in staff.get("/status/").content
+    voter = Client()
+    voter.post("/battles/", {"prompt": "hello there"}, HTTP_HX_REQUEST="true")
+    battle = Battle.objects.get()
+    turn = last_turn(battle)
+    finish_turn(turn)
+    voted = voter.post(
+        f"/b/{battle.id}/vote/", {"turn": turn.id, "choice": "a"}, HTTP_HX_REQUEST="true"
+    )
+    assert voted.status_code == 200
+    partial = staff.get("/status/", HTTP_HX_REQUEST="true")
+    assert b'data-testid="votes-per-minute">1<' in partial.content
