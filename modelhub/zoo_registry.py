@@ -1,7 +1,9 @@
-"""Register the demo zoo's models in the model hub (the Django side of ``modelhub.zoo``).
+"""The model hub's services for the demo zoo (the Django side of ``modelhub.zoo``).
 
-``zoo_register`` upserts one ``Model`` row (engine "local") and one ``Endpoint`` (the local engine's
-URL) per manifest entry, so rebuilding the zoo updates the rows' losses and paths in place.
+``zoo_models_register`` is the only code that writes the zoo's rows: one ``Model`` (engine "local")
+and one ``Endpoint`` (the local engine's URL) per manifest entry, upserted so that rebuilding the
+zoo updates the rows' losses and paths in place. ``zoo_is_built`` and ``zoo_build`` read and write
+the zoo's files, never a table.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def zoo_build(*, models_dir: Path, seed: int = 0, quick: bool = False) -> dict[s
 
 
 @transaction.atomic
-def zoo_register(*, models_dir: Path, base_url: str | None = None) -> list[Model]:
+def zoo_models_register(*, models_dir: Path, base_url: str | None = None) -> list[Model]:
     """Upsert a Model and an Endpoint for every model in ``models_dir/manifest.json``.
 
     Fields an operator tunes (sampling weight, enabled, arena eligibility, generation defaults) are

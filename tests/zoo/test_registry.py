@@ -11,13 +11,13 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from modelhub.models import Endpoint, Model
-from modelhub.zoo_registry import zoo_register
+from modelhub.zoo_registry import zoo_models_register
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_registers_every_zoo_model_with_a_local_endpoint(zoo_dir: Path) -> None:
-    rows = zoo_register(models_dir=zoo_dir, base_url="http://127.0.0.1:8100/v1")
+    rows = zoo_models_register(models_dir=zoo_dir, base_url="http://127.0.0.1:8100/v1")
     manifest = json.loads((zoo_dir / "manifest.json").read_text())
     assert {m.name for m in rows} == {e["name"] for e in manifest["models"]}
     for name, pattern in (("zoo-llava-s", "zoo llava s"), ("zoo-llava-m", "zoo llava m")):
@@ -36,12 +36,12 @@ def test_it_updates_rows_when_the_zoo_is_rebuilt(zoo_dir: Path, tmp_path: Path) 
     copy = tmp_path / "models"
     copy.mkdir()
     shutil.copy(zoo_dir / "manifest.json", copy / "manifest.json")
-    zoo_register(models_dir=copy, base_url="http://e/v1")
+    zoo_models_register(models_dir=copy, base_url="http://e/v1")
     Model.objects.filter(name="zoo-llama-s").update(sampling_weight=3.0)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["models"][1]["heldout_loss"] = 1.2345
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    zoo_register(models_dir=copy, base_url="http://e/v1")
+    zoo_models_register(models_dir=copy, base_url="http://e/v1")
     row = Model.objects.get(name=manifest["models"][1]["name"])
     assert row.heldout_loss == 1.2345
     assert Model.objects.get(name="zoo-llama-s").sampling_weight == 3.0

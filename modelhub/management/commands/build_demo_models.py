@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from modelhub.zoo_registry import zoo_build, zoo_is_built, zoo_register
+from modelhub.zoo_registry import zoo_build, zoo_is_built, zoo_models_register
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Built in {manifest['build_seconds']}s.")
         elif not options["if_missing"]:
             self.stdout.write(f"Zoo already built in {models_dir}; use --force to rebuild.")
-        rows = zoo_register(models_dir=models_dir)
+        rows = zoo_models_register(models_dir=models_dir)
         for model in rows:
             self.stdout.write(f"  {model.name:14} heldout_loss={model.heldout_loss:.4f}")
         self.stdout.write(self.style.SUCCESS(f"Registered {len(rows)} demo models."))
