@@ -56,6 +56,11 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         "PYTHONWARNINGS": "ignore",
     }
     env.setdefault("DJANGO_SECRET_KEY", "bench-secret-key")
+    # The page names content-hashed static files, served from what collectstatic writes.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT, env=env, check=True,
+    )  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--no-access-log", "--log-level", "warning"],

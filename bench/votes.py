@@ -353,7 +353,8 @@ def main() -> None:
     client = args.client if shutil.which("wrk") else "asyncio"
     votes = args.votes or (int(args.duration * 2500) if client == "wrk" else 20000)
 
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
+    for command in (["migrate"], ["collectstatic", "--noinput"]):
+        subprocess.run([sys.executable, "manage.py", *command, "-v", "0"], cwd=ROOT, check=True)
     t0 = time.perf_counter()
     warm = 1000
     work, tag = setup_data(votes + warm, args.sessions)

@@ -3,7 +3,9 @@
 HTTP takes Django's ordinary WSGI path on a2wsgi's thread pool (settings.WEB_THREADS threads):
 under Django's ASGI handler every synchronous middleware hook and view hops to a thread and back,
 about 2.5x the CPU per request measured on the vote endpoint. Websockets go through Channels on the
-event loop, authenticated through the session.
+event loop, authenticated through the session. Static files are answered on the event loop by
+ServeStatic from STATIC_ROOT (what collectstatic wrote): a content-hashed name is cached for good
+(immutable), and a client that accepts gzip gets the compressed copy.
 
 How slow clients are bounded: a request body is read by its pool thread as Django asks for it,
 within settings.REQUEST_BODY_MAX (config.request_body); a streamed response (an export) holds its
@@ -22,6 +24,7 @@ from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
+from servestatic.asgi import ServeStaticASGI  # noqa: E402
 
 from config.process import settle  # noqa: E402
 from config.request_body import RequestBodyLimit  # noqa: E402
@@ -30,7 +33,12 @@ from modelhub.wsauth import LazyAuthMiddlewareStack  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": RequestBodyLimit(WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS)),
+        "http": ServeStaticASGI(
+            RequestBodyLimit(WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS)),
+            root=settings.STATIC_ROOT,
+            prefix=settings.STATIC_URL,
+            autorefresh=settings.DEBUG,  # a collectstatic while serving shows without a restart
+        ),
         "websocket": AllowedHostsOriginValidator(
             LazyAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -207,8 +207,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
+# `collectstatic` (run by make run and make test) writes content-hashed copies and their gzip
+# variants here; config.asgi serves them with ServeStatic, hashed names as immutable.
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "servestatic.storage.CompressedManifestStaticFilesStorage"},
+}
 MEDIA_ROOT = DATA_DIR / "media"
 
 # Security defaults. Cookies are secure unless the operator serves plain HTTP locally (make run).

@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     env.setdefault("HOST", args.host)
     try:
         _manage(env, "migrate", "--noinput", "-v", "0")
+        _manage(env, "collectstatic", "--noinput", "-v", "0")  # hashed, compressed: config.asgi
         _manage(env, "build_demo_models", "--if-missing")
         _manage(env, "ensure_admin")
         url = f"http://{env['HOST']}:{env['PORT']}"
@@ -163,6 +164,8 @@ def cmd_test(args: argparse.Namespace) -> int:
             [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
             [str(bin_dir / "mypy"), "."],
         ]
+    # Pages name content-hashed static files from collectstatic's manifest.
+    steps.append([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"])
     steps.append([sys.executable, "-m", "pytest", *args.pytest_args])
     try:
         for step in steps:

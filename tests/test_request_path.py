@@ -1,15 +1,19 @@
-"""HTTP through the ASGI app the product serves (config.asgi.application): request bodies past the
-limit get 413 before they are stored, a chunked body within it reaches Django whole, and slow
-readers of streamed downloads never take the threads that serve everything else."""
+"""HTTP through the ASGI app the product serves (config.asgi.application): static files hashed,
+compressed and cached for good; request bodies past the limit get 413 before they are stored, a
+chunked body within it reaches Django whole; slow readers of streamed downloads never take the
+threads that serve everything else. (The static files are those collectstatic wrote: make test
+runs it first.)"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from django.contrib.staticfiles.storage import staticfiles_storage
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -49,6 +53,29 @@ def _client() -> httpx.AsyncClient:
 async def _chunks(size: int, count: int) -> AsyncIterator[bytes]:
     for _ in range(count):
         yield b"x" * size
+
+
+def test_it_serves_a_hashed_static_file_compressed_and_cached_for_good() -> None:
+    url = staticfiles_storage.url("css/ludus.css")
+    assert re.fullmatch(r"/static/css/ludus\.[0-9a-f]{12}\.css", url)
+
+    async def go() -> tuple[httpx.Response, httpx.Response]:
+        async with _client() as client:
+            gzipped = await client.get(url, headers={"Accept-Encoding": "gzip"})
+            plain = await client.get(url, headers={"Accept-Encoding": "identity"})
+            return gzipped, plain
+
+    gzipped, plain = run_async(go())
+
+    assert (gzipped.status_code, plain.status_code) == (200, 200), "collectstatic first"
+    assert gzipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert int(gzipped.headers["content-length"]) < int(plain.headers["content-length"])
+    assert gzipped.content == plain.content == staticfiles_storage.open("css/ludus.css").read()
+    for response in (gzipped, plain):
+        assert response.headers["cache-control"] == "max-age=315360000, public, immutable"
+        assert "Accept-Encoding" in response.headers["vary"]
+        assert response.headers["content-type"].startswith("text/css")
 
 
 def test_it_refuses_a_body_past_the_limit_with_413(settings: Any) -> None:

@@ -83,18 +83,19 @@
   }
 
   function enhance(root) {
-    var base = arena() ? arena().dataset.static : "/static/vendor/";
+    // The vendored libraries' (content-hashed) URLs, as the page names them.
+    var urls = arena() ? arena().dataset : {};
     var code = root.querySelectorAll("pre code");
-    if (code.length) {
-      loadStyle(base + "highlight/github.min.css");
-      loadScript(base + "highlight/highlight.min.js").then(function () {
+    if (code.length && urls.highlightJs) {
+      loadStyle(urls.highlightCss);
+      loadScript(urls.highlightJs).then(function () {
         code.forEach(function (c) { if (!c.dataset.highlighted) window.hljs.highlightElement(c); });
       });
     }
     var math = root.querySelectorAll(".math");
-    if (math.length) {
-      loadStyle(base + "katex/katex.min.css");
-      loadScript(base + "katex/katex.min.js").then(function () {
+    if (math.length && urls.katexJs) {
+      loadStyle(urls.katexCss);
+      loadScript(urls.katexJs).then(function () {
         math.forEach(function (m) {
           if (m.dataset.done) return;
           m.dataset.done = "1";
