@@ -138,7 +138,7 @@ if _xdist_worker.startswith("gw"):
 
 CACHES = {
     "default": {
-        "BACKEND": "config.cache.ReusingRedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "ludus",
     }
