@@ -13,53 +13,57 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from arena import leaderboard
 from arena.apitokens import researcher_access
+from arena.leaderboard import export, page, selectors
+from arena.leaderboard.boards import ALL
 from arena.models import LeaderboardSnapshot
 
 PAGE = "arena/leaderboard.html"
-CSV_FIELDS = ["method", "category", "rank", "model", "rating", "lower", "upper", "battles"]
 
 
 class LeaderboardOptionsForm(forms.Form):
+    rating = forms.ChoiceField(
+        required=False, choices=[("bt", "Bradley-Terry"), ("elo", "Online Elo")]
+    )
     style = forms.BooleanField(required=False)
     ipw = forms.BooleanField(required=False)
     category = forms.CharField(required=False, max_length=60)
     deprecated = forms.BooleanField(required=False)
 
 
-def _options(request: HttpRequest) -> leaderboard.PageOptions:
+def _options(request: HttpRequest) -> page.PageOptions:
     form = LeaderboardOptionsForm(request.GET)
     if not form.is_valid():
-        return leaderboard.PageOptions()
-    return leaderboard.PageOptions(
+        return page.PageOptions()
+    return page.PageOptions(
+        elo=form.cleaned_data["rating"] == "elo",
         style=form.cleaned_data["style"],
         ipw=form.cleaned_data["ipw"],
-        category=form.cleaned_data["category"] or leaderboard.ALL,
+        category=form.cleaned_data["category"] or ALL,
         show_deprecated=form.cleaned_data["deprecated"],
     )
 
 
 @require_GET
 def leaderboard_page(request: HttpRequest) -> HttpResponse:
-    snapshot = leaderboard.snapshot_latest()
+    snapshot = selectors.snapshot_latest()
     options = _options(request)
     context: dict[str, Any] = {"snapshot": snapshot, "options": options}
     if snapshot is not None:
-        page = leaderboard.leaderboard_page_data(snapshot=snapshot, options=options)
-        page["plots"] = {k: mark_safe(v) for k, v in page["plots"].items()}
-        context |= page
+        data = page.leaderboard_page_data(snapshot=snapshot, options=options)
+        data["plots"] = {k: mark_safe(v) for k, v in data["plots"].items()}
+        context |= data
         context["reasons"] = [
-            (leaderboard.EXCLUSION_REASONS.get(k, k), n) for k, n in snapshot.votes_excluded.items()
+            (selectors.EXCLUSION_REASONS.get(k, k), n) for k, n in snapshot.votes_excluded.items()
         ]
         context["excluded_total"] = sum(snapshot.votes_excluded.values())
-        context["weights_history"] = leaderboard.sampling_weights_history()
+        context["weights_history"] = selectors.sampling_weights_history()
     template = f"{PAGE}#board" if getattr(request, "htmx", False) else PAGE
     return render(request, template, context)
 
 
 def _snapshot(snapshot_id: int) -> LeaderboardSnapshot:
-    snapshot = leaderboard.snapshot_get(snapshot_id=snapshot_id)
+    snapshot = selectors.snapshot_get(snapshot_id=snapshot_id)
     if snapshot is None:
         raise Http404("No such snapshot.")
     return snapshot
@@ -69,7 +73,9 @@ def _snapshot(snapshot_id: int) -> LeaderboardSnapshot:
 @researcher_access
 def snapshot_export_json(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(snapshot_id)
-    response = JsonResponse(leaderboard.snapshot_export(snapshot), json_dumps_params={"indent": 2})
+    response = JsonResponse(
+        export.snapshot_export(snapshot=snapshot), json_dumps_params={"indent": 2}
+    )
     response["Content-Disposition"] = f'attachment; filename="leaderboard-{snapshot.id}.json"'
     return response
 
@@ -79,9 +85,9 @@ def snapshot_export_json(request: HttpRequest, snapshot_id: int) -> HttpResponse
 def snapshot_export_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = _snapshot(snapshot_id)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, export.CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(leaderboard.snapshot_csv_rows(snapshot))
+    writer.writerows(export.snapshot_csv_rows(snapshot=snapshot))
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="leaderboard-{snapshot.id}.csv"'
     return response
@@ -92,7 +98,7 @@ def snapshot_export_csv(request: HttpRequest, snapshot_id: int) -> HttpResponse:
 def snapshot_battles_jsonl(request: HttpRequest, snapshot_id: int) -> StreamingHttpResponse:
     snapshot = _snapshot(snapshot_id)
     response = StreamingHttpResponse(
-        leaderboard.snapshot_battle_lines(snapshot=snapshot),
+        export.snapshot_battle_lines(snapshot=snapshot),
         content_type="application/x-ndjson; charset=utf-8",
     )
     response["Content-Disposition"] = f'attachment; filename="battles-{snapshot.id}.jsonl"'

@@ -247,6 +247,17 @@ LUDUS_REQUIRED_QUEUES = env_list(
     "LUDUS_REQUIRED_QUEUES", ["default", "pipeline", "gen.local", "gen.openai", "gen.vllm"]
 )
 
+# Leaderboard: models with fewer counted votes are shown apart as provisional, without a rank;
+# "both bad" counts as a tie, is left out, or gets its own Davidson tie parameter.
+LEADERBOARD_MIN_VOTES = env_int("LUDUS_LEADERBOARD_MIN_VOTES", 300)
+LEADERBOARD_BOTHBAD = env_str("LUDUS_LEADERBOARD_BOTHBAD", "tie")
+if LEADERBOARD_MIN_VOTES < 0:
+    raise ConfigError(f"LUDUS_LEADERBOARD_MIN_VOTES must be 0 or more, got {LEADERBOARD_MIN_VOTES}")
+if LEADERBOARD_BOTHBAD not in ("tie", "exclude", "davidson"):
+    raise ConfigError(
+        f"LUDUS_LEADERBOARD_BOTHBAD must be tie, exclude or davidson, got {LEADERBOARD_BOTHBAD!r}"
+    )
+
 # Arena limits (per minute), read by arena.conf.
 ARENA_BATTLES_PER_MINUTE = env_int("LUDUS_ARENA_BATTLES_PER_MINUTE", 20)
 ARENA_BATTLES_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_BATTLES_PER_MINUTE_PER_IP", 60)

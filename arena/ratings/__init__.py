@@ -10,7 +10,7 @@ Typical use::
 """
 
 from .battles import STYLE_FEATURES, BattleLogError, Battles, load_battles, style_features
-from .bt import Intervals, Ratings, bootstrap_bt, fit_bt, rank_ub, sandwich_intervals
+from .bt import DEFAULT_PRIOR, Intervals, Ratings, bootstrap_bt, fit_bt, rank_ub, sandwich_intervals
 from .counts import PairCounts, battle_weights, counts_from_battles
 from .elo import bootstrap_elo, elo_trajectory, online_elo
 from .report import (
@@ -19,11 +19,13 @@ from .report import (
     leaderboard,
     predicted_winrate_matrix,
     ratings_over_time,
+    separated_models,
     winrate_matrix,
 )
 from .style import StyleFit, fit_style
 
 __all__ = [
+    "DEFAULT_PRIOR",
     "STYLE_FEATURES",
     "BattleLogError",
     "Battles",
@@ -47,6 +49,7 @@ __all__ = [
     "rank_ub",
     "ratings_over_time",
     "sandwich_intervals",
+    "separated_models",
     "style_features",
     "winrate_matrix",
 ]

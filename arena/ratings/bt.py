@@ -6,7 +6,15 @@ i.e. R = 400 / ln(10) * theta for natural-log strengths theta. Ratings are centr
 
 Ties count half a win for each side by default (``ties="half"``), or follow Davidson's model
 (``ties="davidson"``): P(i) : P(j) : P(tie) = e^(d/2) : e^(-d/2) : e^kappa with d = theta_i - theta_j.
-"Both bad" is a tie by default (``bothbad="tie"``) or dropped (``bothbad="exclude"``).
+"Both bad" is a tie by default (``bothbad="tie"``), dropped (``bothbad="exclude"``), or a tie kind
+of its own with its own Davidson parameter (``bothbad="davidson"``, which needs Davidson ties):
+P(i) : P(j) : P(tie) : P(both bad) = e^(d/2) : e^(-d/2) : e^kappa : e^kappa_bothbad.
+
+``prior`` is a ridge on the log-strengths (and tie parameters): a Gaussian prior N(0, 1/prior).
+``fit_bt`` defaults to a tiny one (the maximum-likelihood fit on real data); the published boards
+use ``DEFAULT_PRIOR``, about two virtual ties of every model against an average one (each tie
+adds 1/4 to the curvature at equal strength), the weak prior of Bayeselo. It keeps a model that
+won (or lost) every battle at a finite, modest rating instead of an estimate the data do not bound.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ SCALE = 400.0 / math.log(10.0)  # Elo points per nat of strength
 INIT = 1000.0
 Z95 = 1.959963984540054
 Ties = Literal["half", "davidson"]
-BothBad = Literal["tie", "exclude"]
+BothBad = Literal["tie", "exclude", "davidson"]
+DEFAULT_PRIOR = 0.5  # two virtual ties against an average model, in ridge units (see above)
 Floats = npt.NDArray[np.floating[Any]]  # float64, or float32 for bootstrap draws
 
 
@@ -36,13 +45,14 @@ class Ratings:
     """Fitted ratings (Elo scale, centred or anchored) in the order of ``models``.
 
     ``theta`` is the raw strength vector (natural log); ``tie_param`` is Davidson's kappa (None
-    for half ties); ``hessian`` is the penalised Hessian at the optimum (None for Elo).
+    for half ties) and ``bothbad_param`` the one of "both bad" when it is fitted apart; ``hessian`` is the penalised Hessian at the optimum (None for Elo).
     """
 
     models: tuple[str, ...]
     rating: FloatArray
     theta: FloatArray
     tie_param: float | None = None
+    bothbad_param: float | None = None
     converged: bool = True
     hessian: FloatArray | None = None
 
@@ -62,7 +72,8 @@ class Intervals:
 class _Cells:
     """Outcome weights per pair (pairs on axis 0; a trailing axis holds bootstrap rounds).
 
-    With half ties, ``win``/``loss`` already include half of the ties and ``tie`` is unused.
+    With half ties, ``win``/``loss`` already include half of the ties and ``ties`` is unused.
+    With Davidson ties, ``ties`` holds one array per tie kind (each with its own parameter).
     """
 
     i: IntArray
@@ -70,22 +81,39 @@ class _Cells:
     m: int
     win: Floats
     loss: Floats
-    tie: Floats
+    ties: tuple[Floats, ...]
     total: Floats
     davidson: bool
 
+    @property
+    def kinds(self) -> int:
+        """Tie parameters of the model (0 with half ties)."""
+        return len(self.ties) if self.davidson else 0
+
+
+def check_ties(ties: Ties, bothbad: BothBad) -> None:
+    if bothbad == "davidson" and ties != "davidson":
+        raise ValueError(
+            "bothbad 'davidson' fits a tie parameter of its own: it needs Davidson ties"
+        )
+
 
 def _outcomes(table: FloatArray, bothbad: BothBad) -> FloatArray:
-    """(P, 4) per-outcome table -> (P, 3): i wins, j wins, tie (both bad merged or dropped)."""
+    """(P, 4) per-outcome table -> (P, 2 + tie kinds): i wins, j wins, then the tie columns (both
+    bad merged into ties, dropped, or kept as a column of its own)."""
+    if bothbad == "davidson":
+        return table[:, :4].copy()
     tie = table[:, 2] + (table[:, 3] if bothbad == "tie" else 0.0)
     return np.stack([table[:, 0], table[:, 1], tie], axis=1)
 
 
-def _cells(counts: PairCounts, ties: Ties, win: Floats, loss: Floats, tie: Floats) -> _Cells:
+def _cells(counts: PairCounts, ties: Ties, win: Floats, loss: Floats, *tie: Floats) -> _Cells:
     m = len(counts.models)
-    total = win + loss + tie
+    tied = sum(tie[1:], tie[0])
+    total = win + loss + tied
     if ties == "half":
-        return _Cells(counts.i, counts.j, m, win + tie / 2, loss + tie / 2, tie, total, False)
+        half = tied / 2
+        return _Cells(counts.i, counts.j, m, win + half, loss + half, tie, total, False)
     return _Cells(counts.i, counts.j, m, win, loss, tie, total, True)
 
 
@@ -96,31 +124,41 @@ def _sigmoid(d: FloatArray) -> FloatArray:
     return np.reciprocal(out, out=out)
 
 
-def _pair_terms(d: FloatArray, kappa: FloatArray | float, c: _Cells, hessian: bool):
+def _pair_terms(d: FloatArray, kappa: Any, c: _Cells, hessian: bool):
     """Per-pair derivatives of the negative log-likelihood in d = theta_i - theta_j.
 
-    Pairs are on axis 0 (d is (P,) or (P, rounds); kappa is a scalar or (rounds,)). Returns
-    g_d, g_k (summed over pairs) and, if ``hessian``, (nll, h_dd, h_dk, h_kk).
+    Pairs are on axis 0 (d is (P,) or (P, rounds)); ``kappa`` holds one tie parameter per tie kind
+    (each a scalar or (rounds,)). Returns g_d, g_k (per tie kind, summed over pairs) and, if
+    ``hessian``, (nll, h_dd, h_dk per kind, h_kk (kinds x kinds)).
     """
     total = c.total
     if not c.davidson:
         p = _sigmoid(d)
         g_d = total * p - c.win
         if not hessian:
-            return g_d, 0.0, None
+            return g_d, [], None
         nll = float((c.win * np.logaddexp(0.0, -d) + c.loss * np.logaddexp(0.0, d)).sum())
-        return g_d, 0.0, (nll, total * p * (1.0 - p), np.zeros_like(d), 0.0)
+        return g_d, [], (nll, total * p * (1.0 - p), [], np.zeros((0, 0)))
     half = 0.5 * d
-    log_den = np.logaddexp(np.logaddexp(half, -half), kappa)
-    pw, pl, pt = np.exp(half - log_den), np.exp(-half - log_den), np.exp(kappa - log_den)
+    log_den = np.logaddexp(half, -half)
+    for k in kappa:
+        log_den = np.logaddexp(log_den, k)
+    pw, pl = np.exp(half - log_den), np.exp(-half - log_den)
+    pt = [np.exp(k - log_den) for k in kappa]
     g_d = total * (pw - pl) / 2 - (c.win - c.loss) / 2
-    g_k = (total * pt - c.tie).sum(axis=0)
+    g_k = [(total * p - tie).sum(axis=0) for p, tie in zip(pt, c.ties, strict=True)]
     if not hessian:
         return g_d, g_k, None
-    nll = float((-(c.win - c.loss) * half - c.tie * kappa + total * log_den).sum())
+    nll = float((-(c.win - c.loss) * half + total * log_den).sum())
+    nll -= float(sum((tie * k).sum() for tie, k in zip(c.ties, kappa, strict=True)))
     h_dd = total * ((pw + pl) / 4 - (pw - pl) ** 2 / 4)
-    h_dk = total * (-pt * (pw - pl) / 2)
-    h_kk = float((total * (pt - pt**2)).sum())
+    h_dk = [total * (-p * (pw - pl) / 2) for p in pt]
+    h_kk = np.array(
+        [
+            [float((total * ((p if a == b else 0.0) - p * q)).sum()) for b, q in enumerate(pt)]
+            for a, p in enumerate(pt)
+        ]
+    )
     return g_d, g_k, (nll, h_dd, h_dk, h_kk)
 
 
@@ -129,38 +167,38 @@ def _scatter(c: _Cells, per_pair: FloatArray) -> FloatArray:
     return (np.bincount(c.i, per_pair, c.m) - np.bincount(c.j, per_pair, c.m)).astype(np.float64)
 
 
-def _hessian(c: _Cells, h_dd: FloatArray, h_dk: FloatArray, h_kk: float) -> FloatArray:
+def _hessian(c: _Cells, h_dd: FloatArray, h_dk: list[FloatArray], h_kk: FloatArray) -> FloatArray:
     m = c.m
-    dim = m + (1 if c.davidson else 0)
+    dim = m + c.kinds
     hess = np.zeros((dim, dim))
     diag = np.bincount(c.i, h_dd, m) + np.bincount(c.j, h_dd, m)
     hess[np.arange(m), np.arange(m)] = diag
     np.add.at(hess, (c.i, c.j), -h_dd)
     np.add.at(hess, (c.j, c.i), -h_dd)
-    if c.davidson:
-        cross = _scatter(c, h_dk)
-        hess[:m, m] = cross
-        hess[m, :m] = cross
-        hess[m, m] = h_kk
+    for k, h in enumerate(h_dk):
+        cross = _scatter(c, h)
+        hess[:m, m + k] = cross
+        hess[m + k, :m] = cross
+    hess[m:, m:] = h_kk
     return hess
 
 
 def _penalty(m: int, dim: int, prior: float, scale: float) -> FloatArray:
-    """Hessian of the penalty: ridge ``prior`` plus a sum-to-zero term that removes the null
-    direction (theta + c gives the same likelihood) without moving the optimum."""
+    """Hessian of the penalty: ridge ``prior`` on every parameter (strengths and tie parameters),
+    plus a sum-to-zero term that removes the null direction (theta + c gives the same likelihood)
+    without moving the optimum."""
     pen = np.zeros((dim, dim))
     pen[:m, :m] = scale / m
-    pen[np.arange(m), np.arange(m)] += prior
+    pen[np.arange(dim), np.arange(dim)] += prior
     return pen
 
 
 def _objective(c: _Cells, x: FloatArray, pen: FloatArray) -> tuple[float, FloatArray, FloatArray]:
     m = c.m
-    kappa = float(x[m]) if c.davidson else 0.0
-    g_d, g_k, second = _pair_terms(x[c.i] - x[c.j], kappa, c, True)
+    g_d, g_k, second = _pair_terms(x[c.i] - x[c.j], list(x[m:]), c, True)
     assert second is not None
     nll, h_dd, h_dk, h_kk = second
-    grad = np.append(_scatter(c, g_d), g_k) if c.davidson else _scatter(c, g_d)
+    grad = np.append(_scatter(c, g_d), g_k)
     value = nll + 0.5 * float(x @ pen @ x)
     return value, grad + pen @ x, _hessian(c, h_dd, h_dk, h_kk) + pen
 
@@ -218,13 +256,14 @@ def fit_bt(
 ) -> Ratings:
     """Maximum-likelihood Bradley-Terry (or Davidson) ratings from counts.
 
-    ``prior`` is a tiny ridge on strengths that keeps ratings finite for a model that never lost
-    (or never won) and splits disconnected comparison graphs; at the default it moves ratings by
-    far less than 0.001 on real data.
+    ``prior`` is a ridge on strengths that keeps ratings finite for a model that never lost (or
+    never won) and splits disconnected comparison graphs; at the default it moves ratings by far
+    less than 0.001 on real data (the maximum-likelihood fit). ``DEFAULT_PRIOR`` is the weak prior
+    the published boards use.
     """
-    cells = _outcomes(counts.w, bothbad)
-    c = _cells(counts, ties, cells[:, 0], cells[:, 1], cells[:, 2])
-    dim = c.m + (1 if c.davidson else 0)
+    check_ties(ties, bothbad)
+    c = _cells(counts, ties, *_outcomes(counts.w, bothbad).T)
+    dim = c.m + c.kinds
     x, hess, converged = _newton(c, np.zeros(dim), prior)
     index, value = _anchor(counts.models, anchor)
     return Ratings(
@@ -232,13 +271,15 @@ def fit_bt(
         rating=_to_ratings(x[: c.m], index, value),
         theta=x[: c.m],
         tie_param=float(x[c.m]) if c.davidson else None,
+        bothbad_param=float(x[c.m + 1]) if c.kinds > 1 else None,
         converged=converged,
         hessian=hess,
     )
 
 
 def _x(r: Ratings) -> FloatArray:
-    return r.theta if r.tie_param is None else np.append(r.theta, r.tie_param)
+    kappas = [k for k in (r.tie_param, r.bothbad_param) if k is not None]
+    return np.append(r.theta, kappas)
 
 
 # Cells expected to hold at least this many battles are redrawn from the normal approximation to
@@ -321,22 +362,23 @@ def bootstrap_bt(
     t_hat = np.tanh(half_d_hat)
     rng = np.random.default_rng(seed)
     samples = np.empty((rounds, m))
+    outcomes = n_cells.shape[1]
     for start in range(0, rounds, chunk):
         r = min(chunk, rounds - start)
-        drawn = poisson_resample(rng, n_cells.ravel(), r).reshape(pairs, 3, r)
+        drawn = poisson_resample(rng, n_cells.ravel(), r).reshape(pairs, outcomes, r)
         drawn *= mean_w[:, :, None]
-        c = _cells(counts, ties, drawn[:, 0], drawn[:, 1], drawn[:, 2])
+        c = _cells(counts, ties, *(drawn[:, k] for k in range(outcomes)))
         x = np.repeat(x_hat[:, None], r, axis=1)
         # Every round starts at x_hat, where all rounds share d and the pair probabilities.
-        g_d, g_k, _h = _pair_terms(d_hat[:, None], x[m] if c.davidson else 0.0, c, False)
+        g_d, g_k, _h = _pair_terms(d_hat[:, None], list(x[m:]), c, False)
         g_first = g_d
         half_total = (0.5 * c.total).astype(np.float32)
         done = False
         for _ in range(30):
             grad = pen @ x
             grad[:m] += inc_t @ g_d
-            if c.davidson:
-                grad[m] += g_k
+            for k, g in enumerate(g_k):
+                grad[m + k] += g
             step = cho_solve(factor, grad)
             x -= step
             done_rounds = np.max(np.abs(step), axis=0) < tol
@@ -344,7 +386,7 @@ def bootstrap_bt(
             if done:
                 break
             if c.davidson:
-                g_d, g_k, _h = _pair_terms(inc @ x[:m], x[m], c, False)
+                g_d, g_k, _h = _pair_terms(inc @ x[:m], list(x[m:]), c, False)
                 continue
             # Half ties: p - p_hat = (tanh(d/2) - t_hat) / 2 = tanh(e/2) (1 - tanh(d/2) t_hat) / 2
             # with e = d - d_hat: float32 keeps its relative precision, so g_d = g_first +
@@ -357,11 +399,18 @@ def bootstrap_bt(
             change *= half_total
             g_d = g_first + change
         if not done:
-            for k in np.flatnonzero(~done_rounds):
+            for col in np.flatnonzero(~done_rounds):
                 ck = _Cells(
-                    c.i, c.j, m, c.win[:, k], c.loss[:, k], c.tie[:, k], c.total[:, k], c.davidson
+                    c.i,
+                    c.j,
+                    m,
+                    c.win[:, col],
+                    c.loss[:, col],
+                    tuple(t[:, col] for t in c.ties),
+                    c.total[:, col],
+                    c.davidson,
                 )
-                x[:, k], _, _ = _newton(ck, x[:, k], prior)
+                x[:, col], _, _ = _newton(ck, x[:, col], prior)
         samples[start : start + r] = _to_ratings(x[:m].T, index, value)
     lower, upper = np.percentile(samples, [2.5, 97.5], axis=0)
     return Intervals(lower, upper, "bootstrap", rounds, samples)
@@ -382,27 +431,46 @@ def sandwich_intervals(
     """
     m = len(counts.models)
     assert fit.hessian is not None
+    check_ties(ties, bothbad)
     x = _x(fit)
     davidson = ties == "davidson"
     d = fit.theta[counts.i] - fit.theta[counts.j]
     outcome_w2 = list(_outcomes(counts.w2, bothbad).T)
+    kinds = len(outcome_w2) - 2 if davidson else 0
     if not davidson:
         p = _sigmoid(d)
         scores_d = [p - 1.0, p, p - 0.5]
-        scores_k = [np.zeros_like(d)] * 3
     else:
-        kappa = float(x[m])
+        # Outcomes: i wins, j wins, then one per tie kind; each tie kind has its parameter.
+        kappas = x[m:]
         half = 0.5 * d
-        log_den = np.logaddexp(np.logaddexp(half, -half), kappa)
-        pw, pl, pt = np.exp(half - log_den), np.exp(-half - log_den), np.exp(kappa - log_den)
+        log_den = np.logaddexp(half, -half)
+        for kappa in kappas:
+            log_den = np.logaddexp(log_den, kappa)
+        pw, pl = np.exp(half - log_den), np.exp(-half - log_den)
+        pt = [np.exp(kappa - log_den) for kappa in kappas]
         base = (pw - pl) / 2
-        scores_d = [base - 0.5, base + 0.5, base]
-        scores_k = [pt, pt, pt - 1.0]
+        scores_d = [base - 0.5, base + 0.5] + [base] * kinds
+    # scores_k[k][o]: the score of tie parameter k for outcome o.
+    scores_k = [
+        [pt[k] - (1.0 if o == 2 + k else 0.0) for o in range(len(outcome_w2))] for k in range(kinds)
+    ]
     j_dd = sum(w * s * s for w, s in zip(outcome_w2, scores_d, strict=True))
-    j_dk = sum(w * s * k for w, s, k in zip(outcome_w2, scores_d, scores_k, strict=True))
-    j_kk = float(sum((w * k * k).sum() for w, k in zip(outcome_w2, scores_k, strict=True)))
-    c = _Cells(counts.i, counts.j, m, d, d, d, d, davidson)  # only the indices are used
-    meat = _hessian(c, np.asarray(j_dd), np.asarray(j_dk), j_kk)
+    j_dk = [
+        np.asarray(sum(w * s * k for w, s, k in zip(outcome_w2, scores_d, sk, strict=True)))
+        for sk in scores_k
+    ]
+    j_kk = np.array(
+        [
+            [
+                float(sum((w * a * b).sum() for w, a, b in zip(outcome_w2, ka, kb, strict=True)))
+                for kb in scores_k
+            ]
+            for ka in scores_k
+        ]
+    ).reshape(kinds, kinds)
+    c = _Cells(counts.i, counts.j, m, d, d, (d,) * kinds, d, davidson)  # only indices and kinds
+    meat = _hessian(c, np.asarray(j_dd), j_dk, j_kk)
     bread = np.linalg.inv(fit.hessian)
     cov = bread @ meat @ bread
     index, _ = _anchor(counts.models, anchor)

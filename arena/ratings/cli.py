@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .battles import BattleLogError, load_battles
+from .bt import DEFAULT_PRIOR
 from .report import compute_leaderboard
 
 
@@ -33,7 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="file to write (default: stdout)")
     p.add_argument("--anchor", type=_anchor, help="MODEL=RATING instead of centring on 1000")
     p.add_argument("--ties", choices=["half", "davidson"], default="half")
-    p.add_argument("--bothbad", choices=["tie", "exclude"], default="tie")
+    p.add_argument(
+        "--bothbad",
+        choices=["tie", "exclude", "davidson"],
+        default="tie",
+        help="'both bad' as a tie, left out, or a tie kind with its own Davidson parameter"
+        " (needs --ties davidson; Elo and style control count it as a tie)",
+    )
+    p.add_argument(
+        "--prior",
+        type=float,
+        default=DEFAULT_PRIOR,
+        help=f"ridge on log-strengths, a Gaussian prior N(0, 1/PRIOR) (default {DEFAULT_PRIOR:g}:"
+        " about two virtual ties against an average model; 0 for the maximum-likelihood fit)",
+    )
+    p.add_argument(
+        "--min-votes",
+        type=int,
+        default=0,
+        help="models with fewer battles are provisional: listed without a rank",
+    )
     p.add_argument("--interval", choices=["bootstrap", "sandwich"], default="bootstrap")
     p.add_argument("--ipw", action="store_true", help="weight battles by 1/pair_prob")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed rows")
@@ -62,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bothbad=args.bothbad,
             category=args.category,
             ipw=args.ipw,
+            prior=args.prior,
+            min_votes=args.min_votes,
         )
     except (BattleLogError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -71,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         buffer = io.StringIO()
         writer = csv.DictWriter(
-            buffer, ["rank", "model", "rating", "lower", "upper", "battles"], lineterminator="\n"
+            buffer,
+            ["rank", "model", "rating", "lower", "upper", "battles", "provisional", "separated"],
+            lineterminator="\n",
         )
         writer.writeheader()
         for row in result["models"]:

@@ -11,19 +11,19 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
-from arena import leaderboard
+from arena.leaderboard import services
 from arena.models import ApiToken, LeaderboardSnapshot
 from modelhub.models import Model
 from tests.leaderboard.conftest import simulate_votes
 
-ROUNDS = {"rounds": 20, "style_rounds": 10, "seed": 3}
+ROUNDS = {"rounds": 20, "style_rounds": 10, "elo_rounds": 5, "seed": 3}
 EXPORTS = ("export.json", "export.csv", "battles.jsonl")
 
 
 @pytest.fixture
 def snapshot(board_models: list[Model]) -> LeaderboardSnapshot:
     simulate_votes(board_models, 12)
-    return leaderboard.leaderboard_refresh(**ROUNDS)
+    return services.leaderboard_refresh(**ROUNDS)
 
 
 def _make_token(client: Client, name: str = "nightly") -> str:

@@ -4,12 +4,12 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from arena import leaderboard
+from arena.leaderboard import services
 from arena.models import SamplingWeights
 from modelhub.models import Model
 from tests.leaderboard.conftest import simulate_votes
 
-ROUNDS = {"rounds": 40, "style_rounds": 10}
+ROUNDS = {"rounds": 40, "style_rounds": 10, "elo_rounds": 10, "min_votes": 0}
 
 
 def test_it_says_when_no_leaderboard_is_published(db: None) -> None:
@@ -25,7 +25,7 @@ def test_it_says_when_no_leaderboard_is_published(db: None) -> None:
 
 def test_it_renders_the_board_with_its_toggles_and_plots(board_models: list[Model]) -> None:
     simulate_votes(board_models, 40)
-    leaderboard.leaderboard_refresh(**ROUNDS)
+    services.leaderboard_refresh(**ROUNDS)
 
     page = Client().get("/leaderboard/").content.decode()
 
@@ -40,7 +40,7 @@ def test_it_renders_the_board_with_its_toggles_and_plots(board_models: list[Mode
 
 def test_it_returns_only_the_board_fragment_to_htmx(board_models: list[Model]) -> None:
     simulate_votes(board_models, 40)
-    leaderboard.leaderboard_refresh(**ROUNDS)
+    services.leaderboard_refresh(**ROUNDS)
 
     response = Client().get(
         "/leaderboard/", {"style": "on", "category": "coding"}, HTTP_HX_REQUEST="true"
@@ -55,7 +55,7 @@ def test_it_returns_only_the_board_fragment_to_htmx(board_models: list[Model]) -
 
 def test_it_hides_deprecated_models_by_name_unless_asked(board_models: list[Model]) -> None:
     simulate_votes(board_models, 40)
-    leaderboard.leaderboard_refresh(**ROUNDS)
+    services.leaderboard_refresh(**ROUNDS)
     client = Client()
 
     hidden = client.get("/leaderboard/", HTTP_HX_REQUEST="true").content.decode()
@@ -73,7 +73,7 @@ def test_it_lists_deprecated_and_private_models_in_the_fairness_report(
 ) -> None:
     simulate_votes(board_models[:3], 20)
     Model.objects.filter(name="gamma-1").update(arena_eligible=False)
-    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+    snapshot = services.leaderboard_refresh(**ROUNDS)
 
     fairness = {m["model"]: m for m in snapshot.data["fairness"]["models"]}
     page = Client().get("/leaderboard/").content.decode()
@@ -90,12 +90,12 @@ def test_it_lists_deprecated_and_private_models_in_the_fairness_report(
 
 def test_it_records_sampling_weights_when_they_change(board_models: list[Model]) -> None:
     SamplingWeights.objects.all().delete()
-    leaderboard.sampling_weights_record()
-    leaderboard.sampling_weights_record()
+    services.sampling_weights_record()
+    services.sampling_weights_record()
     assert SamplingWeights.objects.count() == 1
 
     Model.objects.filter(name="alpha-7b").update(sampling_weight=3.0)
-    latest = leaderboard.sampling_weights_record()
+    latest = services.sampling_weights_record()
 
     assert SamplingWeights.objects.count() == 2
     assert latest.weights["alpha-7b"]["weight"] == 3.0
@@ -105,14 +105,14 @@ def test_it_records_sampling_weights_when_they_change(board_models: list[Model])
 
 def test_it_renders_the_page_in_a_bounded_number_of_queries(board_models: list[Model]) -> None:
     simulate_votes(board_models, 40)
-    leaderboard.leaderboard_refresh(**ROUNDS)
+    services.leaderboard_refresh(**ROUNDS)
     client = Client()
     client.get("/leaderboard/")
 
     with CaptureQueriesContext(connection) as few:
         client.get("/leaderboard/")
     simulate_votes(board_models, 40, seed=2)
-    leaderboard.leaderboard_refresh(**ROUNDS)
+    services.leaderboard_refresh(**ROUNDS)
     with CaptureQueriesContext(connection) as more:
         client.get("/leaderboard/", {"deprecated": "on"})
 

@@ -4,6 +4,7 @@ import csv
 import hashlib
 import io
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,14 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.test import Client
 
-from arena import leaderboard, tasks
+from arena import tasks
+from arena.leaderboard import selectors, services
 from arena.models import LeaderboardSnapshot, Mode
 from modelhub.models import Model
 from tests.leaderboard.conftest import make_vote, simulate_votes
 from worker.celery import app
 
-ROUNDS = {"rounds": 60, "style_rounds": 20, "seed": 7}
+ROUNDS = {"rounds": 60, "style_rounds": 20, "elo_rounds": 10, "seed": 7, "min_votes": 30}
 
 
 def _logged_in() -> Client:
@@ -37,13 +39,13 @@ def test_it_counts_only_anonymous_unleaked_unflagged_votes(board_models: list[Mo
     make_vote(alpha, beta, "b", flagged=True)
     make_vote(alpha, gamma, "tie", flagged=True, leaked=True)  # counted once, as flagged
 
-    rows = leaderboard.vote_count_rows()
+    rows = selectors.vote_count_rows()
 
     assert sorted((a, b, w, n) for a, b, w, _, n in rows) == [
         ("alpha-7b", "beta-chat", "model_a", 1),
         ("alpha-7b", "gamma-1", "model_b", 1),
     ]
-    assert leaderboard.vote_exclusions() == {"flagged": 2, "leaked": 1, "not_anonymous": 2}
+    assert selectors.vote_exclusions() == {"flagged": 2, "leaked": 1, "not_anonymous": 2}
 
 
 def test_it_reports_the_exclusions_on_the_page(board_models: list[Model]) -> None:
@@ -53,7 +55,7 @@ def test_it_reports_the_exclusions_on_the_page(board_models: list[Model]) -> Non
     make_vote(alpha, beta, "b", leaked=True)
     make_vote(alpha, beta, "b", flagged=True)
     make_vote(alpha, beta, "b", mode=Mode.NAMED, anony=False)
-    leaderboard.leaderboard_refresh(**ROUNDS)
+    services.leaderboard_refresh(**ROUNDS)
 
     page = Client().get("/leaderboard/").content.decode()
 
@@ -72,7 +74,7 @@ def test_it_stores_a_snapshot_from_the_beat_task(board_models: list[Model]) -> N
     snapshot = LeaderboardSnapshot.objects.get(id=snapshot_id)
     assert snapshot.votes_counted == 30
     assert snapshot.method == "bt"
-    assert snapshot.params["rounds"] == leaderboard.DEFAULT_PARAMS["rounds"]
+    assert snapshot.params["rounds"] == services.default_params()["rounds"]
     assert len(snapshot.vote_hash) == 64
     names = {row["model"] for row in snapshot.data["boards"]["bt"][""]["models"]}
     assert names == {m.name for m in board_models}
@@ -93,7 +95,7 @@ def test_it_schedules_the_refresh_every_minute_on_the_default_queue() -> None:
 
 def test_it_exports_a_snapshot_as_json_and_csv(board_models: list[Model]) -> None:
     simulate_votes(board_models, 30)
-    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+    snapshot = services.leaderboard_refresh(**ROUNDS)
     client = _logged_in()
 
     exported = client.get(f"/leaderboard/{snapshot.id}/export.json").json()
@@ -113,7 +115,7 @@ def test_it_exports_a_snapshot_as_json_and_csv(board_models: list[Model]) -> Non
 
 def test_it_keeps_exports_for_logged_in_users(board_models: list[Model]) -> None:
     simulate_votes(board_models, 6)
-    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+    snapshot = services.leaderboard_refresh(**ROUNDS)
 
     browser = "text/html,application/xhtml+xml,*/*;q=0.8"
     for suffix in ("export.json", "export.csv", "battles.jsonl"):
@@ -138,12 +140,19 @@ def _cli(path: Path, *args: str) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+def _stored_command(snapshot: LeaderboardSnapshot, key: str, path: Path) -> dict[str, Any]:
+    """Run the command line the snapshot names for a board, on the downloaded battles file."""
+    argv = shlex.split(snapshot.params["commands"][key])
+    assert argv[:4] == ["python", "-m", "arena.ratings", "battles.jsonl"]
+    return _cli(path, *argv[4:])
+
+
 def test_it_reproduces_the_snapshot_from_its_battles_with_the_command_line(
     board_models: list[Model], tmp_path: Path
 ) -> None:
     simulate_votes(board_models, 80)
     make_vote(board_models[0], board_models[1], "a", leaked=True)  # not in the vote set
-    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+    snapshot = services.leaderboard_refresh(**ROUNDS)
     client = _logged_in()
 
     response = client.get(f"/leaderboard/{snapshot.id}/battles.jsonl")
@@ -154,16 +163,17 @@ def test_it_reproduces_the_snapshot_from_its_battles_with_the_command_line(
     assert hashlib.sha256(body).hexdigest() == snapshot.vote_hash
     assert len(body.splitlines()) == 80
     boards = snapshot.data["boards"]
-    assert _cli(path, "--bootstrap", "60", "--seed", "7") == boards["bt"][""]
-    assert (
-        _cli(path, "--bootstrap", "60", "--seed", "7", "--category", "coding")
-        == (boards["bt"]["coding"])
-    )
-    style = _cli(path, "--method", "style", "--bootstrap", "20", "--seed", "7")
-    assert style == boards["style"][""]
+    for key in ("bt:", "bt:coding", "style:", "elo:", "elo:coding", "bt_ipw:coding"):
+        method, category = key.split(":")
+        assert _stored_command(snapshot, key, path) == boards[method][category], key
     assert snapshot.params["commands"]["bt:coding"] == (
-        "python -m arena.ratings battles.jsonl --bootstrap 60 --seed 7 --category coding"
+        "python -m arena.ratings battles.jsonl --bootstrap 60 --seed 7 --ties half"
+        " --bothbad tie --prior 0.5 --min-votes 30 --category coding"
     )
+    # Fewer than 30 votes in coding: every model is provisional there, and the CLI says so too.
+    coding = boards["bt"]["coding"]["models"]
+    assert coding and all(row["provisional"] and row["rank"] is None for row in coding)
+    assert any(not row["provisional"] for row in boards["bt"][""]["models"])
 
 
 def test_it_publishes_sampling_adjusted_ratings_that_the_command_line_reproduces(
@@ -180,7 +190,7 @@ def test_it_publishes_sampling_adjusted_ratings_that_the_command_line_reproduces
     for choice, n in (("a", 3), ("b", 3)):
         for _ in range(n):
             make_vote(beta, gamma, choice, pair_probability=0.3)
-    snapshot = leaderboard.leaderboard_refresh(**ROUNDS)
+    snapshot = services.leaderboard_refresh(**ROUNDS)
     body = b"".join(
         _logged_in().get(f"/leaderboard/{snapshot.id}/battles.jsonl").streaming_content  # type: ignore[attr-defined]
     )
@@ -193,8 +203,8 @@ def test_it_publishes_sampling_adjusted_ratings_that_the_command_line_reproduces
     assert boards["bt_ipw"][""]["ipw"] is True
     # Weighting up the rare alpha-gamma battles (which gamma mostly won) lifts gamma.
     assert weighted["gamma-1"] - weighted["alpha-7b"] > plain["gamma-1"] - plain["alpha-7b"]
-    assert _cli(path, "--bootstrap", "60", "--seed", "7", "--ipw") == boards["bt_ipw"][""]
-    assert snapshot.params["commands"]["bt_ipw:"].endswith("--seed 7 --ipw")
+    assert _stored_command(snapshot, "bt_ipw:", path) == boards["bt_ipw"][""]
+    assert snapshot.params["commands"]["bt_ipw:"].endswith(" --ipw")
     page = Client().get("/leaderboard/", {"ipw": "on"}).content.decode()
     assert "Sampling-adjusted ratings (IPW)" in page
     assert "Sampling-adjusted" not in Client().get("/leaderboard/").content.decode()

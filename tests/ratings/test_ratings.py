@@ -11,6 +11,7 @@ import pytest
 from scipy import optimize, stats
 
 from arena.ratings import (
+    DEFAULT_PRIOR,
     BattleLogError,
     Battles,
     PairCounts,
@@ -23,6 +24,7 @@ from arena.ratings import (
     online_elo,
     ratings_over_time,
     sandwich_intervals,
+    separated_models,
     style_features,
     winrate_matrix,
 )
@@ -264,7 +266,8 @@ def test_it_runs_the_command_line_round_trip(
     assert (tmp_path / "again.json").read_text() == out.read_text()
     assert main([str(path), "--bootstrap", "20", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "rank,model,rating,lower,upper,battles" and len(lines) == 5
+    assert lines[0] == "rank,model,rating,lower,upper,battles,provisional,separated"
+    assert len(lines) == 5
     assert main([str(path), "--method", "elo", "--bootstrap", "5"]) == 0
     assert (
         main([str(path), "--interval", "sandwich", "--ties", "davidson", "--anchor", "m00=1100"])
@@ -409,11 +412,106 @@ def test_ratings_over_time_refits_cumulative_battles() -> None:
     assert [p["battles"] for p in points] == list(range(300, 3001, 300))
     assert [p["until"] for p in points] == [1.7e9 + k - 1 for k in range(300, 3001, 300)]
     assert "m04" not in points[0]["ratings"] and "m04" in points[1]["ratings"]
-    full = fit_bt(counts_from_battles(timed))
+    full = fit_bt(counts_from_battles(timed), prior=DEFAULT_PRIOR)
     assert points[-1]["ratings"] == {
         m: round(float(r), 4) for m, r in zip(full.models, full.rating, strict=True)
     }
-    first = fit_bt(counts_from_battles(timed.select(late)))
+    first = fit_bt(counts_from_battles(timed.select(late)), prior=DEFAULT_PRIOR)
     assert points[0]["ratings"] == {
         m: round(float(r), 4) for m, r in zip(first.models, first.rating, strict=True) if m != "m04"
     }
+
+
+def test_it_keeps_an_undefeated_model_finite_and_says_the_data_separate() -> None:
+    """Two votes, both won by s: the maximum-likelihood rating is unbounded (thousands of
+    points); the published fit holds it with the weak prior and flags both models."""
+    counts = PairCounts.from_rows([("s", "m", "model_a", 2)])
+
+    mle = fit_bt(counts)
+    result = compute_leaderboard(counts, rounds=20, min_votes=300)
+
+    mle_ratings = dict(zip(mle.models, mle.rating, strict=True))
+    assert mle_ratings["s"] - mle_ratings["m"] > 2000
+    ratings = {row["model"]: row for row in result["models"]}
+    assert 1000 < ratings["s"]["rating"] < 1200 and 800 < ratings["m"]["rating"] < 1000
+    assert all(row["separated"] and row["provisional"] for row in ratings.values())
+    assert all(row["rank"] is None for row in ratings.values())
+    assert result["separated"] == 2 and result["prior"] == DEFAULT_PRIOR
+
+
+def test_it_flags_only_the_models_outside_the_connected_core() -> None:
+    battles, _ = simulate(600, 4, seed=8)
+    rows = [
+        (battles.models[a], battles.models[b], ("model_a", "model_b", "tie")[o], 1)
+        for a, b, o in zip(battles.a, battles.b, battles.outcome, strict=True)
+    ]
+    rows += [("newcomer", "m00", "model_a", 3), ("newcomer", "m01", "model_a", 2)]
+    counts = PairCounts.from_rows(rows)
+
+    flags = dict(zip(counts.models, separated_models(counts), strict=True))
+
+    assert flags == {"m00": False, "m01": False, "m02": False, "m03": False, "newcomer": True}
+    counts_with_loss = PairCounts.from_rows([*rows, ("m02", "newcomer", "model_a", 1)])
+    assert not separated_models(counts_with_loss).any()
+
+
+def test_it_ranks_only_models_past_the_vote_threshold() -> None:
+    battles, _ = simulate(900, 4, seed=9)
+    rows = [
+        (battles.models[a], battles.models[b], ("model_a", "model_b", "tie")[o], 1)
+        for a, b, o in zip(battles.a, battles.b, battles.outcome, strict=True)
+    ]
+    rows += [("young", "m00", "model_b", 5), ("young", "m03", "model_a", 5)]
+
+    result = compute_leaderboard(PairCounts.from_rows(rows), rounds=30, min_votes=100)
+
+    young = next(row for row in result["models"] if row["model"] == "young")
+    ranked = [row for row in result["models"] if not row["provisional"]]
+    assert young["provisional"] and young["rank"] is None and young["battles"] == 10
+    assert len(ranked) == 4 and min(row["rank"] for row in ranked) == 1
+    assert all(isinstance(row["rank"], int) for row in ranked)
+
+
+def test_it_fits_both_bad_apart_with_its_own_davidson_parameter() -> None:
+    rng = np.random.default_rng(12)
+    n = 20_000
+    a = rng.integers(0, 3, n)
+    b = (a + rng.integers(1, 3, n)) % 3
+    strength = np.array([0.5, 0.0, -0.5])
+    half = (strength[a] - strength[b]) / 2
+    # Davidson: win : loss : tie : both bad = e^(d/2) : e^(-d/2) : e^-0.5 : e^-1.5
+    weights = np.stack(
+        [np.exp(half), np.exp(-half), np.full(n, math.exp(-0.5)), np.full(n, math.exp(-1.5))], 1
+    )
+    p = weights / weights.sum(axis=1, keepdims=True)
+    outcome = (rng.random(n)[:, None] > p.cumsum(axis=1)).sum(axis=1).astype(np.int8)
+    counts = counts_from_battles(Battles(("x", "y", "z"), a, b, outcome))
+
+    apart = fit_bt(counts, ties="davidson", bothbad="davidson")
+    merged = fit_bt(counts, ties="davidson")
+    result = compute_leaderboard(counts, rounds=30, ties="davidson", bothbad="davidson")
+
+    assert apart.tie_param is not None and abs(apart.tie_param + 0.5) < 0.05
+    assert apart.bothbad_param is not None and abs(apart.bothbad_param + 1.5) < 0.08
+    assert merged.bothbad_param is None
+    assert abs((apart.theta[0] - apart.theta[2]) - 1.0) < 0.06
+    assert result["bothbad"] == "davidson" and "davidson_log_nu_bothbad" in result
+    sandwich = sandwich_intervals(counts, apart, ties="davidson", bothbad="davidson")
+    assert np.all(sandwich.lower < apart.rating) and np.all(apart.rating < sandwich.upper)
+    with pytest.raises(ValueError, match="Davidson ties"):
+        fit_bt(counts, bothbad="davidson")
+
+
+def test_the_command_line_takes_the_prior_the_threshold_and_both_bad(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "battles.jsonl"
+    write_jsonl(path, sample_rows())
+
+    assert main([str(path), "--bootstrap", "10", "--min-votes", "1000", "--prior", "0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["min_votes"] == 1000 and result["prior"] == 0.0
+    assert all(row["provisional"] and row["rank"] is None for row in result["models"])
+    assert main([str(path), "--ties", "davidson", "--bothbad", "davidson", "--bootstrap", "5"]) == 0
+    assert '"bothbad": "davidson"' in capsys.readouterr().out
+    assert main([str(path), "--bothbad", "davidson"]) == 2

@@ -1,0 +1,101 @@
+"""The boards of one snapshot, fitted from its count rows and battle lines (no database).
+
+BT boards come from the SQL counts; inverse-propensity-weighted BT boards (each battle weighted by
+1/the probability its pair was sampled with, which undoes adaptive sampling), online Elo, style
+boards and ratings over time need per-battle data, parsed from the export lines exactly as the
+command line parses the file. ``commands`` names the command line that reproduces each board."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from arena.leaderboard.selectors import CountRow
+from arena.ratings import PairCounts, compute_leaderboard, load_battles, ratings_over_time
+
+OVER_TIME_POINTS = 10
+ALL = ""  # the board key of "all categories"
+METHODS = ("bt", "bt_ipw", "elo", "style")
+
+
+def commands(params: dict[str, Any], categories: list[str]) -> dict[str, str]:
+    """The command lines that reproduce each board from the snapshot's battles.jsonl."""
+    base = "python -m arena.ratings battles.jsonl"
+    shared = (
+        f" --seed {params['seed']} --ties {params['ties']} --bothbad {params['bothbad']}"
+        f" --prior {params['prior']:g} --min-votes {params['min_votes']}"
+    )
+    out = {}
+    for category in [ALL, *categories]:
+        suffix = shared + (f" --category {category}" if category else "")
+        out[f"bt:{category}"] = f"{base} --bootstrap {params['rounds']}{suffix}"
+        out[f"bt_ipw:{category}"] = f"{base} --bootstrap {params['rounds']}{suffix} --ipw"
+        out[f"elo:{category}"] = f"{base} --method elo --bootstrap {params['elo_rounds']}{suffix}"
+        out[f"style:{category}"] = (
+            f"{base} --method style --bootstrap {params['style_rounds']}{suffix}"
+        )
+    return out
+
+
+def _board(source: Any, key: str, **kwargs: Any) -> dict[str, Any]:
+    """One board, or the reason it could not be fitted (too few battles, say)."""
+    try:
+        return compute_leaderboard(source, **kwargs) | {"category": key or None}
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+        return {"error": str(exc), "models": []}
+
+
+def boards_fit(
+    count_rows: list[CountRow], lines: list[bytes], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Boards per method and category, matrices' cells per category and ratings over time."""
+    models = sorted({name for row in count_rows for name in row[:2]})
+    categories = sorted({c for row in count_rows for c in row[3]})
+    battles = load_battles(b"".join(lines), style=True) if lines else None
+    boards: dict[str, dict[str, Any]] = {method: {} for method in METHODS}
+    cells: dict[str, list[list[Any]]] = {}
+    shared = {
+        "seed": params["seed"],
+        "ties": params["ties"],
+        "bothbad": params["bothbad"],
+        "prior": params["prior"],
+        "min_votes": params["min_votes"],
+    }
+    bt = shared | {"method": "bt", "rounds": params["rounds"], "interval": params["interval"]}
+    for category in [ALL, *categories]:
+        merged: dict[tuple[str, str, str], int] = defaultdict(int)
+        for a, b, winner, cats, n in count_rows:
+            if not category or category in cats:
+                merged[(a, b, winner)] += n
+        rows = [(a, b, w, n) for (a, b, w), n in sorted(merged.items())]
+        cells[category] = [list(r) for r in rows]
+        # The full model list, as the command line keeps every model of the file in a category.
+        boards["bt"][category] = _board(PairCounts.from_rows(rows, models=models), category, **bt)
+        if battles is None:
+            continue
+        in_category = category or None
+        boards["bt_ipw"][category] = _board(battles, category, **bt, category=in_category, ipw=True)
+        boards["elo"][category] = _board(
+            battles,
+            category,
+            **shared,
+            method="elo",
+            rounds=params["elo_rounds"],
+            category=in_category,
+        )
+        boards["style"][category] = _board(
+            battles,
+            category,
+            **shared,
+            method="style",
+            rounds=params["style_rounds"],
+            category=in_category,
+        )
+    over_time = (
+        ratings_over_time(battles, points=OVER_TIME_POINTS, prior=params["prior"])
+        if battles
+        else []
+    )
+    return {"boards": boards, "categories": categories, "cells": cells, "over_time": over_time}

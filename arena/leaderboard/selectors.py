@@ -1,0 +1,245 @@
+"""Reads of the leaderboard: the counted vote set and its exclusions, snapshots, the sampling
+weights in force and their history, and the fairness report."""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.db.models import Count, Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+from arena import sampling
+from arena.models import Battle, LeaderboardSnapshot, Mode, SamplingWeights, Vote
+from arena.selectors import WINNER, sampling_candidates
+from modelhub.models import Modality, Model
+
+# Votes with a pairwise verdict on a two-model battle: the ones a leaderboard could use.
+PAIR_VOTES = Q(battle__model_b__isnull=False, choice__in=list(WINNER))
+COUNTED = Q(
+    battle__mode=Mode.ANONYMOUS,
+    anony=True,
+    leaked=False,
+    battle__leaked=False,
+    battle__flagged=False,
+)
+# Each excluded vote is counted once, under the first reason that applies.
+EXCLUSION_REASONS: dict[str, str] = {
+    "flagged": "battle flagged for abuse or moderation",
+    "leaked": "a model's identity leaked before the vote",
+    "not_anonymous": "not a blind vote (side-by-side battle, or cast after the reveal)",
+}
+_EXCLUSION_FILTERS: dict[str, Q] = {
+    "flagged": Q(battle__flagged=True),
+    "leaked": Q(battle__flagged=False) & (Q(leaked=True) | Q(battle__leaked=True)),
+    "not_anonymous": Q(battle__flagged=False, battle__leaked=False, leaked=False)
+    & (Q(anony=False) | ~Q(battle__mode=Mode.ANONYMOUS)),
+}
+
+CountRow = tuple[str, str, str, tuple[str, ...], int]
+
+
+def counted_votes() -> QuerySet[Vote]:
+    return Vote.objects.filter(PAIR_VOTES & COUNTED)
+
+
+def vote_exclusions() -> dict[str, int]:
+    """Excluded pairwise votes per reason (one aggregate query)."""
+    aggregates = {
+        f"excluded_{reason}": Count("id", filter=condition)
+        for reason, condition in _EXCLUSION_FILTERS.items()
+    }
+    found = Vote.objects.filter(PAIR_VOTES).aggregate(**aggregates)
+    return {reason: found[f"excluded_{reason}"] for reason in _EXCLUSION_FILTERS}
+
+
+def vote_count_rows() -> list[CountRow]:
+    """Counted votes aggregated in one SQL pass: (model_a, model_b, winner, categories, count),
+    grouped by the battle's models, the verdict and the battle's category list."""
+    rows = (
+        counted_votes()
+        .values_list(
+            "battle__model_a__name", "battle__model_b__name", "choice", "battle__categories"
+        )
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [(a, b, WINNER[choice], tuple(cats or ()), n) for a, b, choice, cats, n in rows]
+
+
+def pack_ids(ids: Iterable[int]) -> bytes:
+    """Sorted ids, delta-encoded and zlib-compressed (``LeaderboardSnapshot.vote_ids``)."""
+    array = np.fromiter(ids, dtype=np.int64)
+    return zlib.compress(np.diff(array, prepend=0).astype("<i8").tobytes(), 6)
+
+
+def unpack_ids(blob: bytes | memoryview) -> list[int]:
+    deltas = np.frombuffer(zlib.decompress(bytes(blob)), dtype="<i8")
+    return [int(x) for x in np.cumsum(deltas)]
+
+
+def votes_by_ids(ids: list[int]) -> QuerySet[Vote]:
+    # One array parameter instead of an IN list with a placeholder per id.
+    return Vote.objects.filter(id__in=RawSQL("SELECT unnest(%s::bigint[])", (ids,)))
+
+
+@dataclass(frozen=True)
+class VoteSet:
+    ids: list[int]
+    packed: bytes
+    exclusions: dict[str, int]
+    count_rows: list[CountRow]
+
+
+def vote_set_read() -> VoteSet:
+    """The counted vote set: ids, packed ids, exclusions and count rows (run it in one
+    REPEATABLE READ transaction for the parts to agree)."""
+    ids = list(counted_votes().order_by("id").values_list("id", flat=True))
+    return VoteSet(ids, pack_ids(ids), vote_exclusions(), vote_count_rows())
+
+
+# -- sampling weights -------------------------------------------------------------------------
+
+
+def sampling_pool() -> QuerySet[Model]:
+    """The text models the sampler may draw: enabled, arena-eligible, with an enabled endpoint.
+
+    Health is left out on purpose: endpoints are unprobed for a few seconds after every start and
+    flap with load, which changes which battles can start now, not the weights in force."""
+    return (
+        Model.objects.filter(
+            enabled=True,
+            arena_eligible=True,
+            endpoints__enabled=True,
+            modalities__contains=[Modality.TEXT],
+        )
+        .distinct()
+        .order_by("name")
+    )
+
+
+def sampling_weights_current() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(policy, weights) of the text pool: per model its base weight, its effective weight after
+    boosts, and its share of battle appearances under the pair distribution. Weights are empty
+    when fewer than two models are in the pool (no battle can be sampled)."""
+    row, candidates = sampling_candidates(list(sampling_pool()), key=lambda m: m.name)
+    policy = {
+        "new_model_boost": row.new_model_boost,
+        "new_model_until_votes": row.new_model_until_votes,
+        "target_boost": row.target_boost,
+    }
+    if len(candidates) < 2:
+        return policy, {}
+    share: dict[str, float] = defaultdict(float)
+    for (a, b), p in sampling.pair_distribution(candidates, **policy).items():
+        share[a] += p / 2
+        share[b] += p / 2
+    weights = {
+        c.key: {
+            "weight": c.weight,
+            "effective": sampling.effective_weight(c, **policy),  # type: ignore[arg-type]
+            "share": round(share.get(c.key, 0.0), 6),
+        }
+        for c in candidates
+    }
+    return policy, weights
+
+
+def sampling_weights_latest() -> SamplingWeights | None:
+    return SamplingWeights.objects.order_by("-recorded_at", "-id").first()
+
+
+def sampling_weights_history(*, limit: int = 20) -> list[SamplingWeights]:
+    """The latest changes of the weights, newest first (rows without weights are skipped)."""
+    return list(SamplingWeights.objects.exclude(weights={}).order_by("-recorded_at", "-id")[:limit])
+
+
+# -- snapshots --------------------------------------------------------------------------------
+
+
+def snapshot_latest() -> LeaderboardSnapshot | None:
+    return LeaderboardSnapshot.objects.defer("vote_ids").order_by("-created_at", "-id").first()
+
+
+def snapshot_latest_with_ids() -> LeaderboardSnapshot | None:
+    return LeaderboardSnapshot.objects.order_by("-created_at", "-id").first()
+
+
+def snapshot_get(*, snapshot_id: int) -> LeaderboardSnapshot | None:
+    return LeaderboardSnapshot.objects.filter(id=snapshot_id).first()
+
+
+# -- fairness ---------------------------------------------------------------------------------
+
+
+def fairness_report(*, count_rows: list[CountRow]) -> dict[str, Any]:
+    """Each model's and organization's share of anonymous battles and counted votes, and every
+    model's status (deprecated, outside the arena pool) so none disappears silently."""
+    battles: dict[str, int] = defaultdict(int)
+    rows = (
+        Battle.objects.filter(mode=Mode.ANONYMOUS, model_b__isnull=False)
+        .values_list("model_a__name", "model_b__name")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    total_battles = 0
+    for a, b, n in rows:
+        battles[a] += n
+        battles[b] += n
+        total_battles += n
+    votes: dict[str, int] = defaultdict(int)
+    total_votes = 0
+    for a, b, _, _, n in count_rows:
+        votes[a] += n
+        votes[b] += n
+        total_votes += n
+    meta: dict[str, dict[str, Any]] = {
+        m["name"]: dict(m)
+        for m in Model.objects.values(
+            "name",
+            "display_name",
+            "organization",
+            "license",
+            "deprecated",
+            "enabled",
+            "arena_eligible",
+        )
+    }
+    models = []
+    for name in sorted(set(battles) | set(votes) | set(meta)):
+        info: dict[str, Any] = meta.get(name, {})
+        models.append(
+            {
+                "model": name,
+                "display_name": info.get("display_name") or name,
+                "organization": info.get("organization") or "",
+                "license": info.get("license") or "",
+                "deprecated": bool(info.get("deprecated")),
+                # Not in the public arena pool: disabled or not arena-eligible (private).
+                "private": not (info.get("enabled", True) and info.get("arena_eligible", True)),
+                "battles": battles.get(name, 0),
+                "votes": votes.get(name, 0),
+                # Each battle has two models: shares of appearances sum to 1.
+                "battle_share": battles.get(name, 0) / (2 * total_battles) if total_battles else 0,
+                "vote_share": votes.get(name, 0) / (2 * total_votes) if total_votes else 0,
+            }
+        )
+    orgs: dict[str, dict[str, Any]] = {}
+    for m in models:
+        org = orgs.setdefault(
+            str(m["organization"] or "(none)"),
+            {"battles": 0, "votes": 0, "battle_share": 0.0, "vote_share": 0.0, "models": 0},
+        )
+        org["models"] += 1
+        for key in ("battles", "votes", "battle_share", "vote_share"):
+            org[key] += m[key]
+    return {
+        "battles": total_battles,
+        "votes": total_votes,
+        "models": models,
+        "organizations": [{"organization": k, **v} for k, v in sorted(orgs.items())],
+    }
