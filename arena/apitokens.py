@@ -10,6 +10,7 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -17,7 +18,7 @@ from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.utils import timezone
 
-from arena import conf, ratelimit
+from arena import ratelimit
 from arena.models import ApiToken
 from arena.services import ip_hash
 
@@ -102,8 +103,8 @@ def researcher_access(view: Callable[..., HttpResponseBase]) -> Callable[..., Ht
         allowed = ratelimit.hit(
             "export",
             [
-                (f"user:{request.user.pk}", conf.export_limit_per_user()),
-                (ip_hash(request.META.get("REMOTE_ADDR", "")), conf.export_limit_per_ip()),
+                (f"user:{request.user.pk}", settings.ARENA_EXPORTS_PER_MINUTE),
+                (ip_hash(request.META.get("REMOTE_ADDR", "")), settings.ARENA_EXPORTS_PER_MINUTE_PER_IP),
             ],
         )
         if not allowed:

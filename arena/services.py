@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from arena import categories, conf, leak, moderation, ratelimit, sampling
+from arena import categories, leak, moderation, ratelimit, sampling
 from arena.images import PreparedImage
 from arena.models import (
     DIRECT_CHOICES,
@@ -146,8 +146,8 @@ def _check_battle_rate(requester: Requester) -> None:
     if not ratelimit.hit(
         "battle",
         [
-            (requester.ident, conf.battle_limit_per_owner()),
-            (requester.ip_hash, conf.battle_limit_per_ip()),
+            (requester.ident, settings.ARENA_BATTLES_PER_MINUTE),
+            (requester.ip_hash, settings.ARENA_BATTLES_PER_MINUTE_PER_IP),
         ],
     ):
         raise RateLimited("You are starting battles too fast. Please wait a minute.")
@@ -501,8 +501,8 @@ def _vote_statement(
 
 def _vote_limits(requester: Requester) -> list[tuple[str, int]]:
     return [
-        (requester.ident, conf.vote_limit_per_owner()),
-        (requester.ip_hash, conf.vote_limit_per_ip()),
+        (requester.ident, settings.ARENA_VOTES_PER_MINUTE),
+        (requester.ip_hash, settings.ARENA_VOTES_PER_MINUTE_PER_IP),
     ]
 
 

@@ -258,8 +258,10 @@ if LEADERBOARD_BOTHBAD not in ("tie", "exclude", "davidson"):
         f"LUDUS_LEADERBOARD_BOTHBAD must be tie, exclude or davidson, got {LEADERBOARD_BOTHBAD!r}"
     )
 
-# Arena limits (per minute), read by arena.conf.
+# Arena rate limits, per minute (0 or less: no limit).
 ARENA_BATTLES_PER_MINUTE = env_int("LUDUS_ARENA_BATTLES_PER_MINUTE", 20)
 ARENA_BATTLES_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_BATTLES_PER_MINUTE_PER_IP", 60)
 ARENA_VOTES_PER_MINUTE = env_int("LUDUS_ARENA_VOTES_PER_MINUTE", 60)
 ARENA_VOTES_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_VOTES_PER_MINUTE_PER_IP", 600)
+ARENA_EXPORTS_PER_MINUTE = env_int("LUDUS_ARENA_EXPORTS_PER_MINUTE", 30)
+ARENA_EXPORTS_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_EXPORTS_PER_MINUTE_PER_IP", 60)
