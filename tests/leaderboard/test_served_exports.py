@@ -10,7 +10,8 @@ import httpx
 import pytest
 from django.contrib.auth.models import User
 
-from arena import apitokens, leaderboard
+from arena import apitokens
+from arena.leaderboard import services
 from config.asgi import application
 from modelhub.models import Model
 from tests.conftest import run_async
@@ -32,7 +33,7 @@ def test_it_streams_a_battle_log_to_a_bearer_token_through_the_served_app(
     board_models: list[Model],
 ) -> None:
     simulate_votes(board_models, 25)
-    snapshot = leaderboard.leaderboard_refresh(rounds=10, style_rounds=5, seed=1)
+    snapshot = services.leaderboard_refresh(rounds=10, style_rounds=5, seed=1)
     _, raw = apitokens.token_create(user=User.objects.create_user("lab"), name="script")
 
     response = _request(
