@@ -13,7 +13,9 @@ import sys
 import threading
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from ludus_dev.services import Services, embedded_redis_url, ensure_services, stop_embedded
@@ -70,19 +72,47 @@ def gen_processes() -> int:
     return max(1, int(os.environ.get("GEN_PROCESSES", "2")))
 
 
-def _announce_ready(url: str, timeout_s: float = 180.0) -> None:
-    """Say when the arena can take a battle: /healthz reports every part up, no endpoint down."""
+def battle_ready(report: dict[str, Any], *, since: datetime) -> bool:
+    """Whether a /healthz report says the arena can start a battle: no part down, and at least two
+    arena models each with an endpoint that a probe made since `since` found healthy. (Health
+    left from an earlier run says nothing about the engine this run started: a battle sent on it
+    would be refused until the first probe.)"""
+    if report.get("down"):
+        return False
+    answering = {
+        endpoint["model"]
+        for endpoint in report.get("endpoints", [])
+        if endpoint["healthy"]
+        and endpoint.get("arena_eligible", True)
+        and endpoint["last_checked_at"]
+        and datetime.fromisoformat(endpoint["last_checked_at"]) >= since
+    }
+    return len(answering) >= 2
+
+
+def wait_battle_ready(url: str, *, since: datetime, timeout_s: float) -> bool:
+    """Poll `url`/healthz until `battle_ready`; False if that takes longer than timeout_s."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while True:
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if json.load(response).get("status") == "ok":
-                    print(f"\n  Ludus is ready at {url}\n", flush=True)
-                    return
+                if battle_ready(json.load(response), since=since):
+                    return True
         except (OSError, ValueError):
             pass  # not listening yet, or 503 while workers start
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(1)
-    print(f"\n  Ludus is up at {url}, but {url}/healthz still reports a problem\n", flush=True)
+
+
+def _announce_ready(url: str, since: datetime, timeout_s: float = 180.0) -> None:
+    if wait_battle_ready(url, since=since, timeout_s=timeout_s):
+        print(f"\n  Ludus is ready at {url}\n", flush=True)
+    else:
+        print(
+            f"\n  Ludus is up at {url}, but fewer than two models answer yet: see {url}/healthz\n",
+            flush=True,
+        )
 
 
 def _manage(env: dict[str, str], *args: str) -> None:
@@ -105,7 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _manage(env, "ensure_admin")
         url = f"http://{env['HOST']}:{env['PORT']}"
         print(f"\n  Ludus is starting at {url} (models load for a few seconds)\n", flush=True)
-        threading.Thread(target=_announce_ready, args=(url,), daemon=True).start()
+        since = datetime.now(UTC)  # endpoint health from before this start does not count
+        threading.Thread(target=_announce_ready, args=(url, since), daemon=True).start()
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
         formation = f"gen={gen_processes()}"
         proc = subprocess.Popen(

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
-from ludus_dev.__main__ import TEST_REDIS_DB, redis_url_for_tests
+import pytest
+from django.utils import timezone
+
+from ludus_dev.__main__ import TEST_REDIS_DB, redis_url_for_tests, wait_battle_ready
 from ludus_dev.services import stop_embedded
 from tests.conftest import ROOT
 
@@ -115,3 +119,37 @@ def test_it_refuses_to_start_without_a_signing_key_even_in_debug() -> None:
     )  # fmt: skip
     assert out.returncode != 0
     assert "DJANGO_SECRET_KEY is required" in out.stderr
+
+
+@pytest.mark.django_db(transaction=True)  # the live server's thread reads what the test writes
+def test_it_says_ready_only_once_two_models_answer_a_probe_made_since_the_start(
+    live_server, upstream, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """`make run`'s ready line: endpoint health left by an earlier run does not count, nor one model
+    alone, nor a report with a part down; two models probed healthy since the start do."""
+    from modelhub.models import Endpoint, Model
+    from modelhub.tasks import probe_endpoints
+
+    settings.LUDUS_REQUIRED_QUEUES = []  # no workers here: the queues are /healthz's own tests'
+    earlier = timezone.now() - timedelta(minutes=5)
+    first, second = (
+        Model.objects.create(name=name, served_name=served)
+        for name, served in (("ready-a", "fake"), ("ready-b", "fake-500"))
+    )
+    for model in (first, second):  # as the last probe of an earlier run left them
+        Endpoint.objects.create(
+            model=model, base_url=upstream.base_url, healthy=True, last_checked_at=earlier
+        )
+    since = timezone.now()
+
+    def ready() -> bool:
+        return wait_battle_ready(live_server.url, since=since, timeout_s=0)
+
+    assert not ready()
+    probe_endpoints()  # the second model's engine is still loading: it answers 500
+    assert not ready()
+    Model.objects.filter(id=second.id).update(served_name="fake")
+    probe_endpoints()
+    assert ready()
+    settings.LUDUS_REQUIRED_QUEUES = ["gen.nobody"]
+    assert not ready()
