@@ -6,8 +6,8 @@ from django.test.utils import CaptureQueriesContext
 
 from arena.leaderboard import services
 from arena.models import SamplingWeights
-from modelhub.models import Model
-from tests.leaderboard.conftest import simulate_votes
+from modelhub.models import Endpoint, Model
+from tests.leaderboard.conftest import make_vote, simulate_votes
 
 ROUNDS = {"rounds": 40, "style_rounds": 10, "elo_rounds": 10, "min_votes": 0}
 
@@ -97,10 +97,73 @@ def test_it_records_sampling_weights_when_they_change(board_models: list[Model])
     Model.objects.filter(name="alpha-7b").update(sampling_weight=3.0)
     latest = services.sampling_weights_record()
 
+    assert latest is not None
     assert SamplingWeights.objects.count() == 2
     assert latest.weights["alpha-7b"]["weight"] == 3.0
     shares = [w["share"] for w in latest.weights.values()]
     assert abs(sum(shares) - 1.0) < 1e-5
+
+
+def test_it_records_no_row_for_a_restart(board_models: list[Model]) -> None:
+    """After a start every endpoint is unprobed, then healthy again: the weights in force did
+    not change, so the history neither gains a row nor shows an empty one."""
+    SamplingWeights.objects.all().delete()
+    services.sampling_weights_record()
+    for _restart in range(3):
+        Endpoint.objects.update(healthy=False)
+        services.sampling_weights_record()
+        Endpoint.objects.update(healthy=True)
+        services.sampling_weights_record()
+    Model.objects.exclude(name="alpha-7b").update(enabled=False)  # one model: no battles
+    services.sampling_weights_record()
+    Model.objects.update(enabled=True)
+    services.sampling_weights_record()
+    simulate_votes(board_models, 4)
+    services.leaderboard_refresh(**ROUNDS)
+
+    page = Client().get("/leaderboard/").content.decode()
+
+    assert SamplingWeights.objects.count() == 1
+    table = page.split('id="sampling-weights"')[1].split("</table>")[0]
+    rows = table.split("<tbody>")[1].count("<tr>")
+    assert rows == 1 and "alpha-7b" in table
+
+
+def test_it_shows_models_under_the_threshold_apart_without_a_rank(
+    board_models: list[Model],
+) -> None:
+    alpha, beta, gamma, _ = board_models
+    for k in range(30):
+        make_vote(alpha, beta, "a" if k % 3 else "b")
+    for choice in ("a", "b", "a", "tie", "a"):
+        make_vote(alpha, gamma, choice)
+    snapshot = services.leaderboard_refresh(**ROUNDS | {"min_votes": 25})
+
+    page = Client().get("/leaderboard/").content.decode()
+
+    ranked = page.split('id="leaderboard-table"')[1].split("</table>")[0]
+    provisional = page.split('id="provisional-table"')[1].split("</table>")[0]
+    assert "fewer than 25 counted votes" in page
+    assert 'data-model="alpha-7b"' in ranked and 'data-model="beta-chat"' in ranked
+    assert 'data-model="gamma-1"' in provisional and 'data-model="gamma-1"' not in ranked
+    assert "provisional</span>" in provisional and ">5</td>" in provisional
+    rows = {row["model"]: row for row in snapshot.data["boards"]["bt"][""]["models"]}
+    assert rows["gamma-1"]["provisional"] and rows["gamma-1"]["rank"] is None
+    assert rows["alpha-7b"]["rank"] == 1 and not rows["beta-chat"]["provisional"]
+
+
+def test_it_says_how_both_bad_counts_and_offers_elo(board_models: list[Model]) -> None:
+    simulate_votes(board_models, 40)
+    services.leaderboard_refresh(**ROUNDS | {"ties": "davidson", "bothbad": "davidson"})
+    client = Client()
+
+    page = client.get("/leaderboard/").content.decode()
+    elo = client.get("/leaderboard/", {"rating": "elo"}, HTTP_HX_REQUEST="true").content.decode()
+
+    assert "“Both bad” votes: a tie kind of its own" in page
+    assert '<option value="elo"' in page
+    assert "Online Elo ratings" in elo and "depends on the order of the votes" in elo
+    assert "--method elo" in elo and 'data-model="alpha-7b"' in elo
 
 
 def test_it_renders_the_page_in_a_bounded_number_of_queries(board_models: list[Model]) -> None:
