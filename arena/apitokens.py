@@ -104,7 +104,10 @@ def researcher_access(view: Callable[..., HttpResponseBase]) -> Callable[..., Ht
             "export",
             [
                 (f"user:{request.user.pk}", settings.ARENA_EXPORTS_PER_MINUTE),
-                (ip_hash(request.META.get("REMOTE_ADDR", "")), settings.ARENA_EXPORTS_PER_MINUTE_PER_IP),
+                (
+                    ip_hash(request.META.get("REMOTE_ADDR", "")),
+                    settings.ARENA_EXPORTS_PER_MINUTE_PER_IP,
+                ),
             ],
         )
         if not allowed:

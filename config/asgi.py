@@ -34,7 +34,8 @@ from modelhub.wsauth import LazyAuthMiddlewareStack  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": ServeStaticASGI(
-            RequestBodyLimit(WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS)),
+            # (django-stubs types the handler's response as HttpResponseBase, an iterable of bytes)
+            RequestBodyLimit(WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS)),  # type: ignore[arg-type]
             root=settings.STATIC_ROOT,
             prefix=settings.STATIC_URL,
             autorefresh=settings.DEBUG,  # a collectstatic while serving shows without a restart

@@ -162,8 +162,7 @@ def test_slow_downloads_never_take_the_threads_that_serve_pages(settings: Any) -
             await application(_scope("/download/"), receive, send)
 
         readers = [
-            asyncio.create_task(stalled_download())
-            for _ in range(settings.STREAMING_RESPONSES_MAX)
+            asyncio.create_task(stalled_download()) for _ in range(settings.STREAMING_RESPONSES_MAX)
         ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in stalled)), 10)
         async with _client() as client:
