@@ -69,10 +69,11 @@ TEMPLATES = [
 
 DB_POOL = env_bool("LUDUS_DB_POOL", True)
 DB_POOL_MAX = env_int("LUDUS_DB_POOL_MAX", 16)
-# Protocol-level prepared statements for the written-out statements that start and finish every
-# generation (modelhub.rows.execute). Django's own queries bind on the client and are never
-# prepared. Turn off behind a pooler that cannot keep them (PgBouncer in transaction mode before
-# 1.21).
+# psycopg's own preparation (prepare_threshold): a statement a connection has run five times is
+# prepared on the server and then only executed. It applies to statements psycopg binds on the
+# server; Django's cursors bind on the client (Django's default, kept: PostgreSQL cannot type the
+# parameters of some ORM queries), so no statement of Django's is prepared today. Turn off behind a
+# pooler that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
 DB_PREPARED = env_bool("LUDUS_DB_PREPARED", True)
 # Threads per web process that run Django's request handling (a2wsgi's pool, config.asgi); each
 # holds a pooled database connection only while it queries.

@@ -11,17 +11,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Field
+from django.db.models import Model as DjangoModel
 from django.utils import timezone
 
 from modelhub import client as oai
-from modelhub import metrics, rows, slots, streams
+from modelhub import metrics, slots, streams
 from modelhub.models import Endpoint, Generation, GenerationStatus, Model
 from modelhub.pool import Outbox, flusher, redis_client, runner
 from modelhub.selectors import (
@@ -33,6 +34,7 @@ from modelhub.selectors import (
 from modelhub.signals import generation_finishing
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=DjangoModel)
 
 _http = httpx.Client(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
 
@@ -100,7 +102,7 @@ def generations_create(
                 session_key=session_key or "",
             )
         )
-    rows.insert_many(generations)
+    Generation.objects.bulk_create(generations)
     transaction.on_commit(lambda: _publish(generations))
     return generations
 
@@ -181,14 +183,14 @@ def _finish(
     # Only what finishing changes: rewriting the prompt's JSON on every finish cost CPU on both
     # ends for nothing.
     try:
-        rows.update(generation, changed)
+        generation.save(update_fields=changed)
     except IntegrityError:
         # The endpoint it streamed from was deleted meanwhile (an operator's edit): the answer is
         # stored without it rather than left streaming until the reaper.
         if connection.in_atomic_block or generation.endpoint_id is None:
             raise
         generation.endpoint = None
-        rows.update(generation, changed)
+        generation.save(update_fields=changed)
     frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
     frame["finish_reason"] = finish_reason
     if error:
@@ -236,19 +238,21 @@ def _claim(generation_ids: Sequence[str]) -> list[tuple[Generation, list[Endpoin
     now = timezone.now()
     streaming = str(GenerationStatus.STREAMING)
     ids = list(generation_ids)
-    found = rows.execute(
-        _start_sql(), [streaming, ids, streaming, now, now, ids, str(GenerationStatus.QUEUED)]
-    )
-    g, m = rows.width(Generation), rows.width(Model)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _start_sql(), [streaming, ids, streaming, now, now, ids, str(GenerationStatus.QUEUED)]
+        )
+        found = cursor.fetchall()
+    g, m = len(_fields(Generation)), len(_fields(Model))
     claimed: dict[str, tuple[Generation, list[Endpoint]]] = {}
     for row in found:
         gid = str(row[_PK])
         if gid not in claimed:
-            generation = rows.instance(Generation, row[:g])
-            generation.model = rows.instance(Model, row[g : g + m])
+            generation = _loaded(Generation, row[:g])
+            generation.model = _loaded(Model, row[g : g + m])
             claimed[gid] = (generation, [])
         if row[g + m] is not None:  # a model without enabled endpoints has one row of NULLs
-            endpoint = rows.instance(Endpoint, row[g + m : -1])
+            endpoint = _loaded(Endpoint, row[g + m : -1])
             endpoint.inflight = row[-1]  # type: ignore[attr-defined]
             claimed[gid][1].append(endpoint)
     # Each claimed answer takes one of its model's max_concurrency slots, or waits its turn.
@@ -278,17 +282,39 @@ def _requeue(generations: list[Generation]) -> None:
     """Put back generations whose model streams its `max_concurrency` answers already (no slot
     left): queued again as they were, each tried again in REQUEUE_AFTER_S (until the reaper's
     limit for a queued answer)."""
-    ids = [str(g.id) for g in generations]
-    table = Generation._meta.db_table
-    rows.execute(
-        f"UPDATE {table} SET status = %s, attempts = attempts - 1, started_at = NULL,"
-        " heartbeat_at = NULL, endpoint_id = NULL WHERE id = ANY(%s::uuid[]) AND status = %s",
-        [str(GenerationStatus.QUEUED), ids, str(GenerationStatus.STREAMING)],
+    Generation.objects.filter(
+        id__in=[g.id for g in generations], status=GenerationStatus.STREAMING
+    ).update(
+        status=GenerationStatus.QUEUED,
+        attempts=F("attempts") - 1,
+        started_at=None,
+        heartbeat_at=None,
+        endpoint=None,
     )
     _publish(generations, countdown=REQUEUE_AFTER_S)
 
 
-_PK = [f.primary_key for f in Generation._meta.concrete_fields].index(True)
+def _fields(model: type[DjangoModel]) -> list[Field]:  # type: ignore[type-arg]
+    return list(model._meta.concrete_fields)
+
+
+def _columns(model: type[DjangoModel], alias: str) -> str:
+    """`alias.column, ...` of every concrete field, in the order `_loaded` reads them."""
+    quote = connection.ops.quote_name
+    return ", ".join(f"{alias}.{quote(str(f.column))}" for f in _fields(model))
+
+
+def _loaded(model: type[M], values: Sequence[Any]) -> M:
+    """The instance for a row of `_columns(model, ...)`, as the ORM loads it (JSON decoded)."""
+    fields = _fields(model)
+    converted = list(values)
+    for i, field_ in enumerate(fields):
+        for converter in field_.get_db_converters(connection):
+            converted[i] = converter(converted[i], None, connection)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+_PK = [f.primary_key for f in _fields(Generation)].index(True)
 
 
 @lru_cache(maxsize=1)
@@ -320,8 +346,8 @@ def _start_sql() -> str:
         # found by primary key. With `=`, statistics that see queued answers as rare had the
         # planner scan every queued answer through the status index, hundreds in a burst.
         " WHERE g.id = ANY(%s::uuid[]) AND g.status IS NOT DISTINCT FROM %s"
-        f" RETURNING {rows.columns(Generation, 'g')})"
-        f" SELECT c.*, {rows.columns(Model, 'm')}, {rows.columns(Endpoint, 'l')}, l.inflight"
+        f" RETURNING {_columns(Generation, 'g')})"
+        f" SELECT c.*, {_columns(Model, 'm')}, {_columns(Endpoint, 'l')}, l.inflight"
         f" FROM c JOIN {model} m ON m.id = c.model_id LEFT JOIN load l ON l.model_id = m.id"
     )
 
@@ -388,7 +414,7 @@ def generations_run(*, generation_ids: Sequence[str]) -> None:
             return False
         if run.generation.endpoint_id != endpoint.id:  # a retry, or a claim after a redelivery
             run.generation.endpoint = endpoint
-            rows.update(run.generation, ["endpoint"])  # so it counts as in flight there
+            run.generation.save(update_fields=["endpoint"])  # so it counts as in flight there
         run.endpoint, run.started = endpoint, time.monotonic()
         pending[_start_read(run.generation, endpoint, run.box, run.started)] = run
         return True

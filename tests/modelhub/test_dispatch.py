@@ -97,25 +97,27 @@ def test_it_claims_a_battle_s_answers_in_one_statement_in_the_order_asked() -> N
     ) == {(GenerationStatus.STREAMING, 1)}
 
 
-def test_a_generation_inserted_by_its_prepared_statement_reads_back_as_the_orm_stores_it() -> None:
-    from modelhub import rows
+def test_a_battle_s_answers_are_stored_queued_and_enqueued_once_it_commits(
+    django_capture_on_commit_callbacks,
+) -> None:  # type: ignore[no-untyped-def]
+    from modelhub import services
 
-    model = ModelFactory.create()
+    first = ModelFactory.create(system_prompt="Be brief.", max_tokens=64)
+    second = ModelFactory.create()
     messages = [{"role": "user", "content": [{"type": "text", "text": "hi \u00e9 <b>"}]}]
-    generation = rows.insert(
-        Generation(model=model, messages=messages, params={"max_tokens": 5}, session_key="s1")
-    )
 
-    stored = Generation.objects.get(id=generation.id)
-    assert not generation._state.adding and generation.created_at is not None
-    assert (stored.messages, stored.params, stored.session_key) == (
-        messages,
-        {"max_tokens": 5},
-        "s1",
-    )
-    assert (stored.status, stored.last_seq, stored.attempts, stored.text) == ("queued", 0, 0, "")
-    assert stored.created_at == generation.created_at and stored.model_id == model.id
-    assert stored.user_id is None and stored.endpoint_id is None and stored.ttft_ms is None
+    with django_capture_on_commit_callbacks() as callbacks:
+        a, b = services.generations_create(
+            requests=[(first, messages), (second, messages)], session_key="s1"
+        )
+
+    assert len(callbacks) == 1  # the enqueueing waits for the commit
+    stored = {g.id: g for g in Generation.objects.filter(id__in=[a.id, b.id])}
+    assert stored[a.id].messages == [{"role": "system", "content": "Be brief."}, *messages]
+    assert stored[b.id].messages == messages
+    assert stored[a.id].params["max_tokens"] == 64 and stored[a.id].session_key == "s1"
+    assert {(g.status, g.attempts, g.endpoint_id) for g in stored.values()} == {("queued", 0, None)}
+    assert not a._state.adding and a.created_at == stored[a.id].created_at
 
 
 def test_a_model_without_enabled_endpoints_is_claimed_with_none() -> None:
@@ -130,50 +132,69 @@ def test_a_model_without_enabled_endpoints_is_claimed_with_none() -> None:
     assert claimed.id == generation.id and endpoints == []
 
 
-def test_the_start_and_finish_statements_run_prepared_in_the_callers_transaction() -> None:
-    from django.db import DatabaseError, connection, transaction
+def test_a_claim_belongs_to_the_caller_s_transaction() -> None:
+    from django.db import transaction
 
-    from modelhub import rows, services
+    from modelhub import services
 
-    def prepared() -> list[str]:
-        """This connection's prepared statements, as PostgreSQL has them ($1 for %s)."""
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement FROM pg_prepared_statements")
-            return [row[0] for row in cursor.fetchall()]
+    generation = Generation.objects.create(model=ModelFactory.create(), messages=[], params={})
 
-    claim = services._start_sql().replace("%s", "$1", 1)[:60]  # the UPDATE's start
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert services._claim([str(generation.id)])
+        raise RuntimeError("the caller fails")
 
-    model = ModelFactory.create()
-    EndpointFactory.create(model=model)
+    generation.refresh_from_db()
+    assert (generation.status, generation.attempts) == (GenerationStatus.QUEUED, 0)
+
+
+def test_answers_past_their_model_s_max_concurrency_go_back_to_the_queue() -> None:
+    from modelhub import services, slots
+    from modelhub.pool import redis_client
+
+    model = ModelFactory.create(max_concurrency=1)
+    endpoint = EndpointFactory.create(model=model)
+    redis_client().delete(slots.key(model.id))
     first, second = (
         Generation.objects.create(model=model, messages=[], params={}) for _ in range(2)
     )
-    assert not any(statement.startswith(claim) for statement in prepared())
 
-    assert services._claim([str(first.id)])
-    assert services._claim([str(second.id)])  # the second call reuses the first's plan
+    claimed = services._claim([str(first.id), str(second.id)])
 
-    assert [statement.startswith(claim) for statement in prepared()].count(True) == 1
+    assert [g.id for g, _ in claimed] == [first.id]  # one slot: the first asked takes it
     first.refresh_from_db()
-    assert first.status == GenerationStatus.STREAMING
-    # A prepared write belongs to the caller's transaction: rolled back with it.
-    with pytest.raises(RuntimeError), transaction.atomic():
-        first.text = "kept only if committed"
-        rows.update(first, ["text"])
-        raise RuntimeError("the caller fails")
-    first.refresh_from_db()
-    assert first.text == ""
-    # A bad statement raises Django's error, and the connection goes on working.
-    with pytest.raises(DatabaseError), transaction.atomic():
-        rows.execute("SELECT no_such_column FROM modelhub_generation WHERE id = %s", [first.id])
-    assert rows.execute(
-        "SELECT status FROM modelhub_generation WHERE id = %s", [str(second.id)]
-    ) == [(GenerationStatus.STREAMING,)]
-    # A statement without a result gives no rows; a SELECT that matches nothing gives none either.
-    assert (
-        rows.execute("UPDATE modelhub_generation SET text = 'x' WHERE id = %s", [second.id]) == []
+    second.refresh_from_db()
+    assert (first.status, first.attempts, first.endpoint_id) == ("streaming", 1, endpoint.id)
+    # Back as it was before the claim: queued, no attempt counted, on no endpoint.
+    assert (second.status, second.attempts, second.endpoint_id) == ("queued", 0, None)
+    assert second.started_at is None and second.heartbeat_at is None
+    assert redis_client().zrange(slots.key(model.id), 0, -1) == [str(first.id).encode()]
+    slots.free(redis_client(), model.id, str(first.id))
+
+
+def test_a_redelivered_answer_starts_again_unless_part_of_it_reached_the_stream() -> None:
+    from modelhub import services, streams
+    from modelhub.pool import redis_client
+
+    model = ModelFactory.create()
+    EndpointFactory.create(model=model)
+    fresh, begun = (
+        Generation.objects.create(
+            model=model, messages=[], params={}, status=GenerationStatus.STREAMING, attempts=1
+        )
+        for _ in range(2)
     )
-    assert rows.execute("SELECT id FROM modelhub_generation WHERE id = %s", [uuid.uuid4()]) == []
+    streams.add_terminal(redis_client(), str(begun.id), 1, {"type": "delta", "text": "half"})
+
+    claimed = services._claim([str(fresh.id), str(begun.id)])
+
+    assert [g.id for g, _ in claimed] == [fresh.id]
+    fresh.refresh_from_db()
+    begun.refresh_from_db()
+    assert (fresh.status, fresh.attempts) == (GenerationStatus.STREAMING, 2)
+    # Browsers saw half an answer: starting over would show it twice.
+    assert begun.status == GenerationStatus.ERROR and "regenerate" in begun.error
+    assert streams.last_seq(redis_client(), str(begun.id)) == 2  # its error frame
+    services.slots.free(redis_client(), model.id, str(fresh.id))
 
 
 def test_finishing_receivers_run_before_the_answer_is_stored_a_failing_one_loses_nothing() -> None:
