@@ -199,6 +199,10 @@ def compute_leaderboard(
         counts = counts_from_battles(battles, ipw=ipw)
     result["battles"] = round(counts.total)
     present = counts.battles > 0
+    if not present.any():  # an empty log (a new arena, an empty category): an empty board
+        result["separated"] = 0
+        result["models"] = []
+        return result
     if method == "bt":
         fit = fit_bt(counts, ties=ties, bothbad=bothbad, anchor=anchor, prior=prior)
         if interval == "sandwich":

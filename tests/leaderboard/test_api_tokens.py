@@ -14,7 +14,7 @@ from django.test import Client, override_settings
 from arena.leaderboard import services
 from arena.models import ApiToken, LeaderboardSnapshot
 from modelhub.models import Model
-from tests.leaderboard.conftest import simulate_votes
+from tests.leaderboard.votes import simulate_votes
 
 ROUNDS = {"rounds": 20, "style_rounds": 10, "elo_rounds": 5, "seed": 3}
 EXPORTS = ("export.json", "export.csv", "battles.jsonl")

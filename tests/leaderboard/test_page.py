@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from arena.leaderboard import services
 from arena.models import SamplingWeights
 from modelhub.models import Endpoint, Model
-from tests.leaderboard.conftest import make_vote, simulate_votes
+from tests.leaderboard.votes import make_vote, simulate_votes
 
 ROUNDS = {"rounds": 40, "style_rounds": 10, "elo_rounds": 10, "min_votes": 0}
 

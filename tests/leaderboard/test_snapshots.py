@@ -17,7 +17,7 @@ from arena import tasks
 from arena.leaderboard import selectors, services
 from arena.models import LeaderboardSnapshot, Mode
 from modelhub.models import Model
-from tests.leaderboard.conftest import make_vote, simulate_votes
+from tests.leaderboard.votes import make_vote, simulate_votes
 from worker.celery import app
 
 ROUNDS = {"rounds": 60, "style_rounds": 20, "elo_rounds": 10, "seed": 7, "min_votes": 30}

@@ -437,6 +437,7 @@ def test_it_keeps_an_undefeated_model_finite_and_says_the_data_separate() -> Non
     assert all(row["separated"] and row["provisional"] for row in ratings.values())
     assert all(row["rank"] is None for row in ratings.values())
     assert result["separated"] == 2 and result["prior"] == DEFAULT_PRIOR
+    assert compute_leaderboard(PairCounts.from_rows([]), rounds=5)["models"] == []
 
 
 def test_it_flags_only_the_models_outside_the_connected_core() -> None:
