@@ -145,14 +145,8 @@ CACHES = {
     }
 }
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # channels-redis blocks 5 s in BZPOPMIN; redis-py 8 also times sockets out at 5 s by
-        # default, which turns every idle receive into an error. Give the socket more time.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": "ludus:ch"},
-    }
-}
+# No CHANNEL_LAYERS: websockets get their frames from Redis Streams (modelhub.streamhub), and
+# Channels gives a consumer no channel layer when none is configured.
 
 # Celery. Generation tasks stream for at most GENERATION_TIME_LIMIT seconds, far below the Redis
 # broker's visibility timeout, so an acks_late task is never handed to a second worker while alive.

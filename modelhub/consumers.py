@@ -36,9 +36,9 @@ MAX_BATCH = 500  # frames per message at most (a long replay goes in several)
 
 
 class GenerationConsumer(AsyncJsonWebsocketConsumer):
-    # Tokens come from Redis Streams, not the channel layer (whose group_send drops messages past
-    # its capacity): an alias with no configured layer gives this consumer no layer at all.
-    channel_layer_alias = "no-channel-layer"
+    """Frames come from Redis Streams through the stream hub, not a channel layer (whose group_send
+    drops messages past its capacity): settings configure none, so Channels gives this consumer
+    none (`self.channel_layer` is None)."""
 
     async def connect(self) -> None:
         self.sent: dict[str, int] = {}  # generation id -> last seq sent on this socket
