@@ -1,7 +1,7 @@
 """Sustained vote submissions over HTTP against the running ASGI app on PostgreSQL.
 
 Creates finished battles (and anonymous sessions that own them) directly in the database, starts
-the web server (uvicorn/ASGI by default; --server picks another way of serving Django), submits one
+the web server (uvicorn serving the product's ASGI app, as the Procfile does), submits one
 vote per battle from many keep-alive connections, then replays a sample of the votes (each must get
 409 and store nothing) and compares what was acknowledged with what was stored.
 
@@ -192,13 +192,8 @@ async def run_load(
     return latencies, statuses, time.perf_counter() - started, acked
 
 
-SERVERS = ("uvicorn", "uvicorn-wsgi", "gunicorn", "gunicorn-uvicorn")
-
-
-def start_server(port: int, workers: int, server: str = "uvicorn") -> subprocess.Popen[bytes]:
-    """uvicorn: the ASGI app as deployed (Procfile). uvicorn-wsgi: the same Django through its WSGI
-    handler under uvicorn (no new dependency; HTTP only, websockets need the ASGI app). gunicorn and
-    gunicorn-uvicorn need `gunicorn` (and `uvicorn-worker`) installed."""
+def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
+    """The ASGI app as deployed (Procfile): uvicorn serving config.asgi:application."""
     env = dict(os.environ)
     env |= {
         "LUDUS_SECURE_COOKIES": "0",
@@ -209,22 +204,12 @@ def start_server(port: int, workers: int, server: str = "uvicorn") -> subprocess
         "LUDUS_ARENA_VOTES_PER_MINUTE_PER_IP": "100000000",
         "PYTHONWARNINGS": "ignore",
     }
-    bind = ["--host", "127.0.0.1", "--port", str(port)]
-    fast = ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-    if server == "uvicorn":
-        cmd = ["-m", "uvicorn", "config.asgi:application", *bind, "--workers", str(workers), *fast]
-    elif server == "uvicorn-wsgi":
-        cmd = ["-m", "uvicorn", "django.core.wsgi:get_wsgi_application", "--factory",
-               "--interface", "wsgi", *bind, "--workers", str(workers), *fast]  # fmt: skip
-    elif server == "gunicorn":
-        cmd = ["-m", "gunicorn", "django.core.wsgi:get_wsgi_application()", "-b",
-               f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"]  # fmt: skip
-    elif server == "gunicorn-uvicorn":
-        cmd = ["-m", "gunicorn", "config.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
-               "-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"]  # fmt: skip
-    else:
-        raise ValueError(server)
-    return subprocess.Popen([sys.executable, *cmd], cwd=ROOT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+         "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
 
 
 WRK_SCRIPT = r"""
@@ -341,7 +326,6 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--server", choices=SERVERS, default="uvicorn")
     parser.add_argument("--client", choices=("wrk", "asyncio"), default="wrk")
     parser.add_argument("--replays", type=int, default=1000)
     parser.add_argument("--port", type=int, default=8731)
@@ -360,7 +344,7 @@ def main() -> None:
     work, tag = setup_data(votes + warm, args.sessions)
     warmup, work = work[:warm], work[warm:]
     print(f"created {len(work) + len(warmup)} finished battles in {time.perf_counter() - t0:.1f}s")
-    server = start_server(args.port, args.workers, args.server)
+    server = start_server(args.port, args.workers)
     try:
         wait_ready(args.port)
         # Warm connections and caches; these votes are acknowledged and replayed at the end.
@@ -399,7 +383,7 @@ def main() -> None:
     stored, duplicated = stored_counts(tag)
     print(f"warm-up: {warm_statuses}; statuses: {statuses}; replays: {replay_statuses}")
     print(f"{ok} votes in {elapsed:.2f}s with {args.connections} connections ({client}), "
-          f"{args.workers} {args.server} workers, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"{args.workers} uvicorn workers, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     if not args.keep:
         cleanup(tag)
     result = {
@@ -417,7 +401,7 @@ def main() -> None:
         # CPU the web server spent per acknowledged vote (PostgreSQL and Redis not included): with
         # the machine shared, a steadier figure than the wall-clock rate.
         "server_cpu_ms_per_vote": round(server_cpu * 1000 / ok, 2) if ok else None,
-        "server": f"{args.server} x{args.workers}",
+        "server": f"uvicorn x{args.workers}",
         "client": client,
         "connections": args.connections,
         "loadavg_1m": round(os.getloadavg()[0], 1),
