@@ -10,8 +10,10 @@ task thread waits on its read without holding the GIL. The read appends deltas t
 with one Redis script call every ~50 ms (and at once for a first token, so time-to-first-token gains
 nothing from coalescing). One writer per process keeps each stream's sequence numbers in order, and
 one round trip per tick keeps Redis load flat however many streams run. The same call checks the
-stop flags of all active generations; a thread of its own refreshes their heartbeats in PostgreSQL
-and the leases of their model slots (modelhub.slots) in Redis.
+stop flags of all active generations. (Their heartbeats and slot leases are renewed by the run's
+heartbeat thread, modelhub.services.run.Heartbeat, from `Flusher.open_boxes`.)
+
+This module touches Redis and upstreams only: what goes to PostgreSQL is written by the services.
 """
 
 from __future__ import annotations
@@ -28,15 +30,11 @@ from typing import Any, TypeVar
 import aiohttp
 import redis
 from django.conf import settings
-from django.db import close_old_connections, connection
-from django.utils import timezone
 
-from modelhub import client, redis_clients, slots, streams
+from modelhub import client, redis_clients, streams
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-HEARTBEAT_EVERY_S = 2.0
 
 
 @dataclass
@@ -64,9 +62,6 @@ class Flusher:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ludus-flusher", daemon=True)
         self._thread.start()
-        # Heartbeats go to PostgreSQL from a thread of their own: a slow UPDATE must not hold up
-        # the next tick (a first token waiting in an outbox is time to first token).
-        threading.Thread(target=self._beat, name="ludus-heartbeat", daemon=True).start()
 
     # -- called from generation threads -------------------------------------------------------
     def open(self, generation_id: str, start_seq: int = 0, model_id: int = 0) -> Outbox:
@@ -74,6 +69,11 @@ class Flusher:
         with self._lock:
             self._outboxes[generation_id] = box
         return box
+
+    def open_boxes(self) -> list[Outbox]:
+        """The outboxes open now: the generations this process streams."""
+        with self._lock:
+            return list(self._outboxes.values())
 
     def push(self, box: Outbox, text: str, urgent: bool = False) -> None:
         with self._lock:
@@ -120,25 +120,6 @@ class Flusher:
     def flush_once(self) -> None:
         with self._tick_lock:
             self._flush_locked()
-
-    def _beat(self) -> None:
-        while True:
-            time.sleep(HEARTBEAT_EVERY_S)
-            with self._lock:
-                boxes = list(self._outboxes.values())
-            if not boxes:
-                continue
-            try:
-                slots.renew(
-                    self.client, [(b.model_id, b.generation_id) for b in boxes if b.model_id]
-                )
-            except redis.RedisError:  # Redis is down: the next beat tries again
-                log.exception("renewing slots failed")
-            try:
-                close_old_connections()
-                heartbeat([box.generation_id for box in boxes])
-            except Exception:  # the database is down: the next beat tries again
-                log.exception("heartbeat failed")
 
     def _flush_locked(self) -> None:
         """Write every pending delta, check the stop flags."""
@@ -187,21 +168,6 @@ class Flusher:
                 box.on_cancel()
             except Exception:
                 log.exception("cancel callback failed")
-
-
-def heartbeat(generation_ids: list[str]) -> None:
-    """Refresh the heartbeat of these generations, the ones still streaming. No index holds
-    heartbeat_at (see Generation.Meta), so PostgreSQL rewrites each row in place (HOT)."""
-    from modelhub.models import Generation, GenerationStatus
-
-    # The ids as one array parameter: with `id IN (%s, ...)` psycopg's query conversion of
-    # hundreds of placeholders was a tenth of a busy worker's Python time.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Generation._meta.db_table} SET heartbeat_at = %s"
-            " WHERE id = ANY(%s::uuid[]) AND status = %s",
-            [timezone.now(), generation_ids, GenerationStatus.STREAMING],
-        )
 
 
 _flusher: Flusher | None = None

@@ -252,7 +252,7 @@ def test_one_flush_writes_every_stream_refuses_duplicates_and_sees_stop_flags() 
 
     flusher.flush_once()
     for box in boxes.values():
-        flusher.close(box)  # before its heartbeat thread's first beat
+        flusher.close(box)
 
     assert [f["text"] for f in streams.read_all(client, taken)] == ["first"]
     assert [(f["seq"], f["text"]) for f in streams.read_all(client, fresh)] == [
@@ -312,7 +312,7 @@ def test_a_heartbeat_rewrites_its_row_in_place_without_touching_an_index() -> No
     room for the new version), not a new entry in each of the table's indexes."""
     from django.db import connection
 
-    from modelhub import pool
+    from modelhub import services
 
     table = Generation._meta.db_table
     model = ModelFactory.create()
@@ -338,7 +338,7 @@ def test_a_heartbeat_rewrites_its_row_in_place_without_touching_an_index() -> No
         return updated, hot
 
     before = updates()
-    pool.heartbeat([str(g.id) for g in [*streaming, finished]])
+    services.generations_heartbeat(generation_ids=[str(g.id) for g in [*streaming, finished]])
     after = updates()
 
     assert (after[0] - before[0], after[1] - before[1]) == (3, 3)  # the finished one untouched

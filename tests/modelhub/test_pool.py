@@ -452,31 +452,40 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
     assert reap_stale_generations() == 0  # nothing left to reap
 
 
-def test_a_worker_heartbeats_the_generations_it_streams(monkeypatch, transactional_db) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_heartbeats_the_generations_it_streams(transactional_db) -> None:  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
     from django.utils import timezone
 
     from modelhub import pool
 
-    monkeypatch.setattr(pool, "HEARTBEAT_EVERY_S", 0.05)
     old = timezone.now() - timedelta(seconds=60)
     model = ModelFactory.create()
     streaming, finished = (
         Generation.objects.create(model=model, messages=[], status=status, heartbeat_at=old)
         for status in (GenerationStatus.STREAMING, GenerationStatus.DONE)
     )
-    flusher = pool.Flusher(redis_client(), interval_s=3600)
-    boxes = [flusher.open(str(g.id)) for g in (streaming, finished)]
+    client = redis_client()
+    client.delete(slots.key(model.id))
+    client.zadd(slots.key(model.id), {str(streaming.id): 1.0})  # a lease about to end
+    flusher = pool.Flusher(client, interval_s=3600)
+    boxes = [flusher.open(str(g.id), model_id=model.id) for g in (streaming, finished)]
+    heartbeat = services.Heartbeat(flusher, every_s=0.05)
+    heartbeat.start()
     try:
         wait_for(
             lambda: (Generation.objects.get(id=streaming.id).heartbeat_at or old) > old, timeout=5
         )
     finally:
+        heartbeat.stopped.set()
         for box in boxes:
             flusher.close(box)
     finished.refresh_from_db()
     assert finished.heartbeat_at == old  # only streaming generations are refreshed
+    # The slot's lease was renewed (the finished answer, holding none, got none).
+    assert (client.zscore(slots.key(model.id), str(streaming.id)) or 0) > 1.0
+    assert client.zscore(slots.key(model.id), str(finished.id)) is None
+    client.delete(slots.key(model.id))
 
 
 def test_it_ends_a_generation_at_its_time_limit_and_closes_the_upstream(  # type: ignore[no-untyped-def]
@@ -640,7 +649,8 @@ def test_an_answer_whose_endpoint_was_deleted_mid_stream_is_still_stored(transac
     endpoint = model.endpoints.get()
     [(generation, _)] = services._claim([str(_pair(None, "", model)[0].id)])
     generation.endpoint = endpoint
-    endpoint.delete()  # an operator removes it while the answer streams
+    # An operator removes it (in the admin: another process, another instance) while it streams.
+    type(endpoint).objects.filter(id=endpoint.id).delete()
 
     services._finish(
         generation, GenerationStatus.DONE, seq=2, text="the answer", finish_reason="stop"
