@@ -1,8 +1,8 @@
-"""Battles (issue 4) and rating snapshots (issue 5)."""
+"""Battles, accounts and API tokens, leaderboards and their exports."""
 
 from django.urls import path
 
-from arena import accounts, status_views, views
+from arena import accounts, leaderboard_views, status_views, views
 
 urlpatterns = [
     path("", views.arena_home, name="arena-home"),
@@ -26,9 +26,6 @@ urlpatterns = [
         name="api-token-revoke",
     ),
 ]
-
-# Leaderboards (issue 5)
-from arena import leaderboard_views  # noqa: E402
 
 urlpatterns += [
     path("leaderboard/", leaderboard_views.leaderboard_page, name="leaderboard"),
