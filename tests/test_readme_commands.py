@@ -33,7 +33,7 @@ from django.contrib.auth.models import User
 from arena.models import ApiToken
 from modelhub.models import Endpoint, Model
 from tests.conftest import ROOT, _test_database_url
-from tests.leaderboard.conftest import simulate_votes
+from tests.leaderboard.votes import simulate_votes
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the commands' processes see committed rows
 
