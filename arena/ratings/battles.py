@@ -1,5 +1,8 @@
 """Battle logs: loading the arena's public JSON / JSON Lines format into numpy arrays.
 
+One reader per format: a JSON array or JSON Lines, both decoded with orjson; the rows then go
+through one validation and column-building path.
+
 A battle log is a JSON array or JSON Lines file of objects with ``model_a``, ``model_b`` and
 ``winner`` (one of ``model_a``, ``model_b``, ``tie``, ``tie (bothbad)``). Optional fields are read
 when present: ``weight``, ``pair_prob`` (sampling probability of the pair, for inverse-propensity
@@ -12,7 +15,6 @@ No Django imports here: the module is used by the command line, the benchmark an
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import operator
 import os
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -184,8 +187,11 @@ def _metadata_style(meta: Any, side: str) -> list[float]:
 class _Columns:
     """Accumulates parsed rows, interning model names across blocks."""
 
-    def __init__(self, style: bool) -> None:
+    def __init__(self, style: bool, categories: bool = True) -> None:
         self.style = style
+        # Fields no row has are not looked up row by row (set from the raw bytes of a file).
+        self.categories = categories
+        self.number_keys: tuple[str, ...] = _OPTIONAL_NUMBERS
         self.names: dict[str, int] = {}
         self.a: list[IntArray] = []
         self.b: list[IntArray] = []
@@ -290,6 +296,19 @@ def _number(value: Any, key: str) -> float:
     return result
 
 
+def _numbers(values: list[Any], key: str) -> FloatArray:
+    """``_number`` over a column at once (None becomes NaN)."""
+    if not set(map(type, values)) <= {int, float, type(None)}:
+        raise ValueError(f"{key} must be a number")
+    array = np.array(values, dtype=np.float64)
+    given = array[~np.isnan(array)]
+    if key == "pair_prob" and not np.all((given > 0.0) & (given <= 1.0)):
+        raise ValueError("pair_prob must be in (0, 1]")
+    if key == "weight" and not np.all(given >= 0.0):
+        raise ValueError("weight must be non-negative")
+    return array
+
+
 def _row_categories(row: Mapping[str, Any]) -> list[str]:
     found: list[str] = []
     for key in ("category", "categories"):
@@ -343,11 +362,15 @@ def _add_rows_fast(cols: _Columns, rows: list[Any]) -> None:
     if np.any(a == b):
         raise ValueError("self battle")
     numbers: dict[str, FloatArray] = {}
-    for key in _OPTIONAL_NUMBERS:
+    for key in cols.number_keys:
         values = [row.get(key) for row in rows]
-        if any(v is not None for v in values):
-            numbers[key] = np.array([_number(v, key) for v in values], dtype=np.float64)
-    cats = [(i, c) for i, row in enumerate(rows) for c in _row_categories(row)]
+        if values.count(None) < len(values):
+            numbers[key] = _numbers(values, key)
+    cats = (
+        [(i, c) for i, row in enumerate(rows) for c in _row_categories(row)]
+        if cols.categories
+        else []
+    )
     style = None
     if cols.style:
         pairs = [_row_style(row) for row in rows]
@@ -400,158 +423,39 @@ def _no_gc() -> Iterator[None]:
 
 
 def _parse_lines(cols: _Columns, data: bytes, skip_bad: bool) -> None:
+    """JSON Lines, one object per line, decoded with orjson in blocks of lines."""
     lines = data.split(b"\n")
+    if lines and not lines[-1].strip():
+        lines.pop()  # the end of the last line, not a line
     for start in range(0, len(lines), _BLOCK_LINES):
         block = lines[start : start + _BLOCK_LINES]
-        numbered = [(start + k + 1, line) for k, line in enumerate(block) if line.strip()]
-        if not numbered:
+        try:  # the common case: no blank or malformed line in the block
+            _add_rows(
+                cols,
+                list(map(orjson.loads, block)),
+                range(start + 1, start + len(block) + 1),
+                skip_bad,
+            )
             continue
-        rows: list[Any] | None = None
-        try:
-            parsed = json.loads(b"[" + b",".join(line for _, line in numbered) + b"]")
-            # A line holding "{...},{...}" would parse as two rows: only trust a 1:1 result.
-            if len(parsed) == len(numbered):
-                rows = parsed
-        except ValueError:
-            rows = None
-        if rows is None:
-            rows = []
-            kept: list[tuple[int, bytes]] = []
-            for number, line in numbered:
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as exc:
-                    error = BattleLogError(number, f"invalid JSON: {exc}")
-                    if not skip_bad:
-                        # Report the first bad line: rows above may have bad fields.
-                        _add_rows(cols, rows, [k for k, _ in kept], skip_bad)
-                        raise error from None
-                    cols.skip(error)
-                    continue
-                kept.append((number, line))
-            numbered = kept
-        _add_rows(cols, rows, [number for number, _ in numbered], skip_bad)
-
-
-# A plain line: one object that starts with the three needed fields in the order the arena exports
-# them, with plain string values, then any other fields. The group spans the three values: few
-# distinct ones (pairs x outcomes).
-_FAST_ROW = re.compile(
-    rb'^\{"model_a": ?"([^"\\\n]+", ?"model_b": ?"[^"\\\n]+", ?"winner": ?"[^"\\\n]+)"'
-    rb"(?:\}|, ?\"[^\n]*\})$",
-    re.M,
-)
-
-
-def _parse_lines_arrow(cols: _Columns, data: bytes) -> bool:
-    """Read plain JSON Lines with pyarrow's JSON reader (C++, multithreaded), when installed.
-
-    Only the needed keys are parsed (others are ignored, whatever they hold). Returns False,
-    having added no rows, on anything unusual (malformed JSON, a missing or null needed field, an
-    unknown winner, an optional number present on some lines only): the other readers then take
-    the file and report precise line numbers.
-    """
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.json as pj
-    except ImportError:
-        return False
-    fields = [(key, pa.string()) for key in ("model_a", "model_b", "winner")]
-    fields += [(key, pa.float64()) for key in _OPTIONAL_NUMBERS if f'"{key}"'.encode() in data]
-    try:
-        table = pj.read_json(
-            pa.BufferReader(data),
-            read_options=pj.ReadOptions(use_threads=True, block_size=1 << 24),
-            parse_options=pj.ParseOptions(
-                explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return False
-    if table.num_rows == 0 or any(table.column(name).null_count for name in table.column_names):
-        return False
-    model_a = table.column("model_a").combine_chunks()
-    model_b = table.column("model_b").combine_chunks()
-    names = pc.unique(pa.concat_arrays([model_a, model_b])).to_pylist()
-    if "" in names:
-        return False
-    value_set = pa.array(names, pa.string())
-    local_a = pc.index_in(model_a, value_set=value_set).to_numpy()
-    local_b = pc.index_in(model_b, value_set=value_set).to_numpy()
-    winners = list(WINNER_CODES)
-    winner_ids = pc.index_in(table.column("winner").combine_chunks(), value_set=pa.array(winners))
-    if winner_ids.null_count or np.any(local_a == local_b):
-        return False
-    numbers = {
-        key: table.column(key).to_numpy().astype(np.float64)
-        for key in _OPTIONAL_NUMBERS
-        if key in table.column_names
-    }
-    if "pair_prob" in numbers and not np.all(
-        (numbers["pair_prob"] > 0) & (numbers["pair_prob"] <= 1)
-    ):
-        return False
-    if "weight" in numbers and not np.all(numbers["weight"] >= 0):
-        return False
-    # Only now, with every row valid, are names interned (a failed attempt leaves cols untouched).
-    index = np.asarray(cols.codes(names), dtype=np.int64)
-    codes = np.array([WINNER_CODES[w] for w in winners], dtype=np.int8)
-    cols.add(index[local_a], index[local_b], codes[winner_ids.to_numpy()], numbers, [], None)
-    return True
-
-
-def _parse_lines_fast(cols: _Columns, data: bytes) -> bool:
-    """Pattern-based reading of plain JSON Lines: one regular expression pass for the battles,
-    one per optional number field present.
-
-    Returns False (having added no rows) unless every line is plain (see ``_FAST_ROW``), each
-    needed key occurs once per line, and each optional number field present occurs once per line
-    as a plain number; the JSON parser then reads the file. Other fields are not validated here
-    (``strict=True`` makes every row go through the JSON parser).
-    """
-    lines = data.count(b"\n") + 1
-    keys = _FAST_ROW.findall(data)
-    if len(keys) != lines:
-        return False
-    if any(data.count(b'"' + key + b'":') != lines for key in (b"model_a", b"model_b", b"winner")):
-        return False
-    numbers: dict[str, FloatArray] = {}
-    for key in _OPTIONAL_NUMBERS:
-        token = b'"' + key.encode() + b'":'
-        if token not in data:
-            continue
-        # [^\n]* eats the rest of the line: at most one value per line.
-        found = re.findall(re.escape(token) + rb" ?(-?[0-9][0-9.eE+-]*) ?[,}][^\n]*", data)
-        if len(found) != lines or data.count(token) != lines:
-            return False
-        try:
-            numbers[key] = np.fromiter(map(float, found), np.float64, lines)
-        except ValueError:
-            return False
-        if key == "pair_prob" and not np.all((numbers[key] > 0) & (numbers[key] <= 1)):
-            return False
-        if key == "weight" and not np.all(numbers[key] >= 0):
-            return False
-    # One dict pass: each row gets the row number where its (model_a, model_b, winner) first
-    # occurs; np.unique turns those into dense ids.
-    first_seen: dict[bytes, int] = {}
-    first = np.fromiter(map(first_seen.setdefault, keys, itertools.count()), np.int64, lines)
-    distinct, row_key = np.unique(first, return_inverse=True)
-    try:
-        # 'A", "model_b": "B", "winner": "W' splits on quotes into A, -, -, -, B, -, -, -, W.
-        parts = [keys[k].split(b'"') for k in distinct.tolist()]
-        names = {raw: raw.decode() for part in parts for raw in (part[0], part[4])}
-        index = dict(zip(names, cols.codes(list(names.values())).tolist(), strict=True))
-        codes = np.array([(index[part[0]], index[part[4]]) for part in parts], dtype=np.int64)
-        outcome_of = np.array([WINNER_CODES[part[8].decode()] for part in parts], dtype=np.int8)
-    except (KeyError, UnicodeDecodeError, ValueError):
-        return False
-    a, b = codes[row_key, 0], codes[row_key, 1]
-    if np.any(a == b):
-        return False
-    cols.add(a, b, outcome_of[row_key], numbers, [], None)
-    return True
+        except orjson.JSONDecodeError:
+            pass
+        rows: list[Any] = []
+        numbers: list[int] = []
+        for number, line in enumerate(block, start + 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                error = BattleLogError(number, f"invalid JSON: {exc}")
+                if not skip_bad:
+                    # Report the first bad line: rows above may have bad fields.
+                    _add_rows(cols, rows, numbers, skip_bad)
+                    raise error from None
+                cols.skip(error)
+                continue
+            numbers.append(number)
+        _add_rows(cols, rows, numbers, skip_bad)
 
 
 def _element_line(text: bytes, index: int) -> int:
@@ -572,28 +476,27 @@ def load_battles(
     *,
     skip_bad: bool = False,
     style: bool = False,
-    strict: bool = False,
 ) -> Battles:
     """Read battles from a path, raw bytes, or an iterable of row mappings.
 
-    JSON array or JSON Lines is detected from the first character. Malformed rows raise
-    BattleLogError naming the line (for mappings: the 1-based position), unless ``skip_bad`` is
-    set, in which case they are skipped and counted in ``Battles.skipped``. ``style`` also reads
-    style features (``conv_metadata`` or the conversations). ``strict`` sends every row through
-    the JSON parser; otherwise plain JSON Lines files (each line starting with ``model_a``,
-    ``model_b``, ``winner``, as the arena exports them) are read by pattern, several times faster.
+    JSON array or JSON Lines is detected from the first character; both are decoded with orjson.
+    Malformed rows raise BattleLogError naming the line (for mappings: the 1-based position),
+    unless ``skip_bad`` is set, in which case they are skipped and counted in
+    ``Battles.skipped``. ``style`` also reads style features (``conv_metadata`` or the
+    conversations).
     """
     cols = _Columns(style)
     with _no_gc():
         if isinstance(source, bytes | str | os.PathLike):
             data = source if isinstance(source, bytes) else _read(source)
+            cols.categories = b'"categor' in data
+            cols.number_keys = tuple(k for k in _OPTIONAL_NUMBERS if f'"{k}"'.encode() in data)
             text = data.strip()
             if text.startswith(b"["):
                 try:
-                    rows = json.loads(text)
-                except ValueError as exc:
-                    line = getattr(exc, "lineno", 1)
-                    raise BattleLogError(line, f"invalid JSON: {exc}") from None
+                    rows = orjson.loads(text)
+                except orjson.JSONDecodeError as exc:
+                    raise BattleLogError(exc.lineno, f"invalid JSON: {exc}") from None
                 if not isinstance(rows, list):
                     raise BattleLogError(1, "a JSON array of battles was expected")
                 try:
@@ -602,12 +505,7 @@ def load_battles(
                     line = _element_line(text, error.line - 1)
                     raise BattleLogError(line, error.reason) from None
             else:
-                plain = not (strict or style or b'"categor' in text)
-                if not (
-                    plain and (_parse_lines_arrow(cols, text) or _parse_lines_fast(cols, text))
-                ):
-                    cols = _Columns(style)  # the failed fast path may have interned names
-                    _parse_lines(cols, data, skip_bad)
+                _parse_lines(cols, data, skip_bad)
         else:
             rows = list(source)
             _add_rows(cols, rows, range(1, len(rows) + 1), skip_bad)

@@ -57,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", choices=["bootstrap", "sandwich"], default="bootstrap")
     p.add_argument("--ipw", action="store_true", help="weight battles by 1/pair_prob")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed rows")
-    p.add_argument("--strict", action="store_true", help="JSON-parse every row (slower)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -68,9 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.bootstrap if args.bootstrap is not None else (100 if args.method == "style" else 1000)
     )
     try:
-        battles = load_battles(
-            args.battles, skip_bad=args.skip_bad, style=args.method == "style", strict=args.strict
-        )
+        battles = load_battles(args.battles, skip_bad=args.skip_bad, style=args.method == "style")
         result = compute_leaderboard(
             battles,
             method=args.method,

@@ -216,27 +216,40 @@ def test_it_reads_jsonl_and_array_alike(tmp_path: Path) -> None:
     rows = sample_rows()
     write_jsonl(tmp_path / "b.jsonl", rows)
     (tmp_path / "b.json").write_text(json.dumps(rows, indent=1))
-    fast = load_battles(tmp_path / "b.jsonl")
-    strict = load_battles(tmp_path / "b.jsonl", strict=True)
+    lines = load_battles(tmp_path / "b.jsonl")
     array = load_battles(tmp_path / "b.json")
-    for other in (strict, array):
-        assert other.models == fast.models
-        assert np.array_equal(other.a, fast.a) and np.array_equal(other.outcome, fast.outcome)
-    assert fast.tstamp is not None and fast.tstamp[5] == 5
-    # Files the pattern reader must hand to the JSON parser read the same.
+    assert array.models == lines.models
+    assert np.array_equal(array.a, lines.a) and np.array_equal(array.outcome, lines.outcome)
+    assert lines.tstamp is not None and lines.tstamp[5] == 5
+    # Field order, nested objects, CRLF line ends and blank lines change nothing.
     reordered = [{"winner": r["winner"], **r} for r in rows if isinstance(r, dict)]
     nested = [{**r, "judge": {"winner": "model_b"}} for r in rows if isinstance(r, dict)]
     crlf = "".join(json.dumps(r) + "\r\n" for r in rows)
     for name, text in (
         ("reordered", "\n".join(json.dumps(r) for r in reordered)),
-        ("nested", "\n".join(json.dumps(r) for r in nested)),
+        ("nested", "\n\n".join(json.dumps(r) for r in nested)),
         ("crlf", crlf),
     ):
         (tmp_path / name).write_text(text)
         other = load_battles(tmp_path / name)
-        assert other.models == fast.models, name
-        assert np.array_equal(other.a, fast.a) and np.array_equal(other.outcome, fast.outcome)
-        assert other.tstamp is not None and np.array_equal(other.tstamp, fast.tstamp), name
+        assert other.models == lines.models, name
+        assert np.array_equal(other.a, lines.a) and np.array_equal(other.outcome, lines.outcome)
+        assert other.tstamp is not None and np.array_equal(other.tstamp, lines.tstamp), name
+
+
+def test_it_names_the_line_of_a_bad_element_of_a_json_array(tmp_path: Path) -> None:
+    rows = sample_rows(5)
+    rows[3] = {"model_a": "m00", "model_b": "m00", "winner": "tie"}
+    (tmp_path / "b.json").write_text(json.dumps(rows, indent=1))
+    (tmp_path / "broken.json").write_text('[\n{"model_a": "x",\n "model_b": }\n]')
+
+    with pytest.raises(BattleLogError, match="same model") as error:
+        load_battles(tmp_path / "b.json")
+    with pytest.raises(BattleLogError, match="invalid JSON") as broken:
+        load_battles(tmp_path / "broken.json")
+
+    assert error.value.line == 2 + 3 * 6  # "[" then six lines per indented object
+    assert broken.value.line == 3
 
 
 def test_it_runs_the_command_line_round_trip(
