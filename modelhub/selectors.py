@@ -58,12 +58,17 @@ def inflight_sql(alias: str) -> str:
 
 @lru_cache(maxsize=1)
 def _dispatch_sql() -> str:
-    """Written out like the statement that starts a generation (services._start_sql), which
+    """Written out like the statement that claims a generation (services.dispatch), which
     reads the same endpoints and load in the same round trip as its claim."""
     return (
         f"SELECT e.*, {inflight_sql('e')} FROM {Endpoint._meta.db_table} e"
         " WHERE e.model_id = %s AND e.enabled"
     )
+
+
+def endpoints_to_probe() -> list[Endpoint]:
+    """The endpoints the health probe checks: enabled ones of enabled models."""
+    return list(Endpoint.objects.filter(enabled=True, model__enabled=True).select_related("model"))
 
 
 def endpoint_api_key(endpoint: Endpoint) -> str | None:

@@ -8,11 +8,12 @@ from celery import shared_task
 from django.conf import settings
 from django.db import close_old_connections
 
-from modelhub import services
+from modelhub import selectors, services
 from modelhub.models import Endpoint
 
 
 @shared_task(
+    name=services.RUN_GENERATION_TASK,  # the services enqueue it by this name
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
@@ -31,9 +32,7 @@ def run_generation(*generation_ids: str) -> None:
 
 @shared_task(ignore_result=True, expires=10, time_limit=30)
 def probe_endpoints() -> None:
-    endpoints = list(
-        Endpoint.objects.filter(enabled=True, model__enabled=True).select_related("model")
-    )
+    endpoints = selectors.endpoints_to_probe()
 
     def probe(endpoint: Endpoint) -> None:
         try:

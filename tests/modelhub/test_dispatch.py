@@ -39,7 +39,7 @@ def test_it_orders_endpoints_healthy_first_then_least_loaded() -> None:
 
 
 def test_it_claims_a_queued_generation_once_with_its_model_and_endpoints() -> None:
-    from modelhub.services import _claim
+    from modelhub.services import generations_claim
 
     model = ModelFactory.create(name="claimed-model", identity_patterns=["claimy"])
     busy = EndpointFactory.create(model=model, base_url="http://busy/v1")
@@ -50,7 +50,7 @@ def test_it_claims_a_queued_generation_once_with_its_model_and_endpoints() -> No
         model=model, messages=[{"role": "user", "content": "hi"}], params={"max_tokens": 5}
     )
 
-    [(started, endpoints)] = _claim([str(generation.id)])
+    [(started, endpoints)] = generations_claim(generation_ids=[str(generation.id)])
 
     # The endpoint to try first is recorded with the claim: the answer counts as in flight there.
     assert started.endpoint_id == idle.id
@@ -67,11 +67,13 @@ def test_it_claims_a_queued_generation_once_with_its_model_and_endpoints() -> No
     assert generation.started_at is not None and generation.heartbeat_at == generation.started_at
     assert started.started_at == generation.started_at
     Generation.objects.filter(id=generation.id).update(status=GenerationStatus.DONE)
-    assert _claim([str(generation.id)]) == []  # finished: nothing left to do
+    assert (
+        generations_claim(generation_ids=[str(generation.id)]) == []
+    )  # finished: nothing left to do
 
 
 def test_it_claims_a_battle_s_answers_in_one_statement_in_the_order_asked() -> None:
-    from modelhub.services import _claim
+    from modelhub.services import generations_claim
 
     first, second = ModelFactory.create(), ModelFactory.create()
     one = EndpointFactory.create(model=first, base_url="http://one/v1")
@@ -84,7 +86,9 @@ def test_it_claims_a_battle_s_answers_in_one_statement_in_the_order_asked() -> N
     )
     Generation.objects.filter(id=done.id).update(status=GenerationStatus.DONE)
 
-    claimed = _claim([str(b.id), str(done.id), str(uuid.uuid4()), str(a.id)])
+    claimed = generations_claim(
+        generation_ids=[str(b.id), str(done.id), str(uuid.uuid4()), str(a.id)]
+    )
 
     # The finished and the missing generation are left out; the others come in the order asked.
     assert [(g.id, g.model_id) for g, _ in claimed] == [(b.id, second.id), (a.id, first.id)]
@@ -121,13 +125,13 @@ def test_a_battle_s_answers_are_stored_queued_and_enqueued_once_it_commits(
 
 
 def test_a_model_without_enabled_endpoints_is_claimed_with_none() -> None:
-    from modelhub.services import _claim
+    from modelhub.services import generations_claim
 
     model = ModelFactory.create()
     EndpointFactory.create(model=model, base_url="http://off/v1", enabled=False)
     generation = Generation.objects.create(model=model, messages=[], params={})
 
-    [(claimed, endpoints)] = _claim([str(generation.id)])
+    [(claimed, endpoints)] = generations_claim(generation_ids=[str(generation.id)])
 
     assert claimed.id == generation.id and endpoints == []
 
@@ -140,7 +144,7 @@ def test_a_claim_belongs_to_the_caller_s_transaction() -> None:
     generation = Generation.objects.create(model=ModelFactory.create(), messages=[], params={})
 
     with pytest.raises(RuntimeError), transaction.atomic():
-        assert services._claim([str(generation.id)])
+        assert services.generations_claim(generation_ids=[str(generation.id)])
         raise RuntimeError("the caller fails")
 
     generation.refresh_from_db()
@@ -158,7 +162,7 @@ def test_answers_past_their_model_s_max_concurrency_go_back_to_the_queue() -> No
         Generation.objects.create(model=model, messages=[], params={}) for _ in range(2)
     )
 
-    claimed = services._claim([str(first.id), str(second.id)])
+    claimed = services.generations_claim(generation_ids=[str(first.id), str(second.id)])
 
     assert [g.id for g, _ in claimed] == [first.id]  # one slot: the first asked takes it
     first.refresh_from_db()
@@ -172,7 +176,7 @@ def test_answers_past_their_model_s_max_concurrency_go_back_to_the_queue() -> No
 
 
 def test_a_redelivered_answer_starts_again_unless_part_of_it_reached_the_stream() -> None:
-    from modelhub import services, streams
+    from modelhub import services, slots, streams
     from modelhub.pool import redis_client
 
     model = ModelFactory.create()
@@ -185,7 +189,7 @@ def test_a_redelivered_answer_starts_again_unless_part_of_it_reached_the_stream(
     )
     streams.add_terminal(redis_client(), str(begun.id), 1, {"type": "delta", "text": "half"})
 
-    claimed = services._claim([str(fresh.id), str(begun.id)])
+    claimed = services.generations_claim(generation_ids=[str(fresh.id), str(begun.id)])
 
     assert [g.id for g, _ in claimed] == [fresh.id]
     fresh.refresh_from_db()
@@ -194,7 +198,7 @@ def test_a_redelivered_answer_starts_again_unless_part_of_it_reached_the_stream(
     # Browsers saw half an answer: starting over would show it twice.
     assert begun.status == GenerationStatus.ERROR and "regenerate" in begun.error
     assert streams.last_seq(redis_client(), str(begun.id)) == 2  # its error frame
-    services.slots.free(redis_client(), model.id, str(fresh.id))
+    slots.free(redis_client(), model.id, str(fresh.id))
 
 
 def test_finishing_receivers_run_before_the_answer_is_stored_a_failing_one_loses_nothing() -> None:
@@ -213,12 +217,16 @@ def test_finishing_receivers_run_before_the_answer_is_stored_a_failing_one_loses
         raise RuntimeError("receiver bug")
 
     generation = Generation.objects.create(model=ModelFactory.create(), messages=[], params={})
-    [claimed] = services._claim([str(generation.id)])
+    [claimed] = services.generations_claim(generation_ids=[str(generation.id)])
     generation_finishing.connect(watcher, dispatch_uid="test-watcher")
     generation_finishing.connect(failing, dispatch_uid="test-failing-receiver")
     try:
-        services._finish(
-            claimed[0], GenerationStatus.DONE, seq=3, text="the answer", finish_reason="stop"
+        services.generation_finish(
+            generation=claimed[0],
+            status=GenerationStatus.DONE,
+            seq=3,
+            text="the answer",
+            finish_reason="stop",
         )
     finally:
         generation_finishing.disconnect(dispatch_uid="test-watcher")

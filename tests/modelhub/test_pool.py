@@ -647,13 +647,19 @@ def test_a_redelivered_pair_fails_the_answer_seen_in_part_and_runs_the_other(
 def test_an_answer_whose_endpoint_was_deleted_mid_stream_is_still_stored(transactional_db) -> None:  # type: ignore[no-untyped-def]
     model = _model("fake", "http://gone/v1", queue="gen.endpoint-deleted-test")  # no worker's
     endpoint = model.endpoints.get()
-    [(generation, _)] = services._claim([str(_pair(None, "", model)[0].id)])
+    [(generation, _)] = services.generations_claim(
+        generation_ids=[str(_pair(None, "", model)[0].id)]
+    )
     generation.endpoint = endpoint
     # An operator removes it (in the admin: another process, another instance) while it streams.
     type(endpoint).objects.filter(id=endpoint.id).delete()
 
-    services._finish(
-        generation, GenerationStatus.DONE, seq=2, text="the answer", finish_reason="stop"
+    services.generation_finish(
+        generation=generation,
+        status=GenerationStatus.DONE,
+        seq=2,
+        text="the answer",
+        finish_reason="stop",
     )
 
     generation.refresh_from_db()

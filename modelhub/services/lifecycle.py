@@ -1,0 +1,276 @@
+"""A generation's life in PostgreSQL and its stream: created (queued, enqueued on commit),
+stopped, finished (done, error, cancelled), heartbeated while it streams, reaped when its worker
+went silent.
+
+Enqueueing names the task (RUN_GENERATION_TASK) instead of importing it: the tasks call these
+services, and these services do not import the tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from modelhub import slots, streams
+from modelhub.models import Generation, GenerationStatus, Model
+from modelhub.redis_clients import client as redis_client
+from modelhub.signals import generation_finishing
+
+log = logging.getLogger(__name__)
+
+# The task that streams generations (modelhub.tasks.run_generation registers under this name).
+RUN_GENERATION_TASK = "modelhub.tasks.run_generation"
+
+
+class GenerationRejected(ValueError):
+    pass
+
+
+def generation_params(*, model: Model, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model's defaults with overrides applied; max_tokens capped by the operator's limit."""
+    params: dict[str, Any] = {
+        "temperature": model.temperature,
+        "top_p": model.top_p,
+        "max_tokens": model.max_tokens,
+    }
+    params.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    params["max_tokens"] = max(1, min(int(params["max_tokens"]), settings.MAX_NEW_TOKENS_CAP))
+    return params
+
+
+def generation_create(
+    *,
+    model: Model,
+    messages: Sequence[dict[str, Any]],
+    params: dict[str, Any] | None = None,
+    user_id: int | None = None,
+    session_key: str = "",
+) -> Generation:
+    """Store a queued generation and enqueue it on its model's queue once the transaction commits.
+
+    `messages` are OpenAI chat messages without the system prompt; the model's system prompt, if
+    any, is put first here.
+    """
+    return generations_create(
+        requests=[(model, messages)], params=params, user_id=user_id, session_key=session_key
+    )[0]
+
+
+def generations_create(
+    *,
+    requests: Sequence[tuple[Model, Sequence[dict[str, Any]]]],
+    params: dict[str, Any] | None = None,
+    user_id: int | None = None,
+    session_key: str = "",
+) -> list[Generation]:
+    """`generation_create` for generations started together, `(model, messages)` each (a battle's
+    answers): one INSERT, and one task per queue that runs them side by side in one worker thread.
+
+    Celery's envelope (publish, delivery, late ack) cost about as much CPU as the rest of starting
+    a generation; a battle pays it once for both answers. `params` None: each model's defaults."""
+    for model, _ in requests:
+        if not model.enabled:
+            raise GenerationRejected(f"model {model.name} is disabled")
+    generations = []
+    for model, messages in requests:
+        full = list(messages)
+        if model.system_prompt:
+            full.insert(0, {"role": "system", "content": model.system_prompt})
+        generations.append(
+            Generation(
+                model=model,
+                messages=full,
+                params=params if params is not None else generation_params(model=model),
+                user_id=user_id,
+                session_key=session_key or "",
+            )
+        )
+    Generation.objects.bulk_create(generations)
+    transaction.on_commit(lambda: generations_enqueue(generations=generations))
+    return generations
+
+
+def generations_enqueue(
+    *, generations: Sequence[Generation], countdown: float | None = None
+) -> None:
+    """Enqueue the generations, one task per queue (a battle's answers run side by side)."""
+    by_queue: dict[str, list[str]] = {}
+    for generation in generations:
+        by_queue.setdefault(generation.model.generation_queue, []).append(str(generation.id))
+    for queue, ids in by_queue.items():
+        # argsrepr given, so Celery skips its safe repr of the arguments (a fifth of a publish's
+        # CPU). declare=[]: a message for a queue goes straight onto that queue's list, which
+        # needs no declaration on Redis; declaring it on every publish was a sixth of a creation's
+        # CPU.
+        args = tuple(ids)
+        current_app.send_task(
+            RUN_GENERATION_TASK,
+            args=args,
+            queue=queue,
+            countdown=countdown,
+            ignore_result=True,
+            argsrepr=repr(args),
+            kwargsrepr="{}",
+            declare=[],
+        )
+
+
+def generation_stop(*, generation: Generation) -> None:
+    """Ask for a generation to stop. A queued one is cancelled at once; a streaming one is cancelled
+    by its worker within one flush interval, which closes the upstream request."""
+    redis_client().set(streams.stop_key(str(generation.id)), 1, ex=600)
+    with transaction.atomic():
+        locked = Generation.objects.select_for_update().get(id=generation.id)
+        if locked.status == GenerationStatus.QUEUED:
+            generation_finish(
+                generation=locked,
+                status=GenerationStatus.CANCELLED,
+                finish_reason="cancelled",
+                seq=1,
+            )
+
+
+# What generation_finish writes besides `text` and its `fields`; `endpoint` is set on the instance by the
+# read that ended (also when it failed).
+_FINISH_FIELDS = (
+    "status",
+    "finish_reason",
+    "error",
+    "finished_at",
+    "last_seq",
+    "duration_ms",
+    "endpoint",
+)
+
+
+def generation_finish(
+    *,
+    generation: Generation,
+    status: str,
+    seq: int,
+    text: str | None = None,
+    finish_reason: str = "",
+    error: str = "",
+    fields: dict[str, Any] | None = None,
+    last_delta: tuple[int, str] | None = None,
+    counters: tuple[str, Sequence[tuple[str, float]]] | None = None,
+) -> None:
+    """Store the terminal state in PostgreSQL, after generation_finishing's receivers have written
+    what goes with it (stored all the same when a receiver fails), then publish the terminal frame
+    at `seq`, in one Redis call with the text still unwritten (`last_delta`) and the endpoint's
+    figures (`counters`)."""
+    now = timezone.now()
+    generation.status = status
+    generation.finish_reason = finish_reason
+    generation.error = error
+    generation.finished_at = now
+    generation.last_seq = seq
+    changed = [*_FINISH_FIELDS, *(fields or {})]
+    if text is not None:
+        generation.text = text
+        changed.append("text")
+    if generation.started_at:
+        generation.duration_ms = (now - generation.started_at).total_seconds() * 1000
+    for key, value in (fields or {}).items():
+        setattr(generation, key, value)
+    _send_finishing(generation)
+    # Only what finishing changes: rewriting the prompt's JSON on every finish cost CPU on both
+    # ends for nothing.
+    try:
+        generation.save(update_fields=changed)
+    except IntegrityError:
+        # The endpoint it streamed from was deleted meanwhile (an operator's edit): the answer is
+        # stored without it rather than left streaming until the reaper.
+        if connection.in_atomic_block or generation.endpoint_id is None:
+            raise
+        generation.endpoint = None
+        generation.save(update_fields=changed)
+    frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
+    frame["finish_reason"] = finish_reason
+    if error:
+        frame["message"] = error
+    if generation.completion_tokens is not None:
+        frame["completion_tokens"] = generation.completion_tokens
+    if generation.ttft_ms is not None:
+        frame["ttft_ms"] = round(generation.ttft_ms, 1)
+    if generation.duration_ms is not None:
+        frame["duration_ms"] = round(generation.duration_ms, 1)
+    client = redis_client()
+    streams.add_terminal(
+        client, str(generation.id), seq, frame, last_delta=last_delta, counters=counters
+    )
+    slots.free(client, generation.model_id, str(generation.id))
+
+
+def _send_finishing(generation: Generation) -> None:
+    """Run generation_finishing's receivers before the finished state is stored: whoever sees the
+    answer finished sees what they wrote (a battle flagged for naming its models). Their writes
+    commit on their own, so finishing is one UPDATE rather than BEGIN, UPDATE, the receivers'
+    statements and COMMIT: two round trips fewer on every generation. Inside a caller's
+    transaction they run in a savepoint, which a failing receiver rolls back alone."""
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    try:
+        with savepoint:
+            generation_finishing.send(Generation, generation=generation)
+    except Exception:
+        log.exception("a generation_finishing receiver failed for %s", generation.id)
+
+
+def generation_fail(*, generation: Generation, error: str, seq: int | None = None) -> None:
+    """End a generation in error, its error frame at `seq` (None: after the last frame written)."""
+    if seq is None:
+        seq = max(generation.last_seq, streams.last_seq(redis_client(), str(generation.id))) + 1
+    generation_finish(
+        generation=generation,
+        status=GenerationStatus.ERROR,
+        seq=seq,
+        error=error,
+        finish_reason="error",
+    )
+
+
+def generations_heartbeat(*, generation_ids: Sequence[str]) -> None:
+    """Refresh the heartbeat of these generations, those of them still streaming. No index holds
+    heartbeat_at (see Generation.Meta), so PostgreSQL rewrites each row in place (HOT)."""
+    # The ids as one array parameter: with `id IN (%s, ...)` the query conversion of hundreds of
+    # placeholders was a tenth of a busy worker's Python time.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Generation._meta.db_table} SET heartbeat_at = %s"
+            " WHERE id = ANY(%s::uuid[]) AND status = %s",
+            [timezone.now(), list(generation_ids), GenerationStatus.STREAMING],
+        )
+
+
+def generation_reap_stale(*, older_than_s: float | None = None) -> int:
+    """End generations whose worker stopped sending heartbeats, or that waited too long in a queue."""
+    stale_after = older_than_s if older_than_s is not None else settings.GENERATION_STALE_AFTER
+    now = timezone.now()
+    stale = Generation.objects.filter(
+        status=GenerationStatus.STREAMING, heartbeat_at__lt=now - timedelta(seconds=stale_after)
+    ) | Generation.objects.filter(
+        status=GenerationStatus.QUEUED,
+        created_at__lt=now - timedelta(seconds=max(stale_after * 6, 120)),
+    )
+    count = 0
+    for generation_id in stale.values_list("id", flat=True):
+        with transaction.atomic():
+            generation = Generation.objects.select_for_update().get(id=generation_id)
+            if generation.is_finished:
+                continue
+            message = (
+                "The worker serving this answer stopped responding."
+                if generation.status == GenerationStatus.STREAMING
+                else "No worker picked up this request in time."
+            )
+            generation_fail(generation=generation, error=message)
+            count += 1
+    return count

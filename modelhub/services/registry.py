@@ -1,0 +1,82 @@
+"""The model registry: models and their endpoints loaded from configuration, switched on and off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from modelhub.models import Endpoint, Model
+
+MODEL_FIELDS = {
+    "display_name", "organization", "license", "modalities", "engine", "served_name", "queue",
+    "sampling_weight", "max_concurrency", "arena_eligible", "enabled", "deprecated", "temperature",
+    "top_p", "max_tokens", "system_prompt", "path", "tensor_parallel_size", "max_model_len",
+    "limit_images_per_prompt", "identity_patterns", "heldout_loss",
+}  # fmt: skip
+
+
+class ModelConfigError(ValueError):
+    pass
+
+
+def models_load(*, entries: list[dict[str, Any]]) -> list[Model]:
+    """Create or update models (and their endpoints) from configuration entries, all or nothing.
+
+    Each entry: {"name": ..., <model fields>, "endpoints": [{"base_url": ..., "api_key_env": ...}]}.
+    Endpoints not listed for a model are disabled, not deleted (generations keep their history).
+    An entry carrying an API key itself is refused: keys come from the environment only.
+    """
+    if not isinstance(entries, list):
+        raise ModelConfigError("the file must hold a list of models (or {'models': [...]})")
+    loaded: list[Model] = []
+    with transaction.atomic():
+        for index, entry in enumerate(entries, start=1):
+            if not isinstance(entry, dict) or not entry.get("name"):
+                raise ModelConfigError(f"model #{index}: each model needs a name")
+            unknown = set(entry) - MODEL_FIELDS - {"name", "endpoints"}
+            if unknown:
+                raise ModelConfigError(f"model {entry['name']}: unknown fields {sorted(unknown)}")
+            model, _ = Model.objects.get_or_create(name=entry["name"])
+            for key in MODEL_FIELDS & set(entry):
+                setattr(model, key, entry[key])
+            try:
+                model.full_clean()
+            except ValidationError as exc:
+                raise ModelConfigError(f"model {entry['name']}: {exc.message_dict}") from None
+            model.save()
+            seen: list[int] = []
+            for ep in entry.get("endpoints") or []:
+                if not isinstance(ep, dict) or not ep.get("base_url"):
+                    raise ModelConfigError(f"model {entry['name']}: each endpoint needs a base_url")
+                if "api_key" in ep:
+                    raise ModelConfigError(
+                        f"model {entry['name']}: put the API key in an environment variable and name it with api_key_env"
+                    )
+                endpoint, _ = Endpoint.objects.update_or_create(
+                    model=model,
+                    base_url=ep["base_url"],
+                    defaults={
+                        "api_key_env": ep.get("api_key_env", ""),
+                        "enabled": ep.get("enabled", True),
+                    },
+                )
+                try:
+                    endpoint.full_clean()
+                except ValidationError as exc:
+                    raise ModelConfigError(
+                        f"model {entry['name']}: endpoint {exc.message_dict}"
+                    ) from None
+                seen.append(endpoint.id)
+            if "endpoints" in entry:
+                model.endpoints.exclude(id__in=seen).update(enabled=False)
+            loaded.append(model)
+    return loaded
+
+
+def model_set_enabled(*, name: str, enabled: bool) -> Model:
+    updated = Model.objects.filter(name=name).update(enabled=enabled)
+    if not updated:
+        raise Model.DoesNotExist(f"no model named {name!r}")
+    return Model.objects.get(name=name)
