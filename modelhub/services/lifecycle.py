@@ -138,8 +138,8 @@ def generation_stop(*, generation: Generation) -> None:
             )
 
 
-# What generation_finish writes besides `text` and its `fields`; `endpoint` is set on the instance by the
-# read that ended (also when it failed).
+# What generation_finish writes besides `text` and its `fields`; `endpoint` is set on the instance
+# by the read that ended (also when it failed).
 _FINISH_FIELDS = (
     "status",
     "finish_reason",
