@@ -1,5 +1,8 @@
 """API tokens for researchers: scripts fetch leaderboard and battle-log exports with
-``Authorization: Bearer <token>``; a browser with a logged-in session needs none."""
+``Authorization: Bearer <token>``; a browser with a logged-in session needs none.
+
+The services (create, revoke, touch) are the only writers of ApiToken rows; ``token_find`` reads;
+``researcher_access`` gates the export views with both."""
 
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# -- services ---------------------------------------------------------------------------------
+
+
 def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
     """A new token for ``user``: the row, and the token itself (not stored; shown once)."""
     name = name.strip()
@@ -57,17 +63,28 @@ def token_revoke(*, user: User, token_id: int) -> bool:
     return deleted > 0
 
 
-def token_user(raw: str) -> User | None:
-    """The active user a token belongs to, or None (unknown token, inactive user)."""
+def token_touch(*, token: ApiToken) -> None:
+    """Record that ``token`` was used (at most once per TOUCH_EVERY)."""
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY:
+        ApiToken.objects.filter(id=token.id).update(last_used_at=now)
+        token.last_used_at = now
+
+
+# -- selectors --------------------------------------------------------------------------------
+
+
+def token_find(*, raw: str) -> ApiToken | None:
+    """The token ``raw`` names, with its user, if that user is active; None otherwise."""
     if not raw.startswith(PREFIX) or len(raw) > 100:
         return None
     token = ApiToken.objects.select_related("user").filter(digest=_digest(raw)).first()
     if token is None or not token.user.is_active:
         return None
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY:
-        ApiToken.objects.filter(id=token.id).update(last_used_at=now)
-    return token.user
+    return token
+
+
+# -- the views' gate --------------------------------------------------------------------------
 
 
 def _unauthorized(message: str) -> HttpResponse:
@@ -89,10 +106,11 @@ def researcher_access(view: Callable[..., HttpResponseBase]) -> Callable[..., Ht
             scheme, _, raw = header.partition(" ")
             if scheme.lower() != "bearer" or not raw.strip():
                 return _unauthorized("Send the token as 'Authorization: Bearer <token>'.")
-            user = token_user(raw.strip())
-            if user is None:
+            token = token_find(raw=raw.strip())
+            if token is None:
                 return _unauthorized("Unknown or revoked API token.")
-            request.user = user
+            token_touch(token=token)
+            request.user = token.user
         elif not request.user.is_authenticated:
             if "text/html" in request.headers.get("Accept", ""):
                 return redirect_to_login(request.get_full_path())

@@ -1,8 +1,9 @@
 """Battle categories, computed when a battle is stored and when it gets a follow-up turn.
 
 Built-in heuristics (language, coding, math, long query, multi-turn, vision, hard prompt) plus the
-admin-defined CategoryRule rows. Categories are stored on the battle and never recomputed for old
-battles, so a published snapshot's per-category ratings stay reproducible from its exported log.
+admin-defined CategoryRule rows. The battle services store them on the battle; they are never
+recomputed for old battles, so a published snapshot's per-category ratings stay reproducible from
+its exported log. This module only computes (and reads the rules): it writes nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from arena.models import Battle, CategoryRule
+from arena.models import CategoryRule
 
 CODING = "coding"
 MATH = "math"
@@ -43,7 +44,8 @@ _HARD_SIGNALS = (
 )
 
 
-def _rules() -> list[tuple[str, re.Pattern[str]]]:
+def category_rules() -> list[tuple[str, re.Pattern[str]]]:
+    """The enabled admin rules, compiled (a rule that does not compile is skipped)."""
     compiled = []
     for name, pattern in CategoryRule.objects.filter(enabled=True).values_list("name", "pattern"):
         try:
@@ -84,18 +86,13 @@ def prompt_categories(
         found.append(HARD_PROMPT)
     if language and language != "unknown":
         found.append(language.lower())
-    for name, pattern in _rules() if rules is None else rules:
+    for name, pattern in category_rules() if rules is None else rules:
         if pattern.search(text):
             found.append(name)
     return list(dict.fromkeys(found))
 
 
-def battle_categories_add_turn(*, battle: Battle, prompt: str) -> list[str]:
-    """A follow-up makes the battle multi-turn and adds the categories of the new prompt (the
-    first prompt's language stays the battle's language). Writes and returns the new list."""
-    added = prompt_categories(prompt)
-    merged = list(dict.fromkeys([*battle.categories, MULTI_TURN, *added]))
-    if merged != list(battle.categories):
-        Battle.objects.filter(id=battle.id).update(categories=merged)
-        battle.categories = merged
-    return merged
+def categories_after_turn(*, current: Iterable[str], prompt: str) -> list[str]:
+    """A battle's categories once a follow-up is sent: multi-turn, plus the categories of the new
+    prompt (the first prompt's language stays the battle's language)."""
+    return list(dict.fromkeys([*current, MULTI_TURN, *prompt_categories(prompt)]))

@@ -226,7 +226,10 @@ def battle_continue(*, battle: Battle, requester: Requester, prompt: str) -> Tur
             raise TooEarly("Wait until both answers are complete.")
         if last.index >= MAX_TURNS:
             raise Conflict("This conversation is long enough. Start a new round.")
-        categories.battle_categories_add_turn(battle=battle, prompt=prompt)
+        battle.categories = categories.categories_after_turn(
+            current=battle.categories, prompt=prompt
+        )
+        battle.save(update_fields=["categories"])
         return _start_turn(
             battle, index=last.index + 1, attempt=1, prompt=prompt, requester=requester
         )
