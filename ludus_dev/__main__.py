@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import os
 import shlex
@@ -62,6 +63,9 @@ def _run_env(data_dir: Path, svc: Services) -> dict[str, str]:
     folder's key."""
     env = _base_env(data_dir) | svc.env()
     env.setdefault("DJANGO_SECRET_KEY", dev_secret_key(data_dir))
+    # /healthz shows its details (which the ready line reads) only to staff and this token.
+    key = env["DJANGO_SECRET_KEY"].encode()
+    env.setdefault("LUDUS_METRICS_TOKEN", hmac.new(key, b"metrics", "sha256").hexdigest())
     return env
 
 
@@ -90,12 +94,14 @@ def battle_ready(report: dict[str, Any], *, since: datetime) -> bool:
     return len(answering) >= 2
 
 
-def wait_battle_ready(url: str, *, since: datetime, timeout_s: float) -> bool:
-    """Poll `url`/healthz until `battle_ready`; False if that takes longer than timeout_s."""
+def wait_battle_ready(url: str, *, since: datetime, timeout_s: float, token: str) -> bool:
+    """Poll `url`/healthz (with the metrics `token`, for its details) until `battle_ready`; False
+    if that takes longer than timeout_s."""
     deadline = time.monotonic() + timeout_s
+    request = urllib.request.Request(url + "/healthz", headers={"Authorization": f"Bearer {token}"})
     while True:
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+            with urllib.request.urlopen(request, timeout=2) as response:
                 if battle_ready(json.load(response), since=since):
                     return True
         except (OSError, ValueError):
@@ -105,8 +111,8 @@ def wait_battle_ready(url: str, *, since: datetime, timeout_s: float) -> bool:
         time.sleep(1)
 
 
-def _announce_ready(url: str, since: datetime, timeout_s: float = 180.0) -> None:
-    if wait_battle_ready(url, since=since, timeout_s=timeout_s):
+def _announce_ready(url: str, since: datetime, token: str, timeout_s: float = 180.0) -> None:
+    if wait_battle_ready(url, since=since, timeout_s=timeout_s, token=token):
         print(f"\n  Ludus is ready at {url}\n", flush=True)
     else:
         print(
@@ -136,7 +142,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         url = f"http://{env['HOST']}:{env['PORT']}"
         print(f"\n  Ludus is starting at {url} (models load for a few seconds)\n", flush=True)
         since = datetime.now(UTC)  # endpoint health from before this start does not count
-        threading.Thread(target=_announce_ready, args=(url, since), daemon=True).start()
+        threading.Thread(
+            target=_announce_ready, args=(url, since, env["LUDUS_METRICS_TOKEN"]), daemon=True
+        ).start()
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
         formation = f"gen={gen_processes()}"
         proc = subprocess.Popen(
@@ -218,6 +226,7 @@ ENV_EXPORTS = (
     "DATABASE_URL",
     "REDIS_URL",
     "DJANGO_SECRET_KEY",
+    "LUDUS_METRICS_TOKEN",
     "LUDUS_DATA_DIR",
     "OMP_NUM_THREADS",
     "HF_HUB_OFFLINE",

@@ -1,12 +1,16 @@
 """What /healthz, /metrics and the status page report: services, queues, workers, endpoints.
 
-Reads only: the pool's rows and figures as they stand when asked."""
+Reads only: the pool's rows and figures as they stand when asked. Nothing here hands out a
+credential: endpoint URLs lose their user info and query (`safe_url`), and error texts are
+redacted and bounded (`redact`) before they reach a report, a metric label or the status page."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.db import connection
@@ -22,8 +26,56 @@ from prometheus_client.core import (
 from modelhub import metrics, presence
 from modelhub.models import Endpoint, Generation, GenerationStatus
 from modelhub.redis_clients import client as redis_client
+from modelhub.selectors import endpoint_api_key
 
 _Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
+
+ERROR_CHARS = 200  # of an error text in a report: enough to say what failed, not to carry a body
+REDACTED = "[redacted]"
+
+# Credentials as they appear in error texts (an upstream's echoed request, a driver's message):
+# URL user info, query values, Authorization schemes, key=value / "key": "value" pairs whose name
+# says secret, and the key shapes of the common hosted APIs.
+_CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@"), rf"\1{REDACTED}@"),
+    (re.compile(r"([?&][^=\s&#]+=)[^&\s#\"']+"), rf"\1{REDACTED}"),
+    (re.compile(r"(?i)\b(bearer|basic|token)\s+[\w.~+/=-]+"), rf"\1 {REDACTED}"),
+    (
+        re.compile(
+            r"(?i)((?:api[_-]?key|[\w-]*(?:token|secret|password|passwd|credential)s?"
+            r"|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"
+        ),
+        rf"\1{REDACTED}",
+    ),
+    (re.compile(r"\b(?:sk|hf|ghp|xox[abp])[-_][\w-]{12,}"), REDACTED),
+)
+
+
+def safe_url(url: str) -> str:
+    """`url` as reports show it: scheme, host, port and path, without user info or query."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="").geturl()
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials a URL holds (its user info's password, raw and decoded)."""
+    password = urlsplit(url).password
+    return [password, unquote(password)] if password else []
+
+
+def redact(text: str, *, secrets: Iterable[str | None] = (), limit: int = ERROR_CHARS) -> str:
+    """`text` with every known secret and anything shaped like a credential replaced, then cut
+    to `limit` characters (in that order, so the cut cannot leave half a secret unmatched)."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    for pattern, replacement in _CREDENTIAL_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _service_error(exc: Exception) -> str:
+    secrets = [*url_secrets(settings.DATABASE_URL), *url_secrets(settings.REDIS_URL)]
+    return redact(f"{type(exc).__name__}: {exc}", secrets=secrets)
 
 
 def required_queues() -> list[str]:
@@ -38,7 +90,7 @@ def check_database() -> tuple[bool, str]:
             cursor.execute("SELECT 1")
         return True, ""
     except Exception as exc:
-        return False, f"{type(exc).__name__}: {exc}"[:300]
+        return False, _service_error(exc)
 
 
 def check_redis() -> tuple[bool, str]:
@@ -46,7 +98,7 @@ def check_redis() -> tuple[bool, str]:
         redis_client().ping()
         return True, ""
     except Exception as exc:
-        return False, f"{type(exc).__name__}: {exc}"[:300]
+        return False, _service_error(exc)
 
 
 def queue_depths() -> dict[str, int]:
@@ -58,11 +110,31 @@ def queue_depths() -> dict[str, int]:
     return dict(zip(queues, pipe.execute(), strict=True))
 
 
+def endpoint_url(endpoint: Endpoint) -> str:
+    """The endpoint's base URL as reports show it (see safe_url)."""
+    return safe_url(endpoint.base_url)
+
+
+def endpoint_error(endpoint: Endpoint) -> str:
+    """The endpoint's last error as reports show it: without its URL's password or its API key,
+    and bounded (the stored text may hold an upstream's error body)."""
+    secrets = [*url_secrets(endpoint.base_url), endpoint_api_key(endpoint)]
+    return redact(endpoint.last_error, secrets=secrets)
+
+
 @dataclass(frozen=True)
 class EndpointRow:
     endpoint: Endpoint
     figures: dict[str, float]  # see metrics.endpoint_figures
     inflight: int  # answers streaming from it now
+
+    @property
+    def url(self) -> str:
+        return endpoint_url(self.endpoint)
+
+    @property
+    def error(self) -> str:
+        return endpoint_error(self.endpoint)
 
 
 def endpoint_rows() -> list[EndpointRow]:
@@ -85,6 +157,8 @@ def pool_status() -> dict[str, Any]:
 
 
 def health_report() -> tuple[bool, dict[str, Any]]:
+    """Whether the site can serve (database, Redis and a worker on every required queue), and the
+    report in full: for staff and the metrics token only (see modelhub.views.healthz)."""
     down: list[str] = []
     db_ok, db_error = check_database()
     redis_ok, redis_error = check_redis()
@@ -113,12 +187,13 @@ def health_report() -> tuple[bool, dict[str, Any]]:
             endpoints.append(
                 {
                     "model": endpoint.model.name,
-                    "base_url": endpoint.base_url,
+                    "arena_eligible": endpoint.model.arena_eligible,
+                    "base_url": endpoint_url(endpoint),
                     "healthy": endpoint.healthy,
                     "last_checked_at": endpoint.last_checked_at.isoformat()
                     if endpoint.last_checked_at
                     else None,
-                    "error": endpoint.last_error,
+                    "error": endpoint_error(endpoint),
                 }
             )
             if not endpoint.healthy:
@@ -156,7 +231,7 @@ class PoolCollector:
         for family_type, name, help_text, value in self.SERIES:
             family = family_type(name, help_text, labels=labels)
             for row in rows:
-                family.add_metric([row.endpoint.model.name, row.endpoint.base_url], value(row))
+                family.add_metric([row.endpoint.model.name, row.url], value(row))
             yield family
         ttft = SummaryMetricFamily(
             "ludus_endpoint_ttft_seconds",
@@ -165,7 +240,7 @@ class PoolCollector:
         )
         for row in rows:
             ttft.add_metric(
-                [row.endpoint.model.name, row.endpoint.base_url],
+                [row.endpoint.model.name, row.url],
                 count_value=int(row.figures["ttft_count"]),
                 sum_value=row.figures["ttft_ms_sum"] / 1000,
             )

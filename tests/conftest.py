@@ -61,7 +61,7 @@ def start_worker(
     """Start `celery worker` as a subprocess against the test database; wait until it announces itself."""
     from django.conf import settings
 
-    from modelhub.presence import presence_key
+    from modelhub.presence import presence_expires_in
 
     hostname = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
     env = dict(os.environ)
@@ -77,9 +77,8 @@ def start_worker(
          "-c", str(concurrency), "-n", hostname, "--without-gossip", "--without-mingle", "-l", "WARNING"],
         cwd=ROOT, env=env,
     )  # fmt: skip
-    client = redis.Redis.from_url(settings.REDIS_URL)
     deadline = time.monotonic() + 60
-    while not client.exists(presence_key(hostname)):
+    while presence_expires_in(hostname=hostname) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError("celery worker did not start")

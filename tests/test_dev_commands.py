@@ -141,9 +141,10 @@ def test_it_says_ready_only_once_two_models_answer_a_probe_made_since_the_start(
             model=model, base_url=upstream.base_url, healthy=True, last_checked_at=earlier
         )
     since = timezone.now()
+    settings.METRICS_TOKEN = "ready-check"  # /healthz's details are the token's, as make run sets
 
     def ready() -> bool:
-        return wait_battle_ready(live_server.url, since=since, timeout_s=0)
+        return wait_battle_ready(live_server.url, since=since, timeout_s=0, token="ready-check")
 
     assert not ready()
     probe_endpoints()  # the second model's engine is still loading: it answers 500

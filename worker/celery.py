@@ -43,6 +43,7 @@ import threading  # noqa: E402
 from celery.signals import worker_process_init, worker_ready, worker_shutdown  # noqa: E402
 
 _presence_stop = threading.Event()
+_presence_threads: list[threading.Thread] = []
 
 
 def _presence_loop(hostname: str, queues: list[str]) -> None:
@@ -66,9 +67,11 @@ def _announce(sender: object, **kwargs: object) -> None:
     consumer = sender
     hostname = getattr(consumer, "hostname", socket.gethostname())
     queues = sorted(q.name for q in app.amqp.queues.consume_from.values())
-    threading.Thread(
+    thread = threading.Thread(
         target=_presence_loop, args=(hostname, queues), daemon=True, name="ludus-presence"
-    ).start()
+    )
+    _presence_threads.append(thread)
+    thread.start()
     settle()
 
 
@@ -102,3 +105,5 @@ def _settle_child(**kwargs: object) -> None:
 @worker_shutdown.connect
 def _withdraw(**kwargs: object) -> None:
     _presence_stop.set()
+    for thread in _presence_threads:  # the process exits next: let the loop withdraw first
+        thread.join(timeout=5)

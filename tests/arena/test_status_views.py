@@ -50,3 +50,20 @@ def test_it_counts_the_votes_of_the_last_minute(arena_models: list[Any]) -> None
     assert voted.status_code == 200
     partial = staff.get("/status/", HTTP_HX_REQUEST="true")
     assert b'data-testid="votes-per-minute">1<' in partial.content
+
+
+def test_it_shows_staff_endpoints_without_their_credentials(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import EndpointFactory, ModelFactory
+
+    monkeypatch.setenv("LUDUS_TEST_UPSTREAM_KEY", "sk-live-4f9c2a7e1b3d5f60")
+    EndpointFactory.create(
+        base_url="https://ops:hunter2secret@gpu-1:8000/v1",
+        api_key_env="LUDUS_TEST_UPSTREAM_KEY",
+        healthy=False,
+        last_error="401: key sk-live-4f9c2a7e1b3d5f60 refused for https://ops:hunter2secret@gpu-1",
+        model=ModelFactory.create(name="leaky-model"),
+    )
+    page = _staff_client().get("/status/").content
+    assert b"https://gpu-1:8000/v1" in page and b"leaky-model" in page
+    assert b"hunter2secret" not in page and b"sk-live-4f9c2a7e1b3d5f60" not in page
+    assert b"401: key [redacted] refused" in page
