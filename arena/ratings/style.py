@@ -58,6 +58,8 @@ def style_design(
     mask &= np.isfinite(battles.style_b).all(axis=1)
     if bothbad == "exclude":
         mask &= battles.outcome != BOTHBAD
+    if not mask.any():
+        raise ValueError("no battle has style features (conv_metadata or both conversations)")
     weight = battle_weights(battles, ipw=ipw)[mask]
     sa, sb = battles.style_a[mask], battles.style_b[mask]
     diff = (sa - sb) / (sa + sb + 1.0)

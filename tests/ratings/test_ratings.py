@@ -529,3 +529,6 @@ def test_the_command_line_takes_the_prior_the_threshold_and_both_bad(
     assert main([str(path), "--ties", "davidson", "--bothbad", "davidson", "--bootstrap", "5"]) == 0
     assert '"bothbad": "davidson"' in capsys.readouterr().out
     assert main([str(path), "--bothbad", "davidson"]) == 2
+    capsys.readouterr()
+    assert main([str(path), "--method", "style"]) == 2  # this log has no style features
+    assert "no battle has style features" in capsys.readouterr().err
