@@ -111,6 +111,11 @@ def test_it_exports_a_snapshot_as_json_and_csv(board_models: list[Model]) -> Non
         m["model"] for m in snapshot.data["boards"]["bt"][""]["models"]
     ]
     assert {r["category"] for r in rows} == {"all", "coding"}
+    # 30 votes over four models: every model is short of the threshold (30), in both exports.
+    assert all(r["provisional"] == "True" and r["rank"] == "" for r in overall)
+    exported_rows = exported["boards"]["bt"][""]["models"]
+    assert all(row["provisional"] and row["rank"] is None for row in exported_rows)
+    assert exported["params"]["min_votes"] == 30
 
 
 def test_it_keeps_exports_for_logged_in_users(board_models: list[Model]) -> None:
