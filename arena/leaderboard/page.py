@@ -104,6 +104,9 @@ def leaderboard_page_data(*, snapshot: Any, options: PageOptions) -> dict[str, A
     data = snapshot.data
     method = options.method
     category = options.category if options.category in data.get("categories", []) else ALL
+    elo_all_only = method == "elo" and category != ALL
+    if elo_all_only:  # online Elo is published for all categories together (see boards.py)
+        category = ALL
     board = data.get("boards", {}).get(method, {}).get(category) or {"models": []}
     meta = {m["model"]: m for m in data.get("fairness", {}).get("models", [])}
     ranked, provisional, hidden = [], [], []
@@ -129,6 +132,7 @@ def leaderboard_page_data(*, snapshot: Any, options: PageOptions) -> dict[str, A
     return {
         "method": method,
         "method_title": METHOD_TITLES[method],
+        "elo_all_only": elo_all_only,
         "category": category,
         "board": board,
         "rows": ranked,

@@ -159,11 +159,16 @@ def test_it_says_how_both_bad_counts_and_offers_elo(board_models: list[Model]) -
 
     page = client.get("/leaderboard/").content.decode()
     elo = client.get("/leaderboard/", {"rating": "elo"}, HTTP_HX_REQUEST="true").content.decode()
+    elo_coding = client.get(
+        "/leaderboard/", {"rating": "elo", "category": "coding"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
 
     assert "“Both bad” votes: a tie kind of its own" in page
     assert '<option value="elo"' in page
     assert "Online Elo ratings" in elo and "depends on the order of the votes" in elo
     assert "--method elo" in elo and 'data-model="alpha-7b"' in elo
+    assert "published for all categories together" in elo_coding
+    assert 'data-model="alpha-7b"' in elo_coding and "--category" not in elo_coding
 
 
 def test_it_renders_the_page_in_a_bounded_number_of_queries(board_models: list[Model]) -> None:

@@ -168,7 +168,8 @@ def test_it_reproduces_the_snapshot_from_its_battles_with_the_command_line(
     assert hashlib.sha256(body).hexdigest() == snapshot.vote_hash
     assert len(body.splitlines()) == 80
     boards = snapshot.data["boards"]
-    for key in ("bt:", "bt:coding", "style:", "elo:", "elo:coding", "bt_ipw:coding"):
+    assert "elo:coding" not in snapshot.params["commands"] and "coding" not in boards["elo"]
+    for key in ("bt:", "bt:coding", "style:", "elo:", "bt_ipw:coding"):
         method, category = key.split(":")
         assert _stored_command(snapshot, key, path) == boards[method][category], key
     assert snapshot.params["commands"]["bt:coding"] == (
