@@ -1,4 +1,4 @@
-"""`python -m ludus_dev run|test|env|services`: what `make run` and `make test` execute."""
+"""`python -m ludus_dev run|test|env|stop|systemd`: what `make run` and `make test` execute."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ludus_dev import supervision
 from ludus_dev.services import Services, embedded_redis_url, ensure_services, stop_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,16 +145,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         threading.Thread(
             target=_announce_ready, args=(url, since, env["LUDUS_METRICS_TOKEN"]), daemon=True
         ).start()
-        honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
-        formation = f"gen={gen_processes()}"
-        proc = subprocess.Popen(
-            [honcho, "-f", "Procfile", "start", "-c", formation], cwd=ROOT, env=env
+        # supervisord runs the Procfile's processes and starts again any that exits.
+        proc = supervision.start(
+            data_dir / "supervisor", env=env, formation={"gen": gen_processes()}
         )
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            return proc.wait()
+        return supervision.wait(proc)
     finally:
         svc.stop()
 
@@ -251,6 +246,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_systemd(args: argparse.Namespace) -> int:
+    """Write systemd units for the Procfile's process types (deploy/ holds those for the defaults)."""
+    from ludus_dev.systemd import write_units
+
+    for path in write_units(Path(args.out), formation={"gen": args.gen}):
+        print(path)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="ludus_dev")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -266,6 +270,10 @@ def main() -> int:
     test.set_defaults(func=cmd_test)
     sub.add_parser("env", help="print exports for the embedded services").set_defaults(func=cmd_env)
     sub.add_parser("stop", help="stop the embedded services").set_defaults(func=cmd_stop)
+    units = sub.add_parser("systemd", help="write systemd units made from the Procfile")
+    units.add_argument("--out", default="deploy")
+    units.add_argument("--gen", type=int, default=2, help="gen processes that ludus.target starts")
+    units.set_defaults(func=cmd_systemd)
     args = parser.parse_args()
     return int(args.func(args))
 
