@@ -25,10 +25,11 @@ ROUNDS = {"rounds": 30, "style_rounds": 5, "elo_rounds": 5}
 @pytest.fixture
 def arena_models(db: None) -> list[Model]:
     Model.objects.update(enabled=False)  # rows other suites may have left in a reused database
-    models = [
-        ModelFactory(name="zoo-s", display_name="Zoo Llama S", organization="Zoo"),
-        ModelFactory(name="zoo-m", display_name="Zoo Llama M", organization="Zoo"),
-        ModelFactory(name="zoo-l", display_name="Zoo Llama L", organization="Zoo"),
+    models: list[Model] = [
+        ModelFactory.create(
+            name=f"zoo-{size}", display_name=f"Zoo Llama {size.upper()}", organization="Zoo"
+        )
+        for size in ("s", "m", "l")
     ]
     for model in models:
         EndpointFactory(model=model)
