@@ -6,6 +6,7 @@ redacted and bounded (`redact`) before they reach a report, a metric label or th
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from modelhub.selectors import endpoint_api_key
 
 _Family = type[CounterMetricFamily] | type[GaugeMetricFamily]
 
+STUCK = {"BACKOFF", "FATAL"}  # supervisord's states of a process that is not running
 ERROR_CHARS = 200  # of an error text in a report: enough to say what failed, not to carry a body
 REDACTED = "[redacted]"
 
@@ -150,6 +152,18 @@ def endpoint_rows() -> list[EndpointRow]:
     return [EndpointRow(ep, figures[ep.id], inflight.get(ep.id, 0)) for ep in endpoints]
 
 
+def supervised_processes() -> dict[str, dict[str, Any]]:
+    """The processes `make run`'s supervisor runs, as it records them in the data folder
+    (ludus_dev.supervision writes `supervisor/processes.json`): each one's state, pid, restarts and
+    last exit ({"reason": "terminated by SIGKILL", "code": -9, "at": ...}). Empty where no
+    supervisor writes it (under systemd, `systemctl status 'ludus-*'` says the same)."""
+    try:
+        processes = json.loads((settings.DATA_DIR / "supervisor" / "processes.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return processes if isinstance(processes, dict) else {}
+
+
 def pool_status() -> dict[str, Any]:
     """The serving pool as the staff status page shows it: health, endpoints, queues."""
     ok, report = health_report()
@@ -198,6 +212,9 @@ def health_report() -> tuple[bool, dict[str, Any]]:
             )
             if not endpoint.healthy:
                 degraded.append(f"endpoint:{endpoint.model.name}")
+    processes = supervised_processes()
+    # Not running and not about to: between retries of one that keeps exiting, or given up on.
+    degraded += [f"process:{name}" for name, p in processes.items() if p.get("state") in STUCK]
     ok = not down
     body = {
         "status": "ok" if ok and not degraded else ("degraded" if ok else "down"),
@@ -207,6 +224,7 @@ def health_report() -> tuple[bool, dict[str, Any]]:
         "redis": {"ok": redis_ok, "error": redis_error},
         "queues": queues,
         "endpoints": endpoints,
+        "processes": processes,
     }
     return ok, body
 

@@ -4,6 +4,7 @@ starts it again while the others go on; the systemd units for real hosts say the
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -162,6 +163,44 @@ def test_the_systemd_units_in_deploy_are_made_from_the_procfile(tmp_path: Path) 
             if not re.search(r"Unknown key '(RestartSteps|RestartMaxDelaySec)'", line)  # < 254
         ]
         assert complaints == []
+
+
+@pytest.mark.django_db
+def test_healthz_and_the_status_page_show_each_process_its_restarts_and_last_exit(
+    tmp_path: Path, settings: Any
+) -> None:
+    """What the supervisor records in the data folder, shown to the metrics token and to staff; a
+    process that is not running (retrying, or given up) makes the arena degraded, not down."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    settings.DATA_DIR = tmp_path
+    settings.METRICS_TOKEN = TOKEN
+    settings.LUDUS_REQUIRED_QUEUES = []
+    sigkill = {"reason": "terminated by SIGKILL", "code": -9, "at": "2026-01-02T03:04:05+00:00"}
+    failing = {"reason": "exit status 1", "code": 1, "at": "2026-01-02T03:05:00+00:00"}
+    processes = {
+        "web": {"state": "RUNNING", "pid": 101, "restarts": 0, "last_exit": None},
+        "gen.2": {"state": "RUNNING", "pid": 102, "restarts": 2, "last_exit": sigkill},
+        "engine": {"state": "FATAL", "pid": None, "restarts": 30, "last_exit": failing},
+    }
+    (tmp_path / "supervisor").mkdir()
+    (tmp_path / "supervisor" / supervision.STATE_FILE).write_text(json.dumps(processes))
+    client = Client()
+    details = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
+    assert details["processes"] == processes
+    assert details["status"] == "degraded" and details["degraded"] == ["process:engine"]
+    assert client.get("/healthz").json() == {"status": "degraded"}  # the details are staff's
+    staff = get_user_model().objects.create_user("carol", password="pw-carol-123", is_staff=True)
+    client.force_login(staff)
+    page = client.get("/status/").content.decode()
+    row = re.search(r'<tr data-testid="process-gen.2">(.*?)</tr>', page, re.DOTALL)
+    assert row is not None
+    assert "<td>2</td>" in row[1] and "terminated by SIGKILL (code -9)" in row[1]
+    assert re.search(r'data-testid="process-engine">.*?fatal.*?exit status 1', page, re.DOTALL)
+    (tmp_path / "supervisor" / supervision.STATE_FILE).unlink()  # no supervisor: no table
+    assert "Processes" not in client.get("/status/").content.decode()
+    assert client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()["processes"] == {}
 
 
 # The whole formation under the run command.
@@ -330,6 +369,12 @@ def test_a_killed_process_of_each_type_comes_back_while_the_others_serve(arena: 
     finally:
         stop.set()
         poller.join()
+    details = httpx.get(
+        arena.url + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    ).json()
+    for kind in KINDS:
+        assert details["processes"][kind]["restarts"] == 1, details["processes"]
+        assert details["processes"][kind]["last_exit"]["reason"] == "terminated by SIGKILL"
     missed = {phase for phase, answered in arena.answers if not answered}
     assert missed <= {"web"}, (missed, arena.output())
     assert any(phase == "after web" and answered for phase, answered in arena.answers)
