@@ -250,7 +250,8 @@ def cmd_systemd(args: argparse.Namespace) -> int:
     """Write systemd units for the Procfile's process types (deploy/ holds those for the defaults)."""
     from ludus_dev.systemd import write_units
 
-    for path in write_units(Path(args.out), formation={"gen": args.gen}):
+    paths = {"root": args.root, "user": args.user, "env_file": args.env_file}
+    for path in write_units(Path(args.out), formation={"gen": args.gen}, **paths):
         print(path)
     return 0
 
@@ -273,6 +274,9 @@ def main() -> int:
     units = sub.add_parser("systemd", help="write systemd units made from the Procfile")
     units.add_argument("--out", default="deploy")
     units.add_argument("--gen", type=int, default=2, help="gen processes that ludus.target starts")
+    units.add_argument("--root", default="/srv/ludus", help="the checkout, with its .venv")
+    units.add_argument("--user", default="ludus", help="the user the processes run as")
+    units.add_argument("--env-file", default="/etc/ludus/ludus.env", help="the settings")
     units.set_defaults(func=cmd_systemd)
     args = parser.parse_args()
     return int(args.func(args))

@@ -90,13 +90,11 @@ def units(
     return files
 
 
-def write_units(
-    out: Path, formation: Mapping[str, int], procfile_path: Path | None = None
-) -> list[Path]:
+def write_units(out: Path, formation: Mapping[str, int], **paths: str) -> list[Path]:
+    """Write `units` for the Procfile into `out`; `paths`: root, user, env_file."""
     out.mkdir(parents=True, exist_ok=True)
     made = []
-    types = procfile(procfile_path) if procfile_path else procfile()
-    for name, text in units(types, formation).items():
+    for name, text in units(procfile(), formation, **paths).items():
         (out / name).write_text(text)
         made.append(out / name)
     return made
