@@ -241,8 +241,13 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("LUDUS_DATA_DIR", ROOT / "data"))
-    stopped = stop_embedded(data_dir)
-    print(f"stopped {' and '.join(stopped)}" if stopped else f"nothing was running from {data_dir}")
+    # supervisord first: its processes use the services.
+    stopped = ["supervisord"] if supervision.stop(data_dir / "supervisor") else []
+    stopped += stop_embedded(data_dir)
+    names = (
+        ", ".join(stopped[:-1]) + " and " + stopped[-1] if len(stopped) > 1 else "".join(stopped)
+    )
+    print(f"stopped {names}" if stopped else f"nothing was running from {data_dir}")
     return 0
 
 

@@ -28,6 +28,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,6 +162,11 @@ def start(
 ) -> subprocess.Popen[bytes]:
     """Write the configuration for `procfile_path` into `folder` (and forget the last run's
     processes.json), then start supervisord in the foreground."""
+    if pid := running(folder):
+        raise SystemExit(
+            f"supervisord from an earlier run still runs from {folder} (pid {pid}), with its "
+            "processes: `make stop` stops them"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / STATE_FILE).unlink(missing_ok=True)
     conf = folder / "supervisord.conf"
@@ -190,6 +196,29 @@ def wait(proc: subprocess.Popen[bytes]) -> int:
                 proc.send_signal(signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def running(folder: Path) -> int | None:
+    """The pid of the supervisord running from `folder`, if one does."""
+    try:
+        pid = int((folder / "supervisord.pid").read_text())
+        # A pid file left by a crash may name another process by now.
+        return pid if b"supervisord" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except (OSError, ValueError):
+        return None
+
+
+def stop(folder: Path, timeout_s: float = 60) -> bool:
+    """Stop the supervisord running from `folder` (whose command was killed without stopping it),
+    and so every process it runs; False if none runs."""
+    pid = running(folder)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while running(folder) == pid and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return True
 
 
 def rpc(folder: Path) -> Any:

@@ -156,6 +156,39 @@ def test_a_sigterm_to_the_run_command_stops_supervisord_and_every_process(tmp_pa
     assert not any(_alive(pid) for pid in [supervisord, *pids])
 
 
+def test_make_stop_stops_a_supervisord_left_running_and_a_second_run_refuses_to_start_beside_it(
+    tmp_path: Path,
+) -> None:
+    """The run command killed with SIGKILL leaves supervisord and its processes running: another run
+    from the same data folder refuses to start a second set, and `python -m ludus_dev stop` stops
+    them."""
+    (tmp_path / "Procfile").write_text("one: sleep 1005\n")
+    folder = tmp_path / "data" / "supervisor"
+    with (tmp_path / "out.log").open("wb") as log:
+        left = supervision.start(
+            folder, env=os.environ, formation={}, procfile_path=tmp_path / "Procfile",
+            cwd=tmp_path, stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: _running(folder, "one"), timeout=30)
+        one = _info(folder, "one")["pid"]
+        with pytest.raises(SystemExit, match="make stop"):
+            supervision.start(
+                folder, env=os.environ, formation={}, procfile_path=tmp_path / "Procfile"
+            )
+        assert _info(folder, "one")["pid"] == one
+        env = os.environ | {"LUDUS_DATA_DIR": str(tmp_path / "data")}
+        out = subprocess.run(
+            [sys.executable, "-m", "ludus_dev", "stop"],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert out.stdout.strip() == "stopped supervisord"
+        assert left.wait(10) == 0 and not _alive(one)
+    finally:
+        if left.poll() is None:
+            left.kill()
+
+
 def test_the_systemd_units_in_deploy_are_made_from_the_procfile(tmp_path: Path) -> None:
     """deploy/ is what `python -m ludus_dev systemd --out deploy/` makes now: each unit runs its
     Procfile line as written (systemd's `$` and `%` escaped) and is restarted when it fails."""
