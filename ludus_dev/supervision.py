@@ -181,7 +181,7 @@ def _appending(fd: int) -> None:
     """Make a regular file that is to be supervisord's standard output append-only (`make run >
     run.log`): supervisord and each process's log handler reopen /dev/stdout, and without
     O_APPEND each would write from its own offset, over the others' lines."""
-    if stat.S_ISREG(os.fstat(fd).st_mode):
+    if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):  # not subprocess.DEVNULL nor PIPE
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
 
 
