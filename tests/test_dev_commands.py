@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ludus_dev.__main__ import TEST_REDIS_DB, redis_url_for_tests, wait_battle_ready
 from ludus_dev.services import stop_embedded
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_make_test_takes_a_redis_database_apart_from_make_run() -> None:

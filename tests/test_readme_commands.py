@@ -32,7 +32,7 @@ from django.contrib.auth.models import User
 
 from arena.models import ApiToken
 from modelhub.models import Endpoint, Model
-from tests.conftest import ROOT, _test_database_url
+from tests.helpers import ROOT, database_url_for_tests
 from tests.leaderboard.votes import simulate_votes
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the commands' processes see committed rows
@@ -96,7 +96,7 @@ def _make_env_exports(data_dir: Path) -> dict[str, str]:
     """`make env`'s lines, read by a shell, for the test database and Redis and no signing key."""
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
     env |= {
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": database_url_for_tests(),
         "REDIS_URL": settings.REDIS_URL,
         "LUDUS_DATA_DIR": str(data_dir),
     }

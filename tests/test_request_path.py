@@ -19,7 +19,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from config.asgi import application
-from tests.conftest import run_async
+from tests.helpers import run_async
 
 CHUNKS = 200  # far more than a2wsgi queues for a reader: a stalled download holds its thread
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SETTLED = "import gc, sys; print(gc.get_freeze_count(), sys.getswitchinterval())"
 PROBES = {

@@ -8,7 +8,7 @@ from django.test import Client
 from arena.models import Battle, Turn
 from arena.selectors import battle_log_rows
 from modelhub.models import Generation, Model
-from tests.arena.conftest import finish_turn, last_turn
+from tests.arena.helpers import finish_turn, last_turn
 from tests.factories import EndpointFactory, ModelFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,9 @@ from django.test import Client
 
 from arena.models import Battle, Vote
 from modelhub.models import GenerationStatus, Model
-from tests.arena.conftest import last_turn
-from tests.conftest import wait_for
+from tests.arena.helpers import last_turn
 from tests.factories import EndpointFactory, ModelFactory
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker sees committed rows
 

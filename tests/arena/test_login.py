@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from arena.models import Battle
-from tests.arena.conftest import finish_turn, last_turn
+from tests.arena.helpers import finish_turn, last_turn
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from django.test import Client
 from arena import services
 from arena.models import Battle, Turn, Vote
 from config.asgi import application
-from tests.arena.conftest import finish_turn, last_turn
-from tests.conftest import run_async
+from tests.arena.helpers import finish_turn, last_turn
+from tests.helpers import run_async
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the server's threads see committed rows
 

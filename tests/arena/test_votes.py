@@ -11,7 +11,7 @@ from django.db import close_old_connections
 from django.test import Client
 
 from arena.models import Battle, Turn, Vote
-from tests.arena.conftest import finish_turn, last_turn
+from tests.arena.helpers import finish_turn, last_turn
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from ludus_dev.browser import CHROMIUM_ARGS
 from ludus_dev.browser import CHROMIUM_PATH as CHROMIUM
 from ludus_dev.fake_upstream import free_port
-from tests.conftest import ROOT, _test_database_url
+from tests.helpers import ROOT, database_url_for_tests
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
 
@@ -37,7 +37,7 @@ def asgi_server(django_db_setup: None, django_db_blocker: object) -> Iterator[As
     env = dict(os.environ)
     env.pop("PYTEST_XDIST_WORKER", None)
     env |= {
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": database_url_for_tests(),
         "REDIS_URL": settings.REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "LUDUS_SECURE_COOKIES": "0",

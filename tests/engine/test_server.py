@@ -265,7 +265,7 @@ def test_it_streams_a_zoo_model_through_the_pool_and_a_websocket(
     through the real ASGI websocket, stored in PostgreSQL."""
     from modelhub.models import Engine
     from tests.factories import EndpointFactory, ModelFactory
-    from tests.modelhub.test_pool import stream_and_check
+    from tests.streaming import stream_and_check
 
     model = ModelFactory.create(name="local-zoo", served_name=TEXT_MODEL, engine=Engine.LOCAL)
     EndpointFactory.create(model=model, base_url=engine_url + "/v1")

@@ -5,7 +5,6 @@ from typing import cast
 import pytest
 
 from modelhub.models import Model
-from tests.arena.conftest import _fresh_rate_limits  # noqa: F401  (autouse: no counted limits)
 from tests.factories import EndpointFactory, ModelFactory
 
 

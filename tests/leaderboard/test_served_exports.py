@@ -14,7 +14,7 @@ from arena import apitokens
 from arena.leaderboard import services
 from config.asgi import application
 from modelhub.models import Model
-from tests.conftest import run_async
+from tests.helpers import run_async
 from tests.leaderboard.votes import simulate_votes
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the server's threads see committed rows

@@ -18,7 +18,7 @@ import pytest
 
 from ludus_dev.fake_upstream import ServerThread
 from modelhub import client as oai
-from tests.conftest import run_async, wait_for
+from tests.helpers import run_async, wait_for
 
 SAFETY_S = 20  # a test that would hang fails instead (no test waits this long when it passes)
 

@@ -9,23 +9,17 @@ from typing import Any
 import httpx
 import pytest
 from channels.testing import WebsocketCommunicator
-from django.contrib.sessions.backends.cached_db import SessionStore
 
 from config.asgi import application
 from modelhub import metrics, services, slots, streams
 from modelhub.models import Generation, GenerationStatus
 from modelhub.pool import redis_client
-from tests.conftest import receive_frame, run_async, wait_for
 from tests.factories import EndpointFactory, ModelFactory
+from tests.helpers import receive_frame, run_async, wait_for
 from tests.prometheus import metric_value
+from tests.streaming import assert_gapless, collect_frames, frames_text, new_session_key
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def _session() -> str:
-    store = SessionStore()
-    store.create()
-    return str(store.session_key)
 
 
 def _start(
@@ -40,78 +34,16 @@ def _start(
     return _pair(upstream, session_key, model, max_tokens=max_tokens)[0]
 
 
-async def _collect(
-    session_key: str,
-    generation_id: str,
-    after: int = 0,
-    stop_after: int | None = None,
-    timeout: float = 15,
-    token: str | None = None,
-) -> list[dict[str, Any]]:
-    """Subscribe through the real ASGI app and gather frames until the terminal one."""
-    comm = WebsocketCommunicator(
-        application, "/ws/generations/",
-        headers=[(b"origin", b"http://testserver"), (b"host", b"testserver"), (b"cookie", f"sessionid={session_key}".encode())],
-    )  # fmt: skip
-    connected, _ = await comm.connect()
-    assert connected
-    item: dict[str, Any] = {"id": generation_id, "after": after}
-    if token is not None:
-        item["token"] = token
-    await comm.send_json_to({"type": "subscribe", "generations": [item]})
-    frames: list[dict[str, Any]] = []
-    try:
-        while True:
-            frame = await receive_frame(comm, timeout=timeout)
-            frames.append(frame)
-            if stop_after is not None and len(frames) == stop_after:
-                await comm.send_json_to({"type": "stop", "id": generation_id})
-            if frame["type"] in {"done", "error", "cancelled", "denied"}:
-                return frames
-    finally:
-        await comm.disconnect()
-
-
-def _text(frames: list[dict[str, Any]]) -> str:
-    return "".join(f.get("text", "") for f in frames if f["type"] in {"delta", "snapshot"})
-
-
-def _assert_gapless(frames: list[dict[str, Any]], start: int = 1) -> None:
-    seqs = [f["seq"] for f in frames]
-    assert seqs == list(range(start, start + len(seqs))), seqs
-
-
-def stream_and_check(model: Any, params: dict[str, Any]) -> Generation:
-    """Run a capital-of-France generation of `model` through the pool, read it back through the
-    real websocket, and check the stream is whole and gapless and matches what was stored (the
-    engine suites run this against the local engine and a real vLLM)."""
-    key = _session()
-    generation = services.generation_create(
-        model=model,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        params=services.generation_params(model=model, overrides=params),
-        session_key=key,
-    )
-    frames = run_async(_collect(key, str(generation.id), timeout=60))
-    assert frames[-1]["type"] == "done", frames[-1]
-    _assert_gapless(frames)
-    generation.refresh_from_db()
-    assert generation.status == GenerationStatus.DONE
-    assert generation.text and generation.text == _text(frames)
-    assert generation.completion_tokens and generation.ttft_ms is not None
-    return generation
-
-
 def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     generation = _start(upstream, key, max_tokens=40)
     endpoint_id = generation.model.endpoints.get().id
-    frames = run_async(_collect(key, str(generation.id)))
-    _assert_gapless(frames)
+    frames = run_async(collect_frames(key, str(generation.id)))
+    assert_gapless(frames)
     assert frames[-1]["type"] == "done"
     assert frames[-1]["finish_reason"] == "length"
     expected = "".join(f"t{i} " for i in range(40))
-    assert _text(frames) == expected
+    assert frames_text(frames) == expected
     # Coalescing: 40 tokens at 400/s take ~100 ms, so far fewer frames than tokens.
     assert len(frames) < 40
     generation.refresh_from_db()
@@ -151,34 +83,36 @@ def test_it_streams_a_generation_to_a_websocket_and_stores_it(celery_worker, ups
 def test_it_replays_to_late_and_reconnecting_sockets_without_gaps_or_duplicates(
     celery_worker, upstream
 ) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     generation = _start(upstream, key, served_name="fake-r200", max_tokens=60)
-    first = run_async(_collect(key, str(generation.id)))
+    first = run_async(collect_frames(key, str(generation.id)))
     # A socket arriving after the end gets the same frames from the start.
-    late = run_async(_collect(key, str(generation.id)))
+    late = run_async(collect_frames(key, str(generation.id)))
     assert late == first
     # A reconnect after frame k gets exactly k+1..end.
     k = len(first) // 2
-    resumed = run_async(_collect(key, str(generation.id), after=first[k - 1]["seq"]))
+    resumed = run_async(collect_frames(key, str(generation.id), after=first[k - 1]["seq"]))
     assert resumed == first[k:]
-    _assert_gapless(resumed, start=first[k]["seq"])
+    assert_gapless(resumed, start=first[k]["seq"])
 
 
 def test_it_serves_many_tabs_of_one_generation_at_once(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     generation = _start(upstream, key, served_name="fake-r200", max_tokens=80)
 
     async def tabs() -> list[list[dict[str, Any]]]:
-        return list(await asyncio.gather(*[_collect(key, str(generation.id)) for _ in range(5)]))
+        return list(
+            await asyncio.gather(*[collect_frames(key, str(generation.id)) for _ in range(5)])
+        )
 
     results = run_async(tabs())
     for frames in results:
-        _assert_gapless(frames)
-        assert _text(frames) == "".join(f"t{i} " for i in range(80))
+        assert_gapless(frames)
+        assert frames_text(frames) == "".join(f"t{i} " for i in range(80))
 
 
 def test_one_subscribe_replays_an_expired_stream_from_the_database_and_a_live_one() -> None:
-    key = _session()
+    key = new_session_key()
     model = ModelFactory.create()
     expired = Generation.objects.create(
         model=model, messages=[], params={}, session_key=key, text="all of it",
@@ -210,22 +144,22 @@ def test_one_subscribe_replays_an_expired_stream_from_the_database_and_a_live_on
 
 
 def test_it_refuses_other_peoples_generations(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
-    owner, stranger = _session(), _session()
+    owner, stranger = new_session_key(), new_session_key()
     generation = _start(upstream, owner, max_tokens=5)
-    frames = run_async(_collect(stranger, str(generation.id)))
+    frames = run_async(collect_frames(stranger, str(generation.id)))
     assert frames == [{"type": "denied", "id": str(generation.id)}]
-    garbage = run_async(_collect(stranger, "not-a-uuid"))
+    garbage = run_async(collect_frames(stranger, "not-a-uuid"))
     assert garbage[0]["type"] == "denied"
 
 
 def test_it_stops_a_generation_and_aborts_the_upstream_request(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     stats = upstream.base_url.removesuffix("/v1") + "/stats"
     before = httpx.get(stats).json()["disconnected"]
-    key = _session()
+    key = new_session_key()
     generation = _start(upstream, key, served_name="fake-r40", max_tokens=1000)
-    frames = run_async(_collect(key, str(generation.id), stop_after=2))
+    frames = run_async(collect_frames(key, str(generation.id), stop_after=2))
     assert frames[-1]["type"] == "cancelled"
-    _assert_gapless(frames)
+    assert_gapless(frames)
     generation.refresh_from_db()
     assert generation.status == GenerationStatus.CANCELLED
     assert 0 < len(generation.text.split()) < 1000
@@ -235,14 +169,14 @@ def test_it_stops_a_generation_and_aborts_the_upstream_request(celery_worker, up
 def test_it_stops_a_generation_whose_upstream_sends_nothing(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     # The read is parked waiting for the upstream's first byte when the stop comes: cancelling
     # the read there must end the generation as cancelled, not in an error and not in a hang.
-    key = _session()
+    key = new_session_key()
     generation = _start(upstream, key, served_name="fake-hang", max_tokens=10)
     wait_for(
         lambda: Generation.objects.get(id=generation.id).status == GenerationStatus.STREAMING,
         timeout=10,
     )
     services.generation_stop(generation=generation)
-    frames = run_async(_collect(key, str(generation.id), timeout=10))
+    frames = run_async(collect_frames(key, str(generation.id), timeout=10))
     assert frames[-1]["type"] == "cancelled"
     generation.refresh_from_db()
     assert generation.status == GenerationStatus.CANCELLED
@@ -250,11 +184,11 @@ def test_it_stops_a_generation_whose_upstream_sends_nothing(celery_worker, upstr
 
 
 def test_it_retries_on_another_endpoint_before_the_first_token(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     generation = _start(
         upstream, key, max_tokens=10, endpoints=["http://127.0.0.1:9/v1", upstream.base_url]
     )
-    frames = run_async(_collect(key, str(generation.id)))
+    frames = run_async(collect_frames(key, str(generation.id)))
     assert frames[-1]["type"] == "done"
     generation.refresh_from_db()
     assert generation.endpoint is not None and generation.endpoint.base_url == upstream.base_url
@@ -280,15 +214,15 @@ def test_it_retries_on_another_endpoint_before_the_first_token(celery_worker, up
 def test_it_ends_failures_in_a_visible_error_state(
     celery_worker, upstream, served_name: str, message: str
 ) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     generation = _start(upstream, key, served_name=served_name, max_tokens=10)
-    frames = run_async(_collect(key, str(generation.id), timeout=20))
+    frames = run_async(collect_frames(key, str(generation.id), timeout=20))
     assert frames[-1]["type"] == "error"
     assert message in frames[-1]["message"]
     # Error frames reach anonymous battles: no model name, served name or endpoint in them.
     for secret in (generation.model.name, served_name, "127.0.0.1", upstream.base_url):
         assert secret not in frames[-1]["message"]
-    _assert_gapless(frames)
+    assert_gapless(frames)
     generation.refresh_from_db()
     assert generation.status == GenerationStatus.ERROR
     assert message in generation.error
@@ -297,10 +231,10 @@ def test_it_ends_failures_in_a_visible_error_state(
 def test_a_failure_mid_answer_stores_the_text_the_page_saw_with_the_error(
     celery_worker, upstream
 ) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     generation = _start(upstream, key, served_name="fake-die", max_tokens=10)
-    frames = run_async(_collect(key, str(generation.id), timeout=20))
-    _assert_gapless(frames)
+    frames = run_async(collect_frames(key, str(generation.id), timeout=20))
+    assert_gapless(frames)
     shown = "".join(f["text"] for f in frames if f["type"] == "delta")
     assert shown and frames[-1]["type"] == "error"
     generation.refresh_from_db()
@@ -313,9 +247,9 @@ def test_a_failure_mid_answer_stores_the_text_the_page_saw_with_the_error(
 
 
 def test_it_never_duplicates_output_when_a_task_is_delivered_twice(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     generation = _start(upstream, key, max_tokens=20)
-    frames = run_async(_collect(key, str(generation.id)))
+    frames = run_async(collect_frames(key, str(generation.id)))
     services.generation_run(generation_id=str(generation.id))  # a second delivery after the end
     assert streams.read_all(redis_client(), str(generation.id)) == frames
     generation.refresh_from_db()
@@ -387,19 +321,20 @@ def test_it_caps_max_tokens_and_keeps_model_defaults(transactional_db, settings)
 
 
 def test_it_lets_a_stream_token_stand_in_for_the_session(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
-    owner, stranger = _session(), _session()
+    owner, stranger = new_session_key(), new_session_key()
     generation = _start(upstream, owner, max_tokens=12)
     token = streams.stream_token(str(generation.id))
-    frames = run_async(_collect(stranger, str(generation.id), token=token))
+    frames = run_async(collect_frames(stranger, str(generation.id), token=token))
     assert frames[-1]["type"] == "done"
-    assert _text(frames) == "".join(f"t{i} " for i in range(12))
+    assert frames_text(frames) == "".join(f"t{i} " for i in range(12))
     other = _start(upstream, owner, max_tokens=3)
     # A token is valid for its own generation only; a forged one falls back to the session check.
-    assert run_async(_collect(stranger, str(other.id), token=token)) == [
+    assert run_async(collect_frames(stranger, str(other.id), token=token)) == [
         {"type": "denied", "id": str(other.id)}
     ]
     assert (
-        run_async(_collect(stranger, str(other.id), token=token[:-2] + "xx"))[0]["type"] == "denied"
+        run_async(collect_frames(stranger, str(other.id), token=token[:-2] + "xx"))[0]["type"]
+        == "denied"
     )
     assert streams.token_age(token, str(generation.id)) is not None
     assert streams.token_age(token, str(other.id)) is None
@@ -410,11 +345,11 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
     import signal
 
     from modelhub.tasks import reap_stale_generations
-    from tests.conftest import start_worker
+    from tests.helpers import start_worker
 
     proc, _ = start_worker(queues="gen.doomed", concurrency=2)
     try:
-        key = _session()
+        key = new_session_key()
         generation = _start(upstream, key, "fake-r20", max_tokens=1000, queue="gen.doomed")
 
         async def watch() -> list[dict[str, Any]]:
@@ -446,7 +381,7 @@ def test_it_ends_a_generation_in_error_when_its_worker_is_killed_mid_stream(upst
         proc.wait()
     assert frames[-1]["type"] == "error"
     assert "stopped responding" in frames[-1]["message"]
-    _assert_gapless(frames)
+    assert_gapless(frames)
     generation.refresh_from_db()
     assert generation.status == GenerationStatus.ERROR
     assert reap_stale_generations() == 0  # nothing left to reap
@@ -571,19 +506,21 @@ def test_a_worker_s_threads_share_one_result_backend() -> None:
 
 
 def test_a_battle_s_answers_stream_side_by_side_from_one_task(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     models = [_model("fake-r20", upstream.base_url) for _ in range(2)]
     # 20 tokens at 20/s: each answer streams for a second, so their streams overlap only if they
     # run side by side.
     a, b = _pair(upstream, key, *models, max_tokens=20)
 
     async def both() -> list[list[dict[str, Any]]]:
-        return list(await asyncio.gather(_collect(key, str(a.id)), _collect(key, str(b.id))))
+        return list(
+            await asyncio.gather(collect_frames(key, str(a.id)), collect_frames(key, str(b.id)))
+        )
 
     for frames in run_async(both()):
         assert frames[-1]["type"] == "done"
-        _assert_gapless(frames)
-        assert _text(frames) == "".join(f"t{i} " for i in range(20))
+        assert_gapless(frames)
+        assert frames_text(frames) == "".join(f"t{i} " for i in range(20))
     a.refresh_from_db()
     b.refresh_from_db()
     assert a.status == b.status == GenerationStatus.DONE
@@ -594,7 +531,7 @@ def test_a_battle_s_answers_stream_side_by_side_from_one_task(celery_worker, ups
 def test_one_answer_s_failure_and_retry_leave_the_other_answer_whole(
     celery_worker, upstream
 ) -> None:  # type: ignore[no-untyped-def]
-    key = _session()
+    key = new_session_key()
     retried = _model("fake-r400", "http://127.0.0.1:9/v1", upstream.base_url)
     dying = _model("fake-die", upstream.base_url)
     a, b, c = _pair(upstream, key, retried, dying, _model("fake-r400", upstream.base_url))
@@ -609,7 +546,7 @@ def test_one_answer_s_failure_and_retry_leave_the_other_answer_whole(
     for generation in (a, b, c):
         generation.refresh_from_db()
         frames = streams.read_all(redis_client(), str(generation.id))
-        _assert_gapless(frames)
+        assert_gapless(frames)
         assert generation.last_seq == frames[-1]["seq"]
     assert a.status == GenerationStatus.DONE and a.text == "".join(f"t{i} " for i in range(10))
     assert a.endpoint is not None and a.endpoint.base_url == upstream.base_url
@@ -639,8 +576,8 @@ def test_a_redelivered_pair_fails_the_answer_seen_in_part_and_runs_the_other(
     assert [f["type"] for f in streams.read_all(redis_client(), str(seen.id))] == ["delta", "error"]
     assert waiting.status == GenerationStatus.DONE and waiting.attempts == 1
     frames = streams.read_all(redis_client(), str(waiting.id))
-    _assert_gapless(frames)
-    assert _text(frames) == waiting.text == "".join(f"t{i} " for i in range(10))
+    assert_gapless(frames)
+    assert frames_text(frames) == waiting.text == "".join(f"t{i} " for i in range(10))
     redis_client().delete("gen.redelivery-test")
 
 
@@ -675,18 +612,18 @@ def test_an_answer_whose_endpoint_was_deleted_mid_stream_is_still_stored(transac
 def test_an_answer_with_nul_characters_is_stored_as_it_streamed(celery_worker, upstream) -> None:  # type: ignore[no-untyped-def]
     # PostgreSQL's text refuses NUL: a model that emits one must not leave its answer streaming,
     # nor cut off the other answer of its battle.
-    key = _session()
+    key = new_session_key()
     nul, fine = _pair(
         upstream, key, _model("fake-nul", upstream.base_url), _model("fake-r400", upstream.base_url)
     )
 
-    frames = run_async(_collect(key, str(nul.id)))
+    frames = run_async(collect_frames(key, str(nul.id)))
 
     assert frames[-1]["type"] == "done"
-    _assert_gapless(frames)
+    assert_gapless(frames)
     nul.refresh_from_db()
     assert nul.status == GenerationStatus.DONE
-    assert nul.text == _text(frames) == "".join(f"t{i}\ufffd " for i in range(10))
+    assert nul.text == frames_text(frames) == "".join(f"t{i}\ufffd " for i in range(10))
     wait_for(lambda: Generation.objects.get(id=fine.id).status == GenerationStatus.DONE)
 
 
@@ -700,7 +637,7 @@ def test_an_answer_counts_in_flight_on_its_endpoint_and_the_next_goes_to_the_idl
     port = upstream.base_url.split(":")[2].split("/")[0]
     first_url, second_url = upstream.base_url, f"http://localhost:{port}/v1"
     model = _model("fake-r20", first_url, second_url)
-    key = _session()
+    key = new_session_key()
     # 40 tokens at 20/s: two seconds of streaming.
     [first] = _pair(upstream, key, model, max_tokens=40)
 
@@ -731,7 +668,7 @@ def test_a_model_streams_at_most_its_max_concurrency_and_the_rest_wait_their_tur
     celery_worker, upstream
 ) -> None:  # type: ignore[no-untyped-def]
     model = _limited_model(upstream, 2)
-    key = _session()
+    key = new_session_key()
     # A battle on a model limited to two answers at once (20 tokens at 20/s: a second each), then
     # another answer while those stream: it waits its turn.
     pair = _pair(upstream, key, model, model, max_tokens=20)
@@ -754,7 +691,7 @@ def test_a_burst_of_battles_on_a_limited_model_never_streams_more_than_its_limit
     from ludus_dev.fake_upstream import STATS
 
     model = _limited_model(upstream, 3)
-    key = _session()
+    key = new_session_key()
     # Streams of earlier tests' upstreams (stopped, never counted down) are no part of this one.
     before = STATS["peak_streaming"] = STATS["streaming"]
     # Eight battles at once, each its own task: the worker's threads claim them side by side,

@@ -15,7 +15,7 @@ from config.asgi import application
 from modelhub import streams
 from modelhub.pool import redis_client
 from modelhub.streamhub import hub_for_loop
-from tests.conftest import receive_frame, run_async
+from tests.helpers import receive_frame, run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

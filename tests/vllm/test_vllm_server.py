@@ -61,7 +61,7 @@ def test_it_streams_a_vllm_generation_through_the_pool_and_a_websocket(
 ) -> None:
     from modelhub.models import Engine
     from tests.factories import EndpointFactory, ModelFactory
-    from tests.modelhub.test_pool import stream_and_check
+    from tests.streaming import stream_and_check
 
     model = ModelFactory.create(name="vllm-zoo", served_name=MODEL, engine=Engine.VLLM)
     EndpointFactory.create(model=model, base_url=vllm_server.spec.base_url + "/v1")

@@ -34,7 +34,7 @@ def test_it_delivers_through_kombu_s_own_redis_transport_in_order_with_acks() ->
 @pytest.mark.django_db(transaction=True)
 def test_it_announces_a_worker_s_queues_while_it_runs_and_withdraws_them_on_shutdown() -> None:
     from modelhub import presence
-    from tests.conftest import start_worker, stop_worker
+    from tests.helpers import start_worker, stop_worker
 
     proc, hostname = start_worker(queues="ludus.test.presence", concurrency=1)
     try:
