@@ -9,10 +9,11 @@ supervisord a process that exits is started again while the others keep serving:
   and is given up after `START_RETRIES` tries in a row (`supervisorctl -c CONF start NAME` tries
   again).
 
-supervisord logs each exit ("exited: gen.1 (terminated by SIGKILL; not expected)"); the event
+supervisord logs each exit ("exited: gen.1 (terminated by SIGKILL; not expected)"); an event
 listener below (`listen`, run by supervisord itself) adds how often, and writes every process's
 state, restarts and last exit to `processes.json` in the supervisor folder, which /healthz and the
-staff status page read. Ctrl-C (SIGINT) or SIGTERM stops supervisord, which stops every process
+staff status page read. Another (`relay_output`) prints what the processes write, each line after
+its process's name. Ctrl-C (SIGINT) or SIGTERM stops supervisord, which stops every process
 (each with its process group: celery's pool, uvicorn's workers) before it exits.
 """
 
@@ -44,7 +45,8 @@ STOP_WAIT_S = 15  # SIGTERM, then SIGKILL after this long
 # Start order: what others wait for first (supervisord stops in the reverse order).
 PRIORITY = {"engine": 100, "worker": 200, "gen": 200, "beat": 300, "web": 400}
 
-LISTENER = "restarts"  # supervisord's name for the event listener below
+LISTENER = "restarts"  # supervisord's names for the event listeners below
+OUTPUT = "output"
 
 _LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 
@@ -129,25 +131,29 @@ def supervisord_config(
                 stopasgroup="true",
                 killasgroup="true",
                 redirect_stderr="true",
-                stdout_logfile="/dev/stdout",
-                stdout_logfile_maxbytes=0,
+                stdout_logfile="NONE",  # the output listener prints it, each line with its name
+                stdout_events_enabled="true",
             )
         )
-    sections.append(
-        section(
-            f"eventlistener:{LISTENER}",
-            command=command(
-                [sys.executable, "-m", "ludus_dev.supervision", str(folder / STATE_FILE)]
-            ),
-            events="PROCESS_STATE",
-            buffer_size=1000,
-            priority=1,
-            directory=cwd,
-            autorestart="true",
-            stderr_logfile="/dev/stdout",
-            stderr_logfile_maxbytes=0,
+    width = max(len(name) for name in process_names(types, formation))
+    listeners = {
+        LISTENER: ("PROCESS_STATE", ["state", str(folder / STATE_FILE)]),
+        OUTPUT: ("PROCESS_LOG", ["output", str(width)]),
+    }
+    for name, (events, args) in listeners.items():
+        sections.append(
+            section(
+                f"eventlistener:{name}",
+                command=command([sys.executable, "-m", "ludus_dev.supervision", *args]),
+                events=events,
+                buffer_size=10000,  # events wait here while the listener is busy
+                priority=1,
+                directory=cwd,
+                autorestart="true",
+                stderr_logfile="/dev/stdout",  # listeners speak to supervisord on stdout
+                stderr_logfile_maxbytes=0,
+            )
         )
-    )
     return "\n".join(sections)
 
 
@@ -286,7 +292,7 @@ def _record(
     """Apply one PROCESS_STATE event to `state`; the line to log about it, if any."""
     name = fields["processname"]
     group = fields.get("groupname") or name
-    if group == LISTENER:
+    if group in {LISTENER, OUTPUT}:
         return None
     entry = state.setdefault(name, {"restarts": 0, "state": "", "pid": None, "last_exit": None})
     entry["state"] = event.removeprefix("PROCESS_STATE_")
@@ -341,5 +347,26 @@ def listen(path: Path) -> None:
         childutils.listener.ok(sys.stdout)
 
 
+def relay_output(width: int) -> None:
+    """supervisord's event listener for what the processes write: each line on stderr, after the
+    name of the process that wrote it (`gen.2  | ...`), as a Procfile runner shows them. A line
+    that comes in parts waits for its end."""
+    from supervisor import childutils
+
+    partial: dict[str, str] = {}
+    while True:
+        _, payload = childutils.listener.wait(sys.stdin, sys.stdout)
+        header, _, data = payload.partition("\n")
+        name = dict(part.split(":", 1) for part in header.split())["processname"]
+        *lines, partial[name] = (partial.get(name, "") + data).split("\n")
+        if lines:
+            sys.stderr.write("".join(f"{name:<{width}} | {line}\n" for line in lines))
+            sys.stderr.flush()
+        childutils.listener.ok(sys.stdout)
+
+
 if __name__ == "__main__":
-    listen(Path(sys.argv[1]))
+    if sys.argv[1] == "state":
+        listen(Path(sys.argv[2]))
+    else:
+        relay_output(int(sys.argv[2]))

@@ -70,12 +70,13 @@ def test_it_starts_a_killed_process_again_says_why_and_stops_everything_on_ctrl_
 ) -> None:
     """kill -9 of one process: it comes back (its pool's children killed, not left beside the new
     one) and processes.json says how often and why; the others keep their pids. A process that
-    exits while starting is retried after a backoff. Ctrl-C stops every process."""
+    exits while starting is retried after a backoff. Each line a process writes is shown after its
+    name. Ctrl-C stops every process."""
     (tmp_path / "Procfile").write_text(
         "# a comment\n"
         "pool: sh -c 'sleep 1001 & wait'\n"
         "steady: sleep 1002\n"
-        "crash: sh -c 'sleep 0.2; exit 3'\n"
+        "crash: sh -c 'echo failing soon; sleep 0.2; exit 3'\n"
     )
     folder = tmp_path / "supervisor"
     log = (tmp_path / "out.log").open("wb")
@@ -128,6 +129,7 @@ def test_it_starts_a_killed_process_again_says_why_and_stops_everything_on_ctrl_
     assert "pool.2 exited (terminated by SIGKILL); starting it again at once: 1 restart" in out
     assert "crash exited while starting (exit status 3); trying again in 1 s" in out
     assert "pool.2 is running again" in out
+    assert "\ncrash  | failing soon\n" in out  # a process's output, after its name
     assert not any(_alive(pid) for pid in pids.values())
 
 
