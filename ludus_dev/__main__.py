@@ -197,6 +197,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             [str(bin_dir / "ruff"), "format", "--check", "."],
             [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
             [str(bin_dir / "mypy"), "."],
+            [sys.executable, "scripts/dependency_audit.py"],  # known vulnerabilities (README)
         ]
     # Pages name content-hashed static files from collectstatic's manifest.
     steps.append([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"])
