@@ -1,10 +1,19 @@
-"""Signal receivers of the arena (connected in ArenaConfig.ready)."""
+"""The arena's signal (vote_cast) and its receivers of others' signals (connected in
+ArenaConfig.ready)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.dispatch import Signal
 from django.http import HttpRequest
+
+# `vote_cast`: the arena's one hand-off to the apps above it (collection turns votes into quests
+# and daily-goal progress; the arena imports none of them). Sent by arena.services.vote_cast
+# after the vote's transaction commits (transaction.on_commit), once per stored vote, with
+# `sender=Vote` and `vote_id`, `battle_id`, `choice`, `user_id` (None for an anonymous voter).
+# Sent with send_robust: a failing receiver never fails the vote it hears about.
+vote_cast = Signal()
 
 # The session key under which this browser's anonymous battles are stored. Django's login() gives
 # the session a new key (cycle_key) but keeps its data, so this survives the rotation.

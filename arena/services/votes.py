@@ -8,10 +8,10 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
-from arena import ratelimit
+from arena import ratelimit, signals
 from arena.models import DIRECT_CHOICES, PAIR_CHOICES, Battle, Mode, Turn, Vote
 from arena.selectors import Requester
 from arena.services.base import ArenaError, Conflict, NotFound, RateLimited, TooEarly
@@ -166,7 +166,15 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    return _vote_outcome(row, params=params, requester=requester, choice=choice)
+    result = _vote_outcome(row, params=params, requester=requester, choice=choice)
+    vote = result.vote
+    transaction.on_commit(
+        lambda: signals.vote_cast.send_robust(
+            sender=Vote, vote_id=vote.id, battle_id=vote.battle_id, choice=vote.choice,
+            user_id=vote.user_id,
+        )  # fmt: skip
+    )
+    return result
 
 
 def _vote_outcome(
