@@ -132,13 +132,14 @@ def arena_direct(request: HttpRequest) -> HttpResponse:
     return _mode_page(request, Mode.DIRECT)
 
 
-def _prepared_image(form: PromptForm) -> images.PreparedImage | None:
+def _image_bytes(form: PromptForm) -> bytes | None:
+    """The upload as sent (the service checks and decodes it after its cheaper checks)."""
     upload = form.cleaned_data.get("image")
     if not upload:
         return None
     if upload.size and upload.size > images.MAX_BYTES:
-        raise images.ImageRejected("The image is larger than 10 MB.")
-    return images.image_prepare(upload.read())
+        raise images.ImageRejected("The image is larger than 10 MB.", 413)
+    return bytes(upload.read())
 
 
 def _model(name: str) -> Model | None:
@@ -149,7 +150,7 @@ def _start(
     request: HttpRequest, form: BattleStartForm | PromptForm, mode: str, **models: Model | None
 ) -> HttpResponse:
     try:
-        image = _prepared_image(form)
+        image = _image_bytes(form)
         battle = services.battle_create(
             requester=_requester(request),
             prompt=form.cleaned_data["prompt"],
@@ -158,7 +159,7 @@ def _start(
             **models,
         )
     except images.ImageRejected as exc:
-        return _page(request, _context(request, mode=mode, error=str(exc)), status=400)
+        return _page(request, _context(request, mode=mode, error=str(exc)), status=exc.status)
     except services.ArenaError as exc:
         return _page(request, _context(request, mode=mode, error=exc.message), status=exc.status)
     url = reverse("battle", args=[battle.id])

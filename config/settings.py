@@ -256,6 +256,10 @@ if LEADERBOARD_BOTHBAD not in ("tie", "exclude", "davidson"):
 # Arena rate limits, per minute (0 or less: no limit).
 ARENA_BATTLES_PER_MINUTE = env_int("LUDUS_ARENA_BATTLES_PER_MINUTE", 20)
 ARENA_BATTLES_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_BATTLES_PER_MINUTE_PER_IP", 60)
+# Images decoded at once per web process (each up to images.MAX_PIXELS, about 75-100 MB), and how
+# long a request waits for a turn before it gets 503.
+ARENA_IMAGE_DECODES = env_int("LUDUS_ARENA_IMAGE_DECODES", 2)
+ARENA_IMAGE_DECODE_WAIT_S = env_float("LUDUS_ARENA_IMAGE_DECODE_WAIT_S", 2.0)
 ARENA_VOTES_PER_MINUTE = env_int("LUDUS_ARENA_VOTES_PER_MINUTE", 60)
 ARENA_VOTES_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_VOTES_PER_MINUTE_PER_IP", 600)
 ARENA_EXPORTS_PER_MINUTE = env_int("LUDUS_ARENA_EXPORTS_PER_MINUTE", 30)

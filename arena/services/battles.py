@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from arena import categories, moderation, ratelimit, sampling
-from arena.images import PreparedImage
+from arena import categories, images, moderation, ratelimit, sampling
 from arena.models import Battle, Mode, Turn, Vote
 from arena.selectors import Requester
 from arena.services.base import ArenaError, Blocked, Conflict, NotFound, RateLimited, TooEarly
@@ -68,6 +69,29 @@ def _check_battle_rate(requester: Requester) -> None:
         ],
     ):
         raise RateLimited("You are starting battles too fast. Please wait a minute.")
+
+
+@contextmanager
+def _image_refusals() -> Iterator[None]:
+    try:
+        yield
+    except images.ImageRejected as exc:
+        raise ArenaError(str(exc), exc.status) from None
+
+
+def _image_decode(raw: bytes) -> images.PreparedImage:
+    try:
+        with (
+            images.decode_slot(
+                limit=settings.ARENA_IMAGE_DECODES, wait_s=settings.ARENA_IMAGE_DECODE_WAIT_S
+            ),
+            _image_refusals(),
+        ):
+            return images.image_prepare(raw)
+    except images.DecodersBusy:
+        raise ArenaError(
+            "The arena is busy reading other images. Please try again in a moment.", 503
+        ) from None
 
 
 def _shared_params(models: list[Model]) -> dict[str, Any]:
@@ -145,15 +169,22 @@ def battle_create(
     requester: Requester,
     prompt: str,
     mode: str = Mode.ANONYMOUS,
-    image: PreparedImage | None = None,
+    image: bytes | None = None,
     model_a: Model | None = None,
     model_b: Model | None = None,
 ) -> Battle:
     """Start a battle and its first turn. Anonymous battles draw their pair; named battles and
-    direct chats use the chosen models. Raises ArenaError subclasses with a message for the user."""
+    direct chats use the chosen models. Raises ArenaError subclasses with a message for the user.
+
+    `image` is the upload as sent. It is judged in order of cost: the prompt and the rate limits,
+    then the image's header (format, declared size), then the models, and only then are its
+    pixels decoded, a few at a time per process (503 when the decoders stay busy)."""
     prompt = _check_prompt(prompt)
     _check_battle_rate(requester)
     vision = image is not None
+    if image is not None:
+        with _image_refusals():
+            images.image_inspect(image)
     probability: float | None = None
     if mode == Mode.ANONYMOUS:
         try:
@@ -179,6 +210,7 @@ def battle_create(
             model_b = None
     assert model_a is not None
     models = [m for m in (model_a, model_b) if m is not None]
+    prepared = _image_decode(image) if image is not None else None
     language = prompt_language(prompt)
     with transaction.atomic():
         battle = Battle.objects.create(
@@ -192,8 +224,8 @@ def battle_create(
             ip_hash=requester.ip_hash,
             language=language,
             categories=categories.prompt_categories(prompt, has_image=vision, language=language),
-            image=image.data if image else None,
-            image_mime=image.mime if image else "",
+            image=prepared.data if prepared else None,
+            image_mime=prepared.mime if prepared else "",
         )
         _start_turn(battle, index=1, attempt=1, prompt=prompt, requester=requester)
     return battle
