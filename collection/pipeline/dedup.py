@@ -1,0 +1,225 @@
+"""Exact dedup, near-dedup and down-sampling of over-frequent prompts.
+
+All three keep the first row of a group (input order), so a re-run on the same input keeps the
+same rows, and say in the log which kept row a dropped one repeats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import random
+import re
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+from rensa import RMinHash, RMinHashLSH
+
+from .core import Log, Row, message_text, role_text
+
+_WORD = re.compile(r"\w+")
+
+
+def _conversation_key(row: Row) -> bytes:
+    """Digest of the messages (role and text), ignoring ids and metadata."""
+    h = hashlib.blake2b(digest_size=16)
+    for message in row.get("messages") or ():
+        h.update(str(message.get("role")).encode())
+        h.update(b"\x00")
+        h.update(" ".join(message_text(message).split()).encode())
+        h.update(b"\x01")
+    return h.digest()
+
+
+class ExactDedup:
+    """Drops a row whose messages repeat an earlier row's (whitespace differences ignored)."""
+
+    name = "dedup"
+
+    def params(self) -> dict[str, Any]:
+        return {"key": "messages, whitespace collapsed"}
+
+    def __call__(self, rows: Iterable[Row], log: Log) -> Iterator[Row]:
+        first: dict[bytes, Any] = {}
+        for row in rows:
+            key = _conversation_key(row)
+            if key in first:
+                log.drop(self.name, row, "exact_duplicate", of=first[key])
+                continue
+            first[key] = row.get("id")
+            yield row
+
+
+def shingles(text: str, n: int = 3) -> list[str]:
+    """Lower-cased word ``n``-grams; a text of fewer than ``n`` words is one shingle of all."""
+    words = _WORD.findall(text.lower())
+    if len(words) < n:
+        return [" ".join(words)] if words else []
+    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
+    sa, sb = set(a), set(b)
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+class NearDedup:
+    """Drops a row whose user turns are a near-copy of an earlier kept row's.
+
+    MinHash (rensa, ``num_perm`` permutations) over word ``ngram``-shingles of the user turns;
+    LSH with ``bands`` bands finds candidates (for 128 permutations and 21 bands of 6 rows, a pair
+    at Jaccard 0.8 becomes a candidate with probability 0.998, one at 0.5 with 0.28); each
+    candidate is then checked on the exact shingle sets, so a row is dropped only when its
+    Jaccard similarity to a kept row is at least ``threshold``. Memory: the LSH index plus the
+    sorted 64-bit shingle hashes of each kept row (about 8 bytes a shingle).
+    """
+
+    name = "neardup"
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.8,
+        num_perm: int = 128,
+        bands: int = 21,
+        ngram: int = 3,
+        seed: int = 42,
+        batch: int = 2048,
+    ) -> None:
+        if not 0 < threshold <= 1:
+            raise ValueError("threshold must be in (0, 1]")
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.bands = bands
+        self.ngram = ngram
+        self.seed = seed
+        self.batch = batch
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "num_perm": self.num_perm,
+            "bands": self.bands,
+            "ngram": self.ngram,
+            "seed": self.seed,
+            "text": "user turns",
+        }
+
+    def __call__(self, rows: Iterable[Row], log: Log) -> Iterator[Row]:
+        # rensa's LSH takes num_perm divisible by bands: use the largest such count of
+        # permutations (126 for 128 and 21 bands).
+        perms = self.num_perm - self.num_perm % self.bands
+        lsh = RMinHashLSH(self.threshold, perms, self.bands)
+        kept_ids: list[Any] = []
+        kept_shingles: list[np.ndarray] = []
+        pending: list[Row] = []
+        for row in rows:
+            pending.append(row)
+            if len(pending) >= self.batch:
+                yield from self._batch(pending, perms, lsh, kept_ids, kept_shingles, log)
+                pending = []
+        yield from self._batch(pending, perms, lsh, kept_ids, kept_shingles, log)
+
+    def _batch(
+        self,
+        rows: list[Row],
+        perms: int,
+        lsh: RMinHashLSH,
+        kept_ids: list[Any],
+        kept_shingles: list[np.ndarray],
+        log: Log,
+    ) -> Iterator[Row]:
+        if not rows:
+            return
+        token_sets = [shingles(role_text(row, "user"), self.ngram) for row in rows]
+        minhashes = RMinHash.from_token_sets(token_sets, perms, self.seed)
+        hashed = RMinHash.hash_token_sets(token_sets)
+        for row, tokens, minhash, token_hashes in zip(
+            rows, token_sets, minhashes, hashed, strict=True
+        ):
+            if not tokens:  # nothing to compare: the quality step judges empty prompts
+                yield row
+                continue
+            mine = np.unique(np.asarray(token_hashes, dtype=np.uint64))
+            best, best_key = 0.0, -1
+            for key in lsh.query(minhash):
+                other = kept_shingles[key]
+                common = np.intersect1d(mine, other, assume_unique=True).size
+                score = common / (mine.size + other.size - common)
+                if score > best:
+                    best, best_key = score, key
+            if best >= self.threshold:
+                log.drop(
+                    self.name, row, "near_duplicate", of=kept_ids[best_key], jaccard=round(best, 3)
+                )
+                continue
+            key = len(kept_ids)
+            lsh.insert(key, minhash)
+            kept_ids.append(row.get("id"))
+            kept_shingles.append(mine)
+            yield row
+
+
+def prompt_key(row: Row) -> str:
+    """The first user turn, case-folded with whitespace collapsed."""
+    for message in row.get("messages") or ():
+        if message.get("role") == "user":
+            return " ".join(message_text(message).casefold().split())
+    return ""
+
+
+class Downsample:
+    """Caps how many rows share one prompt (the first user turn) at the ``quantile`` of the
+    per-prompt frequencies (99.9th percentile by default), keeping a seeded uniform sample of each
+    over-frequent prompt's rows, in input order.
+
+    Needs every row's prompt before deciding, so rows are spooled to a temporary file (not held in
+    memory) between the counting pass and the choosing pass.
+    """
+
+    name = "downsample"
+
+    def __init__(self, *, quantile: float = 0.999, cap: int | None = None, seed: int = 0) -> None:
+        self.quantile = quantile
+        self.cap = cap
+        self.seed = seed
+
+    def params(self) -> dict[str, Any]:
+        return {"quantile": self.quantile, "cap": self.cap, "seed": self.seed}
+
+    def __call__(self, rows: Iterable[Row], log: Log) -> Iterator[Row]:
+        counts: Counter[bytes] = Counter()
+        with tempfile.TemporaryFile(dir=os.environ.get("TMPDIR")) as spool:
+            for row in rows:
+                key = hashlib.blake2b(prompt_key(row).encode(), digest_size=8).digest()
+                counts[key] += 1
+                spool.write(orjson.dumps(row))
+                spool.write(b"\n")
+            if not counts:
+                return
+            cap = self.cap or max(
+                1, math.ceil(float(np.quantile(np.fromiter(counts.values(), int), self.quantile)))
+            )
+            chosen: dict[bytes, set[int]] = {}
+            for key, n in counts.items():
+                if n > cap:
+                    rng = random.Random(int.from_bytes(key, "big") ^ self.seed)
+                    chosen[key] = set(rng.sample(range(n), cap))
+            seen: defaultdict[bytes, int] = defaultdict(int)
+            spool.seek(0)
+            for line in spool:
+                row = orjson.loads(line)
+                key = hashlib.blake2b(prompt_key(row).encode(), digest_size=8).digest()
+                index = seen[key]
+                seen[key] += 1
+                if key in chosen and index not in chosen[key]:
+                    log.drop(self.name, row, "over_frequent_prompt", cap=cap, count=counts[key])
+                    continue
+                yield row
