@@ -11,6 +11,12 @@ Protocol (JSON messages):
 
 Every subscribe and stop is checked against the socket's user or session (its owner), not only the
 connection. Frames never carry a model's identity.
+
+A client message is a few hundred bytes (MAX_SUBSCRIPTIONS entries at most): one longer than
+MAX_MESSAGE_BYTES closes the socket with 1009 before any JSON is parsed, so no client can make the
+event loop that serves every socket parse megabytes. The server's own limit (uvicorn's
+--ws-max-size in the Procfile) is the same figure, and refuses larger frames before they are
+buffered whole.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from modelhub.selectors import Viewer, generation_for_viewer
 from modelhub.streamhub import hub_for_loop
 from modelhub.wsauth import resolve_user
 
-MAX_SUBSCRIPTIONS = 8
+MAX_SUBSCRIPTIONS = 8  # generations asked for per socket, refused ones included
+MAX_MESSAGE_BYTES = 16 * 1024
+MESSAGE_TOO_BIG = 1009  # the websocket close code for a message too big to process
 MAX_BATCH = 500  # frames per message at most (a long replay goes in several)
 
 
@@ -42,6 +50,9 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.sent: dict[str, int] = {}  # generation id -> last seq sent on this socket
+        # Every generation id asked for, denied ones too: each costs a lookup, so a socket may ask
+        # for MAX_SUBSCRIPTIONS in all, not MAX_SUBSCRIPTIONS more after every refusal.
+        self.asked: set[str] = set()
         # generation id -> frames from the hub held back while that generation's replay is sent
         self.held: dict[str, list[streams.Wire]] = {}
         self.queue: asyncio.Queue[streams.Wire | None] = asyncio.Queue()
@@ -83,6 +94,15 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             is_staff=bool(user is not None and user.is_authenticated and user.is_staff),
         )
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # A str's length in characters is at most its UTF-8 length in bytes: checked without
+        # encoding it.
+        size = len(text_data) if text_data is not None else len(bytes_data or b"")
+        if size > MAX_MESSAGE_BYTES:
+            await self.close(code=MESSAGE_TOO_BIG)
+            return
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
             await self.send_json({"type": "invalid", "message": "messages must be JSON objects"})
@@ -96,11 +116,10 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "invalid", "message": f"unknown message type {kind!r}"})
 
     async def _subscribe(self, items: Any) -> None:
-        if (
-            not isinstance(items, list)
-            or not items
-            or len(items) + len(self.sent) > MAX_SUBSCRIPTIONS
-        ):
+        asked = (
+            self.asked | {_asked_id(item) for item in items} if isinstance(items, list) else set()
+        )
+        if not isinstance(items, list) or not items or len(asked) > MAX_SUBSCRIPTIONS:
             await self.send_json(
                 {
                     "type": "invalid",
@@ -108,6 +127,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             return
+        self.asked = asked
         accepted: list[tuple[str, int, Generation | None, bool]] = []
         for item in items:
             gid = str(item.get("id", "")) if isinstance(item, dict) else ""
@@ -221,6 +241,10 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "denied", "id": str(gid)})
             return
         await database_sync_to_async(services.generation_stop)(generation=generation)
+
+
+def _asked_id(item: Any) -> str:
+    return str(item.get("id", "")) if isinstance(item, dict) else ""
 
 
 def _generation(gid: str) -> Generation | None:

@@ -252,6 +252,15 @@ def read_all(client: redis.Redis, generation_id: str, after: int = 0) -> list[di
     return [decode(generation_id, eid, fields) for eid, fields in entries]
 
 
+def streamed_text(client: redis.Redis, generation_id: str) -> tuple[str, int]:
+    """(the text its delta frames hold, the last seq written) of a generation's stream: what the
+    browsers saw of an answer whose worker died before storing it. (The stream keeps the last
+    STREAM_MAXLEN frames, far more than an answer's max_tokens produce.)"""
+    frames = read_all(client, generation_id)
+    text = "".join(f.get("text", "") for f in frames if f["type"] == "delta")
+    return text, (frames[-1]["seq"] if frames else 0)
+
+
 # -- subscription tokens ----------------------------------------------------------------------
 # The page that shows a generation can hand the browser a signed token for it, so that a socket
 # subscribing with the token needs no session or database lookup: at hundreds of sockets per web

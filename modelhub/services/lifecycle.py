@@ -162,11 +162,15 @@ def generation_finish(
     fields: dict[str, Any] | None = None,
     last_delta: tuple[int, str] | None = None,
     counters: tuple[str, Sequence[tuple[str, float]]] | None = None,
-) -> None:
+) -> bool:
     """Store the terminal state in PostgreSQL, after generation_finishing's receivers have written
     what goes with it (stored all the same when a receiver fails), then publish the terminal frame
     at `seq`, in one Redis call with the text still unwritten (`last_delta`) and the endpoint's
-    figures (`counters`)."""
+    figures (`counters`).
+
+    A terminal state is final: the UPDATE applies only to a row still queued or streaming, so a
+    worker that finishes an answer the reaper already ended (its heartbeats were late, not lost)
+    changes nothing, in PostgreSQL or on the stream. Returns whether this call ended it."""
     now = timezone.now()
     generation.status = status
     generation.finish_reason = finish_reason
@@ -185,29 +189,38 @@ def generation_finish(
     # Only what finishing changes: rewriting the prompt's JSON on every finish cost CPU on both
     # ends for nothing.
     try:
-        generation.save(update_fields=changed)
+        ended = _store_terminal(generation, changed)
     except IntegrityError:
         # The endpoint it streamed from was deleted meanwhile (an operator's edit): the answer is
         # stored without it rather than left streaming until the reaper.
         if connection.in_atomic_block or generation.endpoint_id is None:
             raise
         generation.endpoint = None
-        generation.save(update_fields=changed)
-    frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
-    frame["finish_reason"] = finish_reason
-    if error:
-        frame["message"] = error
-    if generation.completion_tokens is not None:
-        frame["completion_tokens"] = generation.completion_tokens
-    if generation.ttft_ms is not None:
-        frame["ttft_ms"] = round(generation.ttft_ms, 1)
-    if generation.duration_ms is not None:
-        frame["duration_ms"] = round(generation.duration_ms, 1)
+        ended = _store_terminal(generation, changed)
     client = redis_client()
-    streams.add_terminal(
-        client, str(generation.id), seq, frame, last_delta=last_delta, counters=counters
-    )
+    if ended:
+        # Token counts and timings stay in PostgreSQL: before the vote they would fingerprint
+        # the tokenizer and serving stack of an anonymous answer.
+        frame: dict[str, Any] = {"type": status if status != GenerationStatus.DONE else "done"}
+        frame["finish_reason"] = finish_reason
+        if error:
+            frame["message"] = error
+        streams.add_terminal(
+            client, str(generation.id), seq, frame, last_delta=last_delta, counters=counters
+        )
+    else:
+        log.warning("generation %s had already ended; its late finish is dropped", generation.id)
     slots.free(client, generation.model_id, str(generation.id))
+    return ended
+
+
+def _store_terminal(generation: Generation, changed: Sequence[str]) -> bool:
+    """One conditional UPDATE of the `changed` fields; False when the row had already ended."""
+    values = {name: getattr(generation, name) for name in dict.fromkeys(changed)}
+    updated = Generation.objects.filter(
+        id=generation.id, status__in=(GenerationStatus.QUEUED, GenerationStatus.STREAMING)
+    ).update(**values)
+    return updated > 0
 
 
 def _send_finishing(generation: Generation) -> None:
@@ -224,14 +237,21 @@ def _send_finishing(generation: Generation) -> None:
         log.exception("a generation_finishing receiver failed for %s", generation.id)
 
 
-def generation_fail(*, generation: Generation, error: str, seq: int | None = None) -> None:
-    """End a generation in error, its error frame at `seq` (None: after the last frame written)."""
+def generation_fail(*, generation: Generation, error: str, seq: int | None = None) -> bool:
+    """End a generation in error, its error frame at `seq` (None: after the last frame written).
+
+    What its stream holds is kept: a worker that died mid-answer wrote its text only there (it
+    reaches PostgreSQL when the answer ends), and the text is stored with the error, so the
+    leak check reads it and the answer the browser showed is not lost. Returns whether this call
+    ended it (see generation_finish)."""
+    streamed, streamed_seq = streams.streamed_text(redis_client(), str(generation.id))
     if seq is None:
-        seq = max(generation.last_seq, streams.last_seq(redis_client(), str(generation.id))) + 1
-    generation_finish(
+        seq = max(generation.last_seq, streamed_seq) + 1
+    return generation_finish(
         generation=generation,
         status=GenerationStatus.ERROR,
         seq=seq,
+        text=streamed if len(streamed) > len(generation.text or "") else None,
         error=error,
         finish_reason="error",
     )
