@@ -1,23 +1,68 @@
-"""Sign-up and API tokens (Django's auth views handle log in, log out and password reset)."""
+"""Log in and sign-up (throttled), and API tokens. Django's auth views do the rest (log out,
+password reset) and the log in itself."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from arena import apitokens
+from arena import apitokens, ratelimit
 from arena.models import ApiToken
-from arena.services import battles_adopt
+from arena.services import battles_adopt, ip_hash
+
+TOO_MANY_ATTEMPTS = "Too many attempts. Please wait a minute."
+
+
+def auth_attempt_allowed(request: HttpRequest, *, username: str) -> bool:
+    """Count one log-in or sign-up attempt against the client's IP and the username tried: a
+    password guesser meets the limit whether it tries many names from one address or one name
+    from many."""
+    return ratelimit.hit(
+        "auth",
+        [
+            (
+                ip_hash(request.META.get("REMOTE_ADDR", "")),
+                settings.AUTH_ATTEMPTS_PER_MINUTE_PER_IP,
+            ),
+            (
+                f"name:{username.strip().lower()[:150]}",
+                settings.AUTH_ATTEMPTS_PER_MINUTE_PER_USERNAME,
+            ),
+        ],
+    )
+
+
+def _too_many() -> HttpResponse:
+    return HttpResponse(TOO_MANY_ATTEMPTS, status=429, content_type="text/plain")
+
+
+_login = LoginView.as_view()
+
+
+@require_http_methods(["GET", "POST"])
+def login_throttled(request: HttpRequest) -> HttpResponse:
+    """Django's LoginView, each attempt counted first (429 past the limits)."""
+    if request.method == "POST" and not auth_attempt_allowed(
+        request, username=str(request.POST.get("username", ""))
+    ):
+        return _too_many()
+    return _login(request)  # type: ignore[no-any-return]
 
 
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and not auth_attempt_allowed(
+        request, username=str(request.POST.get("username", ""))
+    ):
+        return _too_many()
     form: UserCreationForm[Any] = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()

@@ -93,14 +93,26 @@ def _unauthorized(message: str) -> HttpResponse:
     return response
 
 
+def _too_many() -> HttpResponse:
+    return HttpResponse(
+        "Too many export requests. Please wait a minute.", status=429, content_type="text/plain"
+    )
+
+
 def researcher_access(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Let a view through for a logged-in session or a valid bearer token, within the export rate
     limits (per account and per IP). A token request that fails gets 401 with a JSON error; a
     browser without a session (a request that accepts HTML) is sent to the login page, and a
-    script without a token gets 401 too: a login page is no CSV for pandas to read."""
+    script without a token gets 401 too: a login page is no CSV for pandas to read.
+
+    The per-IP limit counts every request, before any token is looked up: a client trying tokens
+    (bad ones included) meets it as an exporter does."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        address = ip_hash(request.META.get("REMOTE_ADDR", ""))
+        if not ratelimit.hit("export-ip", [(address, settings.ARENA_EXPORTS_PER_MINUTE_PER_IP)]):
+            return _too_many()
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, raw = header.partition(" ")
@@ -118,22 +130,10 @@ def researcher_access(view: Callable[..., HttpResponseBase]) -> Callable[..., Ht
                 "Log in, or send an API token as 'Authorization: Bearer <token>'"
                 f" (create one at {reverse('api-tokens')})."
             )
-        allowed = ratelimit.hit(
-            "export",
-            [
-                (f"user:{request.user.pk}", settings.ARENA_EXPORTS_PER_MINUTE),
-                (
-                    ip_hash(request.META.get("REMOTE_ADDR", "")),
-                    settings.ARENA_EXPORTS_PER_MINUTE_PER_IP,
-                ),
-            ],
-        )
-        if not allowed:
-            return HttpResponse(
-                "Too many export requests. Please wait a minute.",
-                status=429,
-                content_type="text/plain",
-            )
+        if not ratelimit.hit(
+            "export", [(f"user:{request.user.pk}", settings.ARENA_EXPORTS_PER_MINUTE)]
+        ):
+            return _too_many()
         return view(request, *args, **kwargs)
 
     return wrapped

@@ -186,7 +186,8 @@ def battle_start(request: HttpRequest) -> HttpResponse:
 
 
 def _owned(request: HttpRequest, battle_id: UUID) -> tuple[Battle, Requester]:
-    requester = _requester(request)
+    # No session is created here: an owner has one already, and a 404 must not leave one behind.
+    requester = _requester(request, create_session=False)
     battle = selectors.battle_for_owner(battle_id=battle_id, requester=requester)
     if battle is None:
         raise Http404("No such battle.")

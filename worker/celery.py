@@ -30,6 +30,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"queue": "default"},
     },
+    "clear-expired-sessions": {
+        "task": "arena.tasks.clear_expired_sessions",
+        "schedule": 3600.0,
+        "options": {"queue": "default"},
+    },
 }
 app.autodiscover_tasks()
 

@@ -12,5 +12,7 @@ reproducible: its battles export is the canonical battle-log JSONL of its counte
 parameters (``params["commands"]``) prints the stored boards exactly.
 
 Counted votes: a pairwise verdict on an anonymous battle, cast while both identities were hidden,
-with no identity leak and no flag. Every other pairwise vote is excluded and counted per reason.
+with no identity leak and no flag, on two answers that both finished (not in error, not stopped).
+Every other pairwise vote is excluded and counted per reason. Every count published (the boards'
+battles, the fairness report) is a count of counted votes: a battle nobody voted on shows nowhere.
 """

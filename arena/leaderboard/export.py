@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from django.utils.crypto import salted_hmac
+
 from arena.leaderboard.selectors import unpack_ids, votes_by_ids
 from arena.models import LeaderboardSnapshot
 from arena.selectors import battle_log_rows
@@ -24,10 +26,20 @@ CSV_FIELDS = [
 ]
 
 
+def battle_export_id(battle_id: Any) -> str:
+    """The battle's ID in exports: an HMAC of its UUID under the site's secret key, the same in
+    every export (rows of one battle group together) and no key to anything. The UUID itself opens
+    the battle's page, answers and image once it has a vote."""
+    digest = salted_hmac("ludus.battle-export-id", str(battle_id), algorithm="sha256")
+    return digest.hexdigest()[:24]  # 96 bits, and not a UUID's 32 digits
+
+
 def export_row(row: dict[str, Any]) -> dict[str, Any]:
     """A battle-log row (``battle_log_rows(extra=True)``) as exported: the public fields plus
-    battle_id, categories and pair_prob (the name the ratings command line reads)."""
+    battle_id (see battle_export_id), categories and pair_prob (the name the ratings command line
+    reads)."""
     out = {k: v for k, v in row.items() if k not in ("pair_probability", "leaked")}
+    out["battle_id"] = battle_export_id(row["battle_id"])
     out["pair_prob"] = row["pair_probability"]
     return out
 

@@ -14,30 +14,37 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from arena import sampling
-from arena.models import Battle, LeaderboardSnapshot, Mode, SamplingWeights, Vote
+from arena.models import LeaderboardSnapshot, Mode, SamplingWeights, Vote
 from arena.selectors import WINNER, sampling_candidates
-from modelhub.models import Modality, Model
+from modelhub.models import GenerationStatus, Modality, Model
 
 # Votes with a pairwise verdict on a two-model battle: the ones a leaderboard could use.
 PAIR_VOTES = Q(battle__model_b__isnull=False, choice__in=list(WINNER))
-COUNTED = Q(
-    battle__mode=Mode.ANONYMOUS,
-    anony=True,
-    leaked=False,
-    battle__leaked=False,
-    battle__flagged=False,
+# Both answers of the voted turn came to their end: a vote on an answer that errored (its worker
+# died, its model failed) or was stopped judges the failure, not the model. (Such votes are still
+# accepted: the voter gets the reveal. A finished answer never changes state again, so a vote
+# counted once stays counted.)
+ANSWERED = Q(
+    turn__generation_a__status=GenerationStatus.DONE,
+    turn__generation_b__status=GenerationStatus.DONE,
 )
+_BLIND = Q(battle__flagged=False, battle__leaked=False, leaked=False) & Q(
+    anony=True, battle__mode=Mode.ANONYMOUS
+)
+COUNTED = _BLIND & ANSWERED
 # Each excluded vote is counted once, under the first reason that applies.
 EXCLUSION_REASONS: dict[str, str] = {
     "flagged": "battle flagged for abuse or moderation",
     "leaked": "a model's identity leaked before the vote",
     "not_anonymous": "not a blind vote (side-by-side battle, or cast after the reveal)",
+    "unfinished": "an answer ended in an error or was stopped",
 }
 _EXCLUSION_FILTERS: dict[str, Q] = {
     "flagged": Q(battle__flagged=True),
     "leaked": Q(battle__flagged=False) & (Q(leaked=True) | Q(battle__leaked=True)),
     "not_anonymous": Q(battle__flagged=False, battle__leaked=False, leaked=False)
     & (Q(anony=False) | ~Q(battle__mode=Mode.ANONYMOUS)),
+    "unfinished": _BLIND & ~ANSWERED,
 }
 
 CountRow = tuple[str, str, str, tuple[str, ...], int]
@@ -177,13 +184,16 @@ def snapshot_get(*, snapshot_id: int) -> LeaderboardSnapshot | None:
 
 
 def fairness_report(*, count_rows: list[CountRow]) -> dict[str, Any]:
-    """Each model's and organization's share of anonymous battles and counted votes, and every
-    model's status (deprecated, outside the arena pool) so none disappears silently."""
+    """Each model's and organization's share of battles and of counted votes, and every model's
+    status (deprecated, outside the arena pool) so none disappears silently.
+
+    Battles are those with a counted vote: counting every anonymous battle would name, from two
+    snapshots apart, the models of a battle nobody has voted on yet."""
     battles: dict[str, int] = defaultdict(int)
     rows = (
-        Battle.objects.filter(mode=Mode.ANONYMOUS, model_b__isnull=False)
-        .values_list("model_a__name", "model_b__name")
-        .annotate(n=Count("id"))
+        counted_votes()
+        .values_list("battle__model_a__name", "battle__model_b__name")
+        .annotate(n=Count("battle_id", distinct=True))
         .order_by()
     )
     total_battles = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from functools import lru_cache
 
@@ -10,6 +11,8 @@ from django.db import connection
 from arena import leak
 from arena.models import Battle, Turn
 from modelhub.models import Generation, Model
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -32,7 +35,8 @@ def generation_leak_flag(*, generation: Generation) -> bool:
     """Flag the battle whose turn holds this finished answer when the answer names one of the
     battle's models (its votes then stop counting in ratings). Called through modelhub's
     generation_finishing signal, before the answer's terminal state is stored: no vote can see the
-    answer finished and the battle not yet flagged. Returns whether it flagged."""
+    answer finished and the battle not yet flagged. A check that raises flags the battle (fails
+    closed). Returns whether it flagged."""
     if not generation.text:
         return False
     with connection.cursor() as cursor:
@@ -40,12 +44,19 @@ def generation_leak_flag(*, generation: Generation) -> bool:
         candidates = cursor.fetchall()
     leaked: set[uuid.UUID] = set()
     for battle_id, *sides in candidates:
-        identities = [
-            leak.Identity(name, display, org, tuple(patterns or ()))
-            for name, display, org, patterns in (sides[:4], sides[4:])
-            if name is not None
-        ]
-        if leak.is_leak(generation.text, identities):
+        try:
+            identities = [
+                leak.Identity(name, display, org, tuple(patterns or ()))
+                for name, display, org, patterns in (sides[:4], sides[4:])
+                if name is not None
+            ]
+            leaking = leak.is_leak(generation.text, identities)
+        except Exception:
+            # Fail closed: an answer the check could not read is treated as naming its models,
+            # so its battle's votes never count unchecked.
+            log.exception("the leak check failed on generation %s: flagging", generation.id)
+            leaking = True
+        if leaking:
             leaked.add(battle_id)
     return (
         bool(leaked) and Battle.objects.filter(id__in=leaked, leaked=False).update(leaked=True) > 0
