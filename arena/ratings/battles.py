@@ -6,8 +6,9 @@ through one validation and column-building path.
 A battle log is a JSON array or JSON Lines file of objects with ``model_a``, ``model_b`` and
 ``winner`` (one of ``model_a``, ``model_b``, ``tie``, ``tie (bothbad)``). Optional fields are read
 when present: ``weight``, ``pair_prob`` (sampling probability of the pair, for inverse-propensity
-weighting), ``tstamp``, ``category`` / ``categories`` and, when style features are requested,
-``conv_metadata`` or ``conversation_a`` / ``conversation_b``. Everything else is ignored.
+weighting), ``tstamp``, ``category`` / ``categories``, when style features are requested ``conv_metadata``
+or ``conversation_a`` / ``conversation_b``, and when judges are requested ``judge`` (who voted).
+Everything else is ignored.
 
 No Django imports here: the module is used by the command line, the benchmark and the web app.
 """
@@ -63,6 +64,8 @@ class Battles:
     ``outcome`` holds the codes A_WINS, B_WINS, TIE, BOTHBAD. Optional columns are None when no row
     had the field; NaN marks a row without it (``weight`` defaults to 1 instead).
     ``style_a``/``style_b`` are (n, 4) arrays of raw counts in STYLE_FEATURES order.
+    ``judge`` indexes into ``judges`` (sorted names of who voted), -1 where a row has no judge
+    (or one that is not a string); None when judges were not read.
     """
 
     models: tuple[str, ...]
@@ -77,6 +80,8 @@ class Battles:
     style_b: FloatArray | None = None
     skipped: int = 0
     skipped_examples: tuple[str, ...] = ()
+    judges: tuple[str, ...] = ()
+    judge: IntArray | None = None
 
     def __len__(self) -> int:
         return int(self.a.shape[0])
@@ -100,6 +105,8 @@ class Battles:
             style_b=pick(self.style_b),
             skipped=self.skipped,
             skipped_examples=self.skipped_examples,
+            judges=self.judges,
+            judge=None if self.judge is None else self.judge[mask],
         )
 
     def in_category(self, category: str | None) -> Battles:
@@ -187,8 +194,11 @@ def _metadata_style(meta: Any, side: str) -> list[float]:
 class _Columns:
     """Accumulates parsed rows, interning model names across blocks."""
 
-    def __init__(self, style: bool, categories: bool = True) -> None:
+    def __init__(self, style: bool, categories: bool = True, judges: bool = False) -> None:
         self.style = style
+        self.judges = judges
+        self.judge_names: dict[str, int] = {}
+        self.judge: list[IntArray] = []
         # Fields no row has are not looked up row by row (set from the raw bytes of a file).
         self.categories = categories
         self.number_keys: tuple[str, ...] = _OPTIONAL_NUMBERS
@@ -213,6 +223,15 @@ class _Columns:
                 self.names[name] = len(self.names)
         return np.fromiter(map(self.names.__getitem__, names), np.int64, len(names))
 
+    def judge_codes(self, judges: Sequence[Any]) -> IntArray:
+        names = self.judge_names
+        for name in dict.fromkeys(judges):
+            if isinstance(name, str) and name not in names:
+                names[name] = len(names)
+        return np.fromiter(
+            (names[j] if isinstance(j, str) else -1 for j in judges), np.int64, len(judges)
+        )
+
     def add(
         self,
         a: IntArray,
@@ -221,8 +240,11 @@ class _Columns:
         numbers: Mapping[str, FloatArray],
         cats: Sequence[tuple[int, str]],
         style: tuple[FloatArray, FloatArray] | None,
+        judge: IntArray | None = None,
     ) -> None:
         count = len(a)
+        if judge is not None:
+            self.judge.append(judge)
         self.a.append(a)
         self.b.append(b)
         self.outcome.append(outcome)
@@ -263,6 +285,14 @@ class _Columns:
         weight = numbers["weight"]
         if weight is not None:
             weight = np.where(np.isnan(weight), 1.0, weight)
+        judge = None
+        judge_names = tuple(sorted(self.judge_names))
+        if self.judges:
+            judge_remap = np.empty(len(judge_names) + 1, dtype=np.int64)
+            judge_remap[-1] = -1  # code -1 (no judge) indexes the last slot
+            for new, name in enumerate(judge_names):
+                judge_remap[self.judge_names[name]] = new
+            judge = judge_remap[cat(self.judge, np.int64)]
         categories: dict[str, npt.NDArray[np.bool_]] = {}
         for row, name in self.cats:
             mask = categories.setdefault(name, np.zeros(self.n, dtype=bool))
@@ -280,6 +310,8 @@ class _Columns:
             style_b=np.concatenate(self.style_b) if self.style and self.style_b else None,
             skipped=self.skipped,
             skipped_examples=tuple(self.examples),
+            judges=judge_names,
+            judge=judge,
         )
 
 
@@ -378,7 +410,8 @@ def _add_rows_fast(cols: _Columns, rows: list[Any]) -> None:
             np.array([p[0] for p in pairs], dtype=np.float64).reshape(-1, len(STYLE_FEATURES)),
             np.array([p[1] for p in pairs], dtype=np.float64).reshape(-1, len(STYLE_FEATURES)),
         )
-    cols.add(a, b, outcome, numbers, cats, style)
+    judge = cols.judge_codes([row.get("judge") for row in rows]) if cols.judges else None
+    cols.add(a, b, outcome, numbers, cats, style, judge)
 
 
 def _add_rows(cols: _Columns, rows: list[Any], lines: Sequence[int], skip_bad: bool) -> None:
@@ -476,6 +509,7 @@ def load_battles(
     *,
     skip_bad: bool = False,
     style: bool = False,
+    judges: bool = False,
 ) -> Battles:
     """Read battles from a path, raw bytes, or an iterable of row mappings.
 
@@ -483,9 +517,9 @@ def load_battles(
     Malformed rows raise BattleLogError naming the line (for mappings: the 1-based position),
     unless ``skip_bad`` is set, in which case they are skipped and counted in
     ``Battles.skipped``. ``style`` also reads style features (``conv_metadata`` or the
-    conversations).
+    conversations); ``judges`` also reads who voted (``judge``).
     """
-    cols = _Columns(style)
+    cols = _Columns(style, judges=judges)
     with _no_gc():
         if isinstance(source, bytes | str | os.PathLike):
             data = source if isinstance(source, bytes) else _read(source)

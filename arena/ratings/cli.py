@@ -8,8 +8,11 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
-from .battles import BattleLogError, load_battles
+import numpy as np
+
+from .battles import BattleLogError, Battles, load_battles
 from .bt import DEFAULT_PRIOR
 from .report import compute_leaderboard
 
@@ -58,7 +61,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ipw", action="store_true", help="weight battles by 1/pair_prob")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed rows")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--voters",
+        help="voter report of `python -m collection.quality voters`: votes of flagged judges are"
+        " held out (reads the log's judge field)",
+    )
+    p.add_argument(
+        "--voter-weights",
+        action="store_true",
+        help="with --voters, also weight each vote by its judge's reliability: 2 * reliability - 1"
+        " (1 for a perfect judge, 0 for a coin); judges the report lacks weigh 1",
+    )
     return p
+
+
+def apply_voters(battles: Battles, report: object, *, weights: bool) -> Battles:
+    """Battles without the votes of judges the report flags; with ``weights``, each remaining
+    vote's weight multiplied by ``2 * reliability - 1`` of its judge (clipped to [0, 1])."""
+    voters = report.get("voters") if isinstance(report, dict) else None
+    if not isinstance(voters, list) or not all(
+        isinstance(v, dict) and isinstance(v.get("judge"), str) for v in voters
+    ):
+        raise ValueError("a voter report holds {'voters': [{'judge', ...}, ...]}")
+    assert battles.judge is not None
+    index = {name: k for k, name in enumerate(battles.judges)}
+    held = np.zeros(len(battles.judges) + 1, dtype=bool)  # the last slot: rows without a judge
+    factor = np.ones(len(battles.judges) + 1)
+    for voter in voters:
+        k = index.get(voter["judge"])
+        if k is None:
+            continue
+        held[k] = bool(voter.get("flagged"))
+        reliability = voter.get("reliability")
+        if weights and isinstance(reliability, int | float):
+            factor[k] = min(max(2.0 * float(reliability) - 1.0, 0.0), 1.0)
+    kept = battles.select(~held[battles.judge])
+    if not weights:
+        return kept
+    assert kept.judge is not None
+    base = np.ones(len(kept)) if kept.weight is None else kept.weight
+    return replace(kept, weight=base * factor[kept.judge])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,8 +108,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = (
         args.bootstrap if args.bootstrap is not None else (100 if args.method == "style" else 1000)
     )
+    held_out = 0
     try:
-        battles = load_battles(args.battles, skip_bad=args.skip_bad, style=args.method == "style")
+        if args.voter_weights and not args.voters:
+            raise ValueError("--voter-weights needs --voters")
+        battles = load_battles(
+            args.battles,
+            skip_bad=args.skip_bad,
+            style=args.method == "style",
+            judges=bool(args.voters),
+        )
+        if args.voters:
+            with open(args.voters, encoding="utf-8") as handle:
+                report = json.load(handle)
+            kept = apply_voters(battles, report, weights=args.voter_weights)
+            held_out, battles = len(battles) - len(kept), kept
         result = compute_leaderboard(
             battles,
             method=args.method,
@@ -85,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BattleLogError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.voters:
+        result["voters"] = {"held_out": held_out, "weighted": args.voter_weights}
     if args.format == "json":
         text = json.dumps(result, indent=2) + "\n"
     else:

@@ -1,0 +1,33 @@
+"""Quality control of contributions: reliabilities, agreement and anomalous voters.
+
+Pure numpy/scipy (no Django imports), on the public battle-log format and plain label rows;
+``python -m collection.quality`` is its command line.
+"""
+
+from .labels import LabelFit, dawid_skene, krippendorff_alpha
+from .votes import (
+    GoldAnswers,
+    VoterReport,
+    assess_voters,
+    one_sided,
+    reliability,
+    sequential_test,
+    too_fast,
+    vote_p_values,
+    vote_weight,
+)
+
+__all__ = [
+    "GoldAnswers",
+    "LabelFit",
+    "VoterReport",
+    "assess_voters",
+    "dawid_skene",
+    "krippendorff_alpha",
+    "one_sided",
+    "reliability",
+    "sequential_test",
+    "too_fast",
+    "vote_p_values",
+    "vote_weight",
+]
