@@ -208,3 +208,24 @@ def battle_log_rows(
                 "categories": list(battle.categories),
             }
         yield row
+
+
+def vote_with_turn(*, vote_id: int) -> Vote | None:
+    """A vote with its battle, turn and the turn's answers (for the apps fed by vote_cast)."""
+    return (
+        Vote.objects.select_related("battle", "turn__generation_a", "turn__generation_b")
+        .filter(id=vote_id)
+        .first()
+    )
+
+
+def battle_vote_choices(*, battle_id: Any) -> list[str]:
+    """The choices of every vote on the battle's turns, oldest first."""
+    return list(
+        Vote.objects.filter(battle_id=battle_id).order_by("id").values_list("choice", flat=True)
+    )
+
+
+def user_votes_since(*, user_id: int, since: Any) -> int:
+    """How many votes the account cast since the given time."""
+    return Vote.objects.filter(user_id=user_id, created_at__gte=since).count()

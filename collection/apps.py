@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class CollectionConfig(AppConfig):
     name = "collection"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The arena's one hand-off (arena.signals.vote_cast, sent after a vote commits): the
+        # receiver only enqueues; collection.tasks turns the vote into quests and goal progress.
+        from arena.signals import vote_cast
+        from collection.receivers import quests_from_vote_enqueue
+
+        vote_cast.connect(quests_from_vote_enqueue, dispatch_uid="collection-quests-from-vote")

@@ -1,1 +1,182 @@
-"""Contributors, quests, curation and datasets (built by later issues)."""
+"""Contributors, quests and the XP ledger.
+
+A quest item is one piece of work (replies to rank or label, a prompt needing a reference answer,
+a reference answer to review) that wants `overlap` answers from different people. Each person's
+claim on it is an Assignment with a lease; `open_slots` counts what is still free (overlap minus
+live leases and submissions) and `status` is OPEN exactly while a slot is free, so the router reads
+one partial index. The ledger is append-only: an entry's state moves pending -> settled or
+pending -> reversed, never back, and its amount never changes.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class QuestType(models.TextChoices):
+    RANK = "rank", "Rank replies"
+    LABEL = "label", "Label a reply"
+    REFERENCE = "reference", "Write a reference answer"
+    IMAGE = "image", "Compare with an image"
+    REVIEW = "review", "Review a reference answer"
+
+
+class ItemStatus(models.TextChoices):
+    OPEN = "open", "Open (a slot is free)"
+    FULL = "full", "Full (every slot leased or answered)"
+    DONE = "done", "Done (overlap reached)"
+    CLOSED = "closed", "Closed by staff"
+
+
+class QuestItem(models.Model):
+    type = models.CharField(max_length=10, choices=QuestType.choices)
+    status = models.CharField(max_length=6, choices=ItemStatus.choices, default=ItemStatus.OPEN)
+    # Higher first within a type (disputed battles, items close to consensus).
+    priority = models.SmallIntegerField(default=0)
+    overlap = models.PositiveSmallIntegerField(default=3)
+    open_slots = models.PositiveSmallIntegerField()
+    prompt = models.TextField()
+    # rank/image: [{"key", "text"}] 2-4 replies; label: one reply; reference: none; review: the
+    # answer under review.
+    replies = models.JSONField(default=list, blank=True)
+    # The battle this came from (its image for image quests); the arena never learns of it.
+    battle = models.ForeignKey(
+        "arena.Battle", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Whose work this is (the battle's owner, a reference answer's writer): never routed to them.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # For review items: the reference answer under review.
+    reviewed = models.ForeignKey(
+        "Assignment", on_delete=models.CASCADE, null=True, blank=True, related_name="reviews"
+    )
+    source = models.CharField(max_length=80, blank=True, help_text="Its origin, e.g. vote:12:a")
+    consensus = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # The router: the best open item of a type, by a short index walk.
+            models.Index(
+                fields=["type", "-priority", "id"],
+                name="quest_item_router",
+                condition=Q(status="open"),
+            ),
+        ]
+        constraints = [
+            # One item per origin (a vote's reply, a reference answer): spawning is idempotent.
+            models.UniqueConstraint(
+                fields=["source"], name="quest_item_once_per_source", condition=~Q(source="")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.pk}"
+
+
+class AssignmentState(models.TextChoices):
+    LEASED = "leased", "Leased"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Lease expired"
+
+
+class Assignment(models.Model):
+    """One person's claim on one item: at most one per person and item, ever (a skip or an expired
+    lease is remembered so the router does not offer the item again)."""
+
+    item = models.ForeignKey(QuestItem, on_delete=models.CASCADE, related_name="assignments")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quest_assignments"
+    )
+    state = models.CharField(
+        max_length=10, choices=AssignmentState.choices, default=AssignmentState.LEASED
+    )
+    leased_until = models.DateTimeField()
+    answer = models.JSONField(null=True, blank=True)
+    # What became of it, in words the profile shows ("accepted by review", "ranked first by 3").
+    outcome = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "user"], name="assignment_once_per_user"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["leased_until"], name="assignment_live_lease", condition=Q(state="leased")
+            ),
+            models.Index(fields=["user", "-created_at"], name="assignment_by_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on {self.item_id}: {self.state}"
+
+
+class Draft(models.Model):
+    """A written answer as it is being typed, one per person and item."""
+
+    item = models.ForeignKey(QuestItem, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "user"], name="draft_once_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"draft of {self.user_id} on {self.item_id}"
+
+
+class XpState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SETTLED = "settled", "Settled"
+    REVERSED = "reversed", "Reversed"
+
+
+class XpEntry(models.Model):
+    """One line of the append-only ledger. `key` makes posting idempotent (one entry per
+    assignment, per daily goal and day...)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    amount = models.IntegerField()
+    reason = models.CharField(max_length=200)
+    state = models.CharField(max_length=8, choices=XpState.choices)
+    # Why it settled or was reversed.
+    resolution = models.CharField(max_length=200, blank=True)
+    quest_type = models.CharField(max_length=10, choices=QuestType.choices, blank=True)
+    assignment = models.ForeignKey(
+        Assignment, on_delete=models.SET_NULL, null=True, blank=True, related_name="xp"
+    )
+    key = models.CharField(max_length=80, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="xp_by_user"),
+            models.Index(
+                fields=["created_at"], name="xp_settled_by_time", condition=Q(state="settled")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.amount:+d} {self.state}: {self.reason}"
+
+
+class Contributor(models.Model):
+    """A contributor's choices about the game (created on first need)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="contributor"
+    )
+    leaderboard_opt_out = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"contributor {self.user_id}"

@@ -168,13 +168,16 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
         row = cursor.fetchone()
     result = _vote_outcome(row, params=params, requester=requester, choice=choice)
     vote = result.vote
-    transaction.on_commit(
-        lambda: signals.vote_cast.send_robust(
-            sender=Vote, vote_id=vote.id, battle_id=vote.battle_id, choice=vote.choice,
-            user_id=vote.user_id,
-        )  # fmt: skip
-    )
+    transaction.on_commit(lambda: _vote_announce(vote))
     return result
+
+
+def _vote_announce(vote: Vote) -> None:
+    """The arena's hand-off to the apps above it (see arena.signals.vote_cast)."""
+    signals.vote_cast.send_robust(
+        sender=Vote, vote_id=vote.id, battle_id=vote.battle_id, choice=vote.choice,
+        user_id=vote.user_id,
+    )  # fmt: skip
 
 
 def _vote_outcome(

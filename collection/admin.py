@@ -1,0 +1,34 @@
+from django.contrib import admin
+
+from collection.models import Assignment, Contributor, QuestItem, XpEntry
+
+
+@admin.register(QuestItem)
+class QuestItemAdmin(admin.ModelAdmin):
+    list_display = ("id", "type", "status", "priority", "overlap", "open_slots", "source")
+    list_filter = ("type", "status")
+    search_fields = ("prompt", "source")
+    raw_id_fields = ("battle", "author", "reviewed")
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "item", "user", "state", "leased_until", "outcome")
+    list_filter = ("state",)
+    raw_id_fields = ("item", "user")
+
+
+@admin.register(XpEntry)
+class XpEntryAdmin(admin.ModelAdmin):
+    list_display = ("id", "user", "amount", "state", "reason", "resolution", "created_at")
+    list_filter = ("state", "quest_type")
+    raw_id_fields = ("user", "assignment")
+
+    def has_delete_permission(self, request: object, obj: object = None) -> bool:
+        return False  # the ledger is append-only
+
+
+@admin.register(Contributor)
+class ContributorAdmin(admin.ModelAdmin):
+    list_display = ("user", "leaderboard_opt_out")
+    raw_id_fields = ("user",)

@@ -1,0 +1,465 @@
+"""Writes of the collection app: quest items, the router's claim, submissions, the XP ledger."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from arena import selectors as arena_selectors
+from collection import rules, selectors
+from collection.models import (
+    Assignment,
+    AssignmentState,
+    Contributor,
+    Draft,
+    ItemStatus,
+    QuestItem,
+    QuestType,
+    XpEntry,
+    XpState,
+)
+
+
+class QuestError(Exception):
+    status = 400
+
+
+class NotFound(QuestError):
+    status = 404
+
+
+class LeaseExpired(QuestError):
+    status = 409
+
+
+class Conflict(QuestError):
+    status = 409
+
+
+# -- items -----------------------------------------------------------------------------------------
+
+
+def quest_item_create(
+    *,
+    type: str,
+    prompt: str,
+    replies: list[dict[str, str]] | None = None,
+    overlap: int | None = None,
+    priority: int = 0,
+    battle_id: Any = None,
+    author_id: int | None = None,
+    reviewed: Assignment | None = None,
+    source: str = "",
+) -> QuestItem | None:
+    """A new open item; None when an item with the same non-blank source exists (spawning is
+    idempotent)."""
+    overlap = overlap or rules.OVERLAP[type]
+    item = QuestItem(
+        type=type, prompt=prompt, replies=replies or [], overlap=overlap, open_slots=overlap,
+        priority=priority, battle_id=battle_id, author_id=author_id, reviewed=reviewed,
+        source=source,
+    )  # fmt: skip
+    try:
+        with transaction.atomic():
+            item.save()
+    except IntegrityError:
+        if source and QuestItem.objects.filter(source=source).exists():
+            return None
+        raise
+    return item
+
+
+def quests_from_vote(*, vote_id: int) -> list[QuestItem]:
+    """The quests a stored arena vote spawns: "both bad" asks for a reference answer to the prompt
+    and a label for each reply; a tie, or a vote that disagrees with an earlier vote of the same
+    battle, asks the crowd to rank the replies (an image battle's to compare with the image)."""
+    vote = arena_selectors.vote_with_turn(vote_id=vote_id)
+    if vote is None or vote.turn.generation_b is None:
+        return []
+    turn, battle, answer_b = vote.turn, vote.battle, vote.turn.generation_b
+    replies = [
+        {"key": "a", "text": turn.generation_a.text},
+        {"key": "b", "text": answer_b.text},
+    ]
+    author = battle.user_id
+    created: list[QuestItem | None] = []
+    if vote.choice == "bothbad":
+        created.append(
+            quest_item_create(
+                type=QuestType.REFERENCE,
+                prompt=turn.prompt,
+                battle_id=battle.id,
+                author_id=author,
+                priority=1,
+                source=f"vote:{vote.id}:reference",
+            )
+        )
+        for reply in replies:
+            created.append(
+                quest_item_create(
+                    type=QuestType.LABEL,
+                    prompt=turn.prompt,
+                    replies=[reply],
+                    battle_id=battle.id,
+                    author_id=author,
+                    source=f"vote:{vote.id}:label:{reply['key']}",
+                )
+            )
+    decisive = [c for c in arena_selectors.battle_vote_choices(battle_id=battle.id) if c in "ab"]
+    disputed = vote.choice == "tie" or (vote.choice in ("a", "b") and len(set(decisive)) > 1)
+    if disputed:
+        created.append(
+            quest_item_create(
+                type=QuestType.IMAGE if battle.image_mime else QuestType.RANK,
+                prompt=turn.prompt,
+                replies=replies,
+                battle_id=battle.id,
+                author_id=author,
+                priority=1 if vote.choice != "tie" else 0,
+                source=f"vote:{vote.id}:rank",
+            )
+        )
+    if vote.user_id is not None:
+        goals_settle(user_id=vote.user_id)
+    return [item for item in created if item is not None]
+
+
+# -- the router -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _claim_sql() -> str:
+    """Take one free slot of the best open item of a type for a user, in one statement.
+
+    The partial index quest_item_router (type, priority DESC, id WHERE status = 'open') is walked
+    in order; FOR UPDATE SKIP LOCKED passes over rows another claim holds, so two people never
+    take the same last slot and never wait on each other. Excluded: the user's own work (author)
+    and items the user already holds, answered, skipped or let expire (the unique assignment)."""
+    item, assignment = QuestItem._meta.db_table, Assignment._meta.db_table
+    return f"""
+        WITH pick AS (
+            SELECT i.id FROM {item} i
+            WHERE i.status = 'open' AND i.type = %(type)s
+              AND i.author_id IS DISTINCT FROM %(user)s
+              AND NOT EXISTS (SELECT 1 FROM {assignment} a
+                              WHERE a.item_id = i.id AND a.user_id = %(user)s)
+            ORDER BY i.priority DESC, i.id
+            LIMIT 1
+            FOR UPDATE OF i SKIP LOCKED
+        ), took AS (
+            UPDATE {item} i
+            SET open_slots = i.open_slots - 1,
+                status = CASE WHEN i.open_slots = 1 THEN 'full' ELSE 'open' END
+            FROM pick WHERE i.id = pick.id
+            RETURNING i.id
+        )
+        INSERT INTO {assignment} (item_id, user_id, state, leased_until, outcome, created_at)
+        SELECT took.id, %(user)s, 'leased', %(until)s, '', %(now)s FROM took
+        RETURNING id"""
+
+
+def assignment_claim(*, user_id: int, quest_type: str | None = None) -> Assignment | None:
+    """The user's next piece of work: their live lease of that type if they hold one, else a new
+    lease on the best open item (of the type asked, or of the type with the highest bounty that
+    has work for them). None when there is nothing for them."""
+    now = timezone.now()
+    held = selectors.assignment_live(user_id=user_id, quest_type=quest_type, now=now)
+    if held is not None:
+        return held
+    types = [quest_type] if quest_type else [t for t, _b in selectors.quest_bounties_ranked()]
+    params: dict[str, Any] = {
+        "user": user_id,
+        "now": now,
+        "until": now + timedelta(seconds=rules.LEASE_SECONDS),
+    }
+    for kind in types:
+        with connection.cursor() as cursor:
+            cursor.execute(_claim_sql(), {**params, "type": kind})
+            row = cursor.fetchone()
+        if row is not None:
+            return Assignment.objects.select_related("item").get(id=row[0])
+    return None
+
+
+def _slot_return(item_id: int) -> None:
+    QuestItem.objects.filter(id=item_id, status__in=[ItemStatus.OPEN, ItemStatus.FULL]).update(
+        open_slots=F("open_slots") + 1, status=ItemStatus.OPEN
+    )
+
+
+def assignments_expire(*, now: Any = None) -> int:
+    """Expire the leases past their time and give their slots back; returns how many."""
+    now = now or timezone.now()
+    expired = 0
+    with transaction.atomic():
+        stale = list(
+            Assignment.objects.select_for_update(skip_locked=True)
+            .filter(state=AssignmentState.LEASED, leased_until__lt=now)
+            .values_list("id", "item_id")[:1000]
+        )
+        for assignment_id, item_id in stale:
+            Assignment.objects.filter(id=assignment_id).update(state=AssignmentState.EXPIRED)
+            _slot_return(item_id)
+            expired += 1
+    return expired
+
+
+def _assignment_locked(*, user_id: int, assignment_id: int) -> Assignment:
+    assignment = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("item")
+        .filter(id=assignment_id, user_id=user_id)
+        .first()
+    )
+    if assignment is None:
+        raise NotFound("No such assignment.")
+    return assignment
+
+
+def assignment_skip(*, user_id: int, assignment_id: int) -> Assignment:
+    """Give the slot back; the router will not offer this item to the user again."""
+    with transaction.atomic():
+        assignment = _assignment_locked(user_id=user_id, assignment_id=assignment_id)
+        if assignment.state == AssignmentState.LEASED:
+            assignment.state = AssignmentState.SKIPPED
+            assignment.save(update_fields=["state"])
+            _slot_return(assignment.item_id)
+    return assignment
+
+
+def draft_save(*, user_id: int, item_id: int, text: str) -> Draft:
+    """Store the written answer as it is typed (one draft per person and item)."""
+    if not Assignment.objects.filter(user_id=user_id, item_id=item_id).exists():
+        raise NotFound("No such assignment.")
+    draft, _ = Draft.objects.update_or_create(
+        user_id=user_id, item_id=item_id, defaults={"text": text[:20_000]}
+    )
+    return draft
+
+
+# -- submissions -----------------------------------------------------------------------------------
+
+
+def _answer_clean(item: QuestItem, data: dict[str, Any]) -> dict[str, Any]:
+    """The answer in its stored shape, from form fields; QuestError when it does not fit."""
+    keys = [r["key"] for r in item.replies]
+    if item.type in (QuestType.RANK, QuestType.IMAGE):
+        if data.get("all_bad"):
+            return {"all_bad": True, "order": []}
+        ranks = {}
+        for key in keys:
+            try:
+                ranks[key] = int(data.get(f"rank_{key}", ""))
+            except ValueError:
+                raise QuestError("Give every reply a place.") from None
+        if sorted(ranks.values()) != list(range(1, len(keys) + 1)):
+            raise QuestError("Give every reply a different place.")
+        return {"all_bad": False, "order": sorted(keys, key=lambda k: ranks[k])}
+    if item.type == QuestType.LABEL:
+        known = {key for key, _title in rules.LABELS}
+        labels = sorted(set(data.get("labels", [])) & known)
+        try:
+            rating = int(data.get("rating", ""))
+        except ValueError:
+            raise QuestError("Rate the reply from 1 to 5.") from None
+        if not 1 <= rating <= 5:
+            raise QuestError("Rate the reply from 1 to 5.")
+        return {"labels": labels, "rating": rating}
+    if item.type == QuestType.REFERENCE:
+        text = str(data.get("text", "")).strip()
+        if len(text) < 2:
+            raise QuestError("Write an answer.")
+        return {"text": text[:20_000]}
+    verdict = data.get("verdict")
+    if verdict not in ("accept", "reject"):
+        raise QuestError("Accept or reject the answer.")
+    return {"verdict": verdict, "note": str(data.get("note", ""))[:1000]}
+
+
+def assignment_submit(*, user_id: int, assignment_id: int, data: dict[str, Any]) -> Assignment:
+    """Store the user's answer once: a repeated submission returns the stored one (200, no second
+    XP); NotFound for someone else's assignment, LeaseExpired (409) after the lease ran out
+    (its slot goes back), Conflict for a skipped one, QuestError for an answer that does not fit.
+
+    XP is posted pending; it settles or is reversed when the item reaches consensus (rank, image,
+    label) or its review (reference); reviews settle at once."""
+    now = timezone.now()
+    with transaction.atomic():
+        assignment = _assignment_locked(user_id=user_id, assignment_id=assignment_id)
+        if assignment.state == AssignmentState.LEASED and assignment.leased_until < now:
+            # Committed before the refusal: the slot goes back to the queue at once.
+            assignment.state = AssignmentState.EXPIRED
+            assignment.save(update_fields=["state"])
+            _slot_return(assignment.item_id)
+    if assignment.state == AssignmentState.EXPIRED:
+        raise LeaseExpired("Your time on this item ran out; it went back to the queue.")
+    with transaction.atomic():
+        assignment = _assignment_locked(user_id=user_id, assignment_id=assignment_id)
+        if assignment.state == AssignmentState.SUBMITTED:
+            return assignment
+        if assignment.state != AssignmentState.LEASED:
+            raise Conflict("This item was skipped or its time ran out.")
+        item = QuestItem.objects.select_for_update().get(id=assignment.item_id)
+        answer = _answer_clean(item, data)
+        assignment.state = AssignmentState.SUBMITTED
+        assignment.answer = answer
+        assignment.submitted_at = now
+        assignment.outcome = (
+            "waiting for review" if item.type == "reference" else "waiting for others"
+        )
+        assignment.save(update_fields=["state", "answer", "submitted_at", "outcome"])
+        Draft.objects.filter(user_id=user_id, item_id=item.id).delete()
+        backlog = selectors.quest_backlog().get(item.type, 0)
+        xp_post(
+            user_id=user_id, amount=rules.bounty(item.type, backlog),
+            reason=f"{QuestType(item.type).label} #{item.id}",
+            state=XpState.SETTLED if item.type == QuestType.REVIEW else XpState.PENDING,
+            key=f"assignment:{assignment.id}", quest_type=item.type, assignment=assignment,
+        )  # fmt: skip
+        if item.type == QuestType.REVIEW:
+            assignment.outcome = "counted"
+            assignment.save(update_fields=["outcome"])
+            _review_apply(item=item, answer=answer)
+        elif item.type == QuestType.REFERENCE:
+            quest_item_create(
+                type=QuestType.REVIEW, prompt=item.prompt,
+                replies=[{"key": "reference", "text": answer["text"]}], author_id=user_id,
+                reviewed=assignment, priority=1, source=f"review:{assignment.id}",
+            )  # fmt: skip
+        done = item.assignments.filter(state=AssignmentState.SUBMITTED).count()
+        if done >= item.overlap:
+            item.status = ItemStatus.DONE
+            item.save(update_fields=["status"])
+            if item.type in (QuestType.RANK, QuestType.IMAGE, QuestType.LABEL):
+                _consensus_apply(item)
+        goals_settle(user_id=user_id)
+    return assignment
+
+
+def _review_apply(*, item: QuestItem, answer: dict[str, Any]) -> None:
+    """A review decides its reference answer: accepted settles the writer's XP, rejected reverses
+    it; both say so on the writer's profile."""
+    reference = item.reviewed
+    if reference is None:
+        return
+    accepted = answer["verdict"] == "accept"
+    reference.outcome = "accepted by review" if accepted else "rejected by review"
+    reference.save(update_fields=["outcome"])
+    xp_resolve(
+        assignment_id=reference.id, settle=accepted,
+        resolution=reference.outcome + (f": {answer['note']}" if answer.get("note") else ""),
+    )  # fmt: skip
+
+
+def _consensus_apply(item: QuestItem) -> None:
+    """Every answer of a finished item is compared with the crowd's: agreeing answers settle their
+    XP, the others are reversed, each with the reason in words."""
+    submitted = list(item.assignments.filter(state=AssignmentState.SUBMITTED))
+    answers: list[tuple[Assignment, dict[str, Any]]] = [(a, a.answer or {}) for a in submitted]
+    n = len(answers)
+    if item.type == QuestType.LABEL:
+        median = statistics.median(int(ans["rating"]) for _a, ans in answers)
+        counts = Counter(label for _a, ans in answers for label in ans["labels"])
+        majority = sorted(label for label, c in counts.items() if c * 2 > n)
+        item.consensus = {"rating": median, "labels": majority}
+        for a, ans in answers:
+            agrees = abs(ans["rating"] - median) <= 1
+            a.outcome = f"rating {ans['rating']} vs the crowd's {median:g} ({n} people)"
+            a.save(update_fields=["outcome"])
+            xp_resolve(
+                assignment_id=a.id, settle=agrees,
+                resolution="agreed with consensus" if agrees else "far from the crowd's rating",
+            )  # fmt: skip
+    else:
+        all_bad = sum(1 for _a, ans in answers if ans["all_bad"])
+        points: Counter[str] = Counter()
+        for a, ans in answers:
+            for place, key in enumerate(ans["order"]):
+                points[key] += len(ans["order"]) - place
+        firsts = Counter(ans["order"][0] for _a, ans in answers if ans["order"])
+        top = "all_bad" if all_bad * 2 > n else max(points, key=lambda k: (points[k], k == "a"))
+        item.consensus = {"top": top, "points": dict(points), "all_bad": all_bad}
+        for a, ans in answers:
+            mine = "all_bad" if ans["all_bad"] else ans["order"][0]
+            agrees = mine == top
+            if top == "all_bad":
+                a.outcome = f"all marked bad by {all_bad} of {n}"
+            else:
+                a.outcome = f"reply {top.upper()} ranked first by {firsts[top]} of {n}"
+            a.save(update_fields=["outcome"])
+            xp_resolve(
+                assignment_id=a.id, settle=agrees,
+                resolution="agreed with consensus" if agrees else f"consensus chose {top}",
+            )  # fmt: skip
+    item.save(update_fields=["consensus"])
+
+
+# -- the ledger ------------------------------------------------------------------------------------
+
+
+def xp_post(
+    *,
+    user_id: int,
+    amount: int,
+    reason: str,
+    state: str,
+    key: str,
+    quest_type: str = "",
+    assignment: Assignment | None = None,
+) -> XpEntry | None:
+    """Append one entry; None when an entry with this key exists (posting is idempotent).
+    Hook for quality control: the amount is weighted by the contributor's reliability
+    (selectors.contributor_reliability, 1.0 until collection.quality provides one)."""
+    weighted = round(amount * selectors.contributor_reliability(user_id=user_id))
+    entry = XpEntry(
+        user_id=user_id, amount=weighted, reason=reason, state=state, key=key,
+        quest_type=quest_type, assignment=assignment,
+        resolved_at=timezone.now() if state == XpState.SETTLED else None,
+    )  # fmt: skip
+    try:
+        with transaction.atomic():
+            entry.save()
+    except IntegrityError:
+        return None
+    return entry
+
+
+def xp_resolve(*, assignment_id: int, settle: bool, resolution: str) -> int:
+    """Settle or reverse the pending XP of an assignment (entries already resolved stay as they
+    are: the ledger only moves forward); returns how many entries changed."""
+    return XpEntry.objects.filter(assignment_id=assignment_id, state=XpState.PENDING).update(
+        state=XpState.SETTLED if settle else XpState.REVERSED,
+        resolution=resolution[:200],
+        resolved_at=timezone.now(),
+    )
+
+
+def goals_settle(*, user_id: int) -> list[str]:
+    """Post each daily goal's bonus the first time the user meets it today; returns the goals
+    newly met."""
+    met = []
+    for goal, progress in selectors.goals_progress(user_id=user_id):
+        if progress >= goal.target:
+            key = f"goal:{goal.key}:{timezone.localdate().isoformat()}"
+            if xp_post(
+                user_id=user_id, amount=goal.bonus, reason=f"Daily goal: {goal.title}",
+                state=XpState.SETTLED, key=key,
+            ):  # fmt: skip
+                met.append(goal.key)
+    return met
+
+
+def contributor_opt_out_set(*, user: AbstractBaseUser, opt_out: bool) -> Contributor:
+    """Show or hide the user on the contributor leaderboards."""
+    contributor, _ = Contributor.objects.update_or_create(
+        user_id=user.pk, defaults={"leaderboard_opt_out": opt_out}
+    )
+    return contributor

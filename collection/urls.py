@@ -1,0 +1,18 @@
+"""Quests, the game's rules and boards, and the contributor profile."""
+
+from django.urls import path
+
+from collection import views
+
+urlpatterns = [
+    path("quests/", views.quests_home, name="quests"),
+    path("quests/rules/", views.rules_page, name="quest-rules"),
+    path("quests/leaderboard/", views.contributor_leaderboard, name="contributor-leaderboard"),
+    path("quests/a/<int:assignment_id>/submit/", views.quest_submit, name="quest-submit"),
+    path("quests/a/<int:assignment_id>/skip/", views.quest_skip, name="quest-skip"),
+    path("quests/i/<int:item_id>/draft/", views.quest_draft, name="quest-draft"),
+    path("quests/i/<int:item_id>/image/", views.quest_image, name="quest-image"),
+    path("quests/<slug:quest_type>/", views.quest_page, name="quest"),
+    path("me/", views.profile_page, name="me"),
+    path("me/leaderboard/", views.profile_board_visibility, name="me-board-visibility"),
+]
