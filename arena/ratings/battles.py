@@ -225,8 +225,8 @@ class _Columns:
 
     def judge_codes(self, judges: Sequence[Any]) -> IntArray:
         names = self.judge_names
-        for name in dict.fromkeys(judges):
-            if isinstance(name, str) and name not in names:
+        for name in dict.fromkeys(j for j in judges if isinstance(j, str)):
+            if name not in names:
                 names[name] = len(names)
         return np.fromiter(
             (names[j] if isinstance(j, str) else -1 for j in judges), np.int64, len(judges)
