@@ -37,7 +37,8 @@ def test_it_reads_the_judge_of_each_row(tmp_path: Path) -> None:
     battles = load_battles(log, judges=True)
     assert battles.judges == ("ann", "zoe")
     assert battles.judge is not None and battles.judge.tolist() == [1, -1, -1, 0]
-    assert battles.select(np.array([False, True, False, True])).judge.tolist() == [-1, 0]
+    picked = battles.select(np.array([False, True, False, True])).judge
+    assert picked is not None and picked.tolist() == [-1, 0]
     assert load_battles(log).judge is None  # read only when asked for
 
 
