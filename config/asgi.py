@@ -25,6 +25,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from servestatic.asgi import ServeStaticASGI  # noqa: E402
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware  # noqa: E402
 
 from config.process import settle  # noqa: E402
 from config.request_body import RequestBodyLimit  # noqa: E402
@@ -45,4 +46,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+if settings.BEHIND_PROXY:
+    # The client's address and scheme from X-Forwarded-For/-Proto, believed only when the peer
+    # is one of the configured proxies (uvicorn's own middleware; the Procfile runs uvicorn with
+    # --no-proxy-headers so that it trusts nobody by itself, not even loopback).
+    application = ProxyHeadersMiddleware(application, trusted_hosts=settings.TRUSTED_PROXIES)
 settle()

@@ -222,9 +222,11 @@ CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("LUDUS_BEHIND_PROXY", False) else None
-)
+# Behind a reverse proxy, the client's address and scheme come from X-Forwarded-For/-Proto, and
+# only when the peer is one of LUDUS_TRUSTED_PROXIES (config.asgi); otherwise nobody's are believed.
+BEHIND_PROXY = env_bool("LUDUS_BEHIND_PROXY", False)
+TRUSTED_PROXIES = env_list("LUDUS_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
