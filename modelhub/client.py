@@ -8,6 +8,8 @@ endpoint" (connect errors, 5xx, timeouts before the first token) from "the reque
 
 Both clients take proxies from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), accept
 compressed answers (gzip, deflate) and verify TLS against the system's default trust store.
+Neither follows redirects: a request carries the endpoint's API key and the user's prompt, and
+both go to the endpoint's own URL or nowhere (a redirect is an UpstreamRedirect).
 """
 
 from __future__ import annotations
@@ -89,6 +91,13 @@ class UpstreamServerError(UpstreamHTTPError):
     pass
 
 
+class UpstreamRedirect(UpstreamHTTPError):
+    """3xx: the endpoint's base URL points elsewhere; set it to the final address."""
+
+    def __init__(self, status: int, location: str) -> None:
+        super().__init__(status, f"redirect to {location[:200]!r} not followed")
+
+
 class MalformedStream(UpstreamError):
     pass
 
@@ -130,8 +139,10 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 
 def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code < 400:
+    if response.status_code < 300:
         return
+    if response.status_code < 400:
+        raise UpstreamRedirect(response.status_code, response.headers.get("location", ""))
     body = response.read().decode("utf-8", "replace")
     if response.status_code < 500:
         raise UpstreamClientError(response.status_code, body)
@@ -285,6 +296,7 @@ class AsyncChatStream:
                     headers=self._headers,
                     timeout=self._timeout,
                     trace_request_ctx=trace,
+                    allow_redirects=False,
                 )
             except aiohttp.ConnectionTimeoutError as exc:
                 raise UpstreamConnectError(f"no connection to {self._url} in time") from exc
@@ -299,8 +311,11 @@ class AsyncChatStream:
             except aiohttp.ClientError as exc:
                 raise UpstreamConnectError(f"{type(exc).__name__}: {exc}") from exc
             break
-        if response.status < 400:
+        if response.status < 300:
             return response
+        if response.status < 400:
+            response.close()
+            raise UpstreamRedirect(response.status, response.headers.get("Location", ""))
         body = await _error_body(response)
         if response.status < 500:
             raise UpstreamClientError(response.status, body)
@@ -340,6 +355,7 @@ def complete(
             json=build_payload(model, messages, params, stream=False),
             headers=_headers(api_key),
             timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
+            follow_redirects=False,
         )
     except httpx.ConnectError as exc:
         raise UpstreamConnectError(str(exc)) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from urllib.parse import urlparse
 
@@ -22,6 +23,26 @@ def validate_base_url(value: str) -> None:
         or parsed.fragment
     ):
         raise ValidationError("Enter an http(s) base URL such as http://gpu-1:8000/v1.")
+
+
+API_KEY_ENV_PREFIX = "LUDUS_KEY_"
+_API_KEY_ENV = re.compile(r"LUDUS_KEY_[A-Z0-9_]+")
+
+
+def api_key_env_allowed(name: str) -> bool:
+    """Whether an endpoint may read its API key from the environment variable `name`. Only names
+    made for it (LUDUS_KEY_...) qualify: the key is sent as a bearer token to the endpoint's
+    base URL, which a staff member types, so no other variable of the process (the signing key,
+    the database URL, another service's key) can be named and sent away."""
+    return bool(_API_KEY_ENV.fullmatch(name))
+
+
+def validate_api_key_env(value: str) -> None:
+    if value and not api_key_env_allowed(value):
+        raise ValidationError(
+            f"Name an environment variable that starts with {API_KEY_ENV_PREFIX} (capitals, "
+            f"digits and underscores), such as {API_KEY_ENV_PREFIX}OPENAI."
+        )
 
 
 class Engine(models.TextChoices):
@@ -117,7 +138,9 @@ class Endpoint(models.Model):
     api_key_env = models.CharField(
         max_length=100,
         blank=True,
-        help_text="Name of the environment variable holding the API key. The key itself is never stored.",
+        validators=[validate_api_key_env],
+        help_text="Name of the environment variable holding the API key, starting with "
+        "LUDUS_KEY_. The key itself is never stored.",
     )
     enabled = models.BooleanField(default=True)
     # Health, written by the probe task and by generations that fail.

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from django.db.models import QuerySet
 
-from modelhub.models import Endpoint, Generation, GenerationStatus, Model
+from modelhub.models import Endpoint, Generation, GenerationStatus, Model, api_key_env_allowed
 
 
 def model_list(*, enabled_only: bool = False) -> QuerySet[Model]:
@@ -72,7 +72,10 @@ def endpoints_to_probe() -> list[Endpoint]:
 
 
 def endpoint_api_key(endpoint: Endpoint) -> str | None:
-    return os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+    """The endpoint's API key, read from the environment variable it names; None when it names
+    none, or one that no endpoint may name (a row stored before that rule: see api_key_env_allowed)."""
+    name = endpoint.api_key_env
+    return os.environ.get(name) if name and api_key_env_allowed(name) else None
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def test_it_runs_every_command_the_readme_shows(tmp_path: Path, live_server) -> 
     listed = {m.name: m for m in Model.objects.prefetch_related("endpoints")}
     assert {"llama-3-8b", "hosted-model"} <= set(listed)
     assert listed["llama-3-8b"].endpoints.count() == 2
-    assert listed["hosted-model"].endpoints.get().api_key_env == "EXAMPLE_API_KEY"
+    assert listed["hosted-model"].endpoints.get().api_key_env == "LUDUS_KEY_EXAMPLE"
     for command in by_kind["models list"]:
         for variant in variants(command):
             out = shell.run(variant).stdout

@@ -1,5 +1,6 @@
 """Endpoint health: what a request or a probe learned about an endpoint. Probes use httpx, which
-takes proxies from the environment as the streams' client does (modelhub.client)."""
+takes proxies from the environment as the streams' client does (modelhub.client), and, like it,
+follow no redirect: the API key goes to the endpoint's own URL only."""
 
 from __future__ import annotations
 
@@ -41,10 +42,15 @@ def endpoint_probe(*, endpoint: Endpoint, timeout_s: float = 3.0) -> tuple[bool,
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = _http.get(
-            endpoint.base_url.rstrip("/") + "/models", headers=headers, timeout=timeout_s
+            endpoint.base_url.rstrip("/") + "/models",
+            headers=headers,
+            timeout=timeout_s,
+            follow_redirects=False,
         )
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             error = f"GET /models answered HTTP {response.status_code}"
+            if response.is_redirect:
+                error += " (a redirect, not followed: set base_url to the final address)"
         else:
             oai.complete(
                 _http,

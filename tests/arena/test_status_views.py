@@ -53,10 +53,10 @@ def test_it_counts_the_votes_of_the_last_minute(arena_models: list[Any], alice: 
 def test_it_shows_staff_endpoints_without_their_credentials(monkeypatch, alice: User) -> None:  # type: ignore[no-untyped-def]
     from tests.factories import EndpointFactory, ModelFactory
 
-    monkeypatch.setenv("LUDUS_TEST_UPSTREAM_KEY", "sk-live-4f9c2a7e1b3d5f60")
+    monkeypatch.setenv("LUDUS_KEY_TEST_UPSTREAM", "sk-live-4f9c2a7e1b3d5f60")
     EndpointFactory.create(
         base_url="https://ops:hunter2secret@gpu-1:8000/v1",
-        api_key_env="LUDUS_TEST_UPSTREAM_KEY",
+        api_key_env="LUDUS_KEY_TEST_UPSTREAM",
         healthy=False,
         last_error="401: key sk-live-4f9c2a7e1b3d5f60 refused for https://ops:hunter2secret@gpu-1",
         model=ModelFactory.create(name="leaky-model"),

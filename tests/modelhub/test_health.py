@@ -43,10 +43,10 @@ def details(settings) -> Client:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def leaky_endpoint(monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("LUDUS_TEST_UPSTREAM_KEY", API_KEY)
+    monkeypatch.setenv("LUDUS_KEY_TEST_UPSTREAM", API_KEY)
     return EndpointFactory.create(
         base_url=SECRET_URL,
-        api_key_env="LUDUS_TEST_UPSTREAM_KEY",
+        api_key_env="LUDUS_KEY_TEST_UPSTREAM",
         healthy=False,
         last_error=ERROR_BODY,
         model=ModelFactory.create(name="leaky-model"),

@@ -31,7 +31,7 @@ models:
     modalities: [text, image]
     endpoints:
       - base_url: https://api.example.com/v1
-        api_key_env: EXAMPLE_API_KEY
+        api_key_env: LUDUS_KEY_EXAMPLE
 """
 
 
@@ -49,7 +49,7 @@ def test_it_loads_lists_and_toggles_models(tmp_path: Path) -> None:
     assert rows["llama-8b"]["engine"] == "vllm"
     assert rows["llama-8b"]["endpoints"] == ["http://gpu-1:8000/v1", "http://gpu-2:8000/v1"]
     assert rows["gpt-x"]["modalities"] == ["text", "image"]
-    assert Model.objects.get(name="gpt-x").endpoints.get().api_key_env == "EXAMPLE_API_KEY"
+    assert Model.objects.get(name="gpt-x").endpoints.get().api_key_env == "LUDUS_KEY_EXAMPLE"
     assert "llama-8b" in _run("list")
     _run("disable", "llama-8b")
     assert Model.objects.get(name="llama-8b").enabled is False
