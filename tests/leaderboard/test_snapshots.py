@@ -45,7 +45,12 @@ def test_it_counts_only_anonymous_unleaked_unflagged_votes(board_models: list[Mo
         ("alpha-7b", "beta-chat", "model_a", 1),
         ("alpha-7b", "gamma-1", "model_b", 1),
     ]
-    assert selectors.vote_exclusions() == {"flagged": 2, "leaked": 1, "not_anonymous": 2}
+    assert selectors.vote_exclusions() == {
+        "flagged": 2,
+        "leaked": 1,
+        "not_anonymous": 2,
+        "unfinished": 0,
+    }
 
 
 def test_it_reports_the_exclusions_on_the_page(board_models: list[Model]) -> None:
