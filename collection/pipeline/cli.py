@@ -32,7 +32,11 @@ def read_rows(handle: IO[bytes]) -> Iterator[Row]:
             row = orjson.loads(line)
         except orjson.JSONDecodeError as error:
             raise InputError(f"line {number}: not JSON ({error})") from None
-        if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("messages"), list):
+        if (
+            not isinstance(row, dict)
+            or "id" not in row
+            or not isinstance(row.get("messages"), list)
+        ):
             raise InputError(f'line {number}: expected {{"id": ..., "messages": [...]}}')
         yield row
 

@@ -59,6 +59,19 @@ ERROR_MARKERS = (
 )
 
 
+# Lower-case substrings one of which every error marker contains.
+_ERROR_HINTS = (
+    "traceback",
+    "error",
+    "gateway",
+    "unavailable",
+    "rate limit",
+    "context length",
+    "<|",
+    "exception",
+)
+
+
 class QualityFilter:
     name = "quality"
 
@@ -81,7 +94,8 @@ class QualityFilter:
             re.IGNORECASE,
         )
         self._error = re.compile("|".join(ERROR_MARKERS), re.MULTILINE)
-        self._char_run = re.compile(r"(\S)\1{%d,}" % (max_char_run - 1))
+        # Substring tests gate the regexes: a scan with Python's re costs 20-30 us a reply.
+        self._identity_hints = tuple({n.lower() for n in self.identity_names})
 
     def params(self) -> dict[str, Any]:
         return {
@@ -116,21 +130,26 @@ class QualityFilter:
             if not text and not _has_media(message):
                 return "empty", {"turn": index}
             if role == "user":
-                if not prompt_seen and len(text) < self.min_prompt_chars and not _has_media(
-                    message
+                if (
+                    not prompt_seen
+                    and len(text) < self.min_prompt_chars
+                    and not _has_media(message)
                 ):
                     return "too_short", {"turn": index, "chars": len(text)}
                 prompt_seen = True
                 continue
             if len(text) < self.min_reply_chars:
                 return "too_short", {"turn": index, "chars": len(text)}
-            if self._error.search(text):
+            lower = text.lower()
+            if any(h in lower for h in _ERROR_HINTS) and self._error.search(text):
                 return "error_marker", {"turn": index}
-            if self._char_run.search(text) or _loops(text, self.min_unique_ngrams):
+            words = lower.split()
+            if _char_run(words, self.max_char_run) or _loops(words, self.min_unique_ngrams):
                 return "repetition", {"turn": index}
-            named = self._identity.search(text)
-            if named:
-                return "identity_leak", {"turn": index, "name": named.group(0)}
+            if any(h in lower for h in self._identity_hints):
+                named = self._identity.search(text)
+                if named:
+                    return "identity_leak", {"turn": index, "name": named.group(0)}
             if message.get("finish_reason") == "length" or text.count("```") % 2:
                 return "cut_off", {"turn": index}
         if row.get("finish_reason") == "length" or row.get("cut_off"):
@@ -145,9 +164,13 @@ def _has_media(message: dict[str, Any]) -> bool:
     )
 
 
-def _loops(text: str, min_unique: float) -> bool:
-    words = text.lower().split()
+def _char_run(words: list[str], length: int) -> bool:
+    """A character repeated ``length`` times in a row (without spaces: spaced repeats are
+    ``_loops``'s)."""
+    return any(c * length in word for word in words if len(word) >= length for c in set(word))
+
+
+def _loops(words: list[str], min_unique: float) -> bool:
     if len(words) < 30:
         return False
-    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-    return len(set(grams)) / len(grams) < min_unique
+    return len(set(zip(words, words[1:], words[2:], strict=False))) / (len(words) - 2) < min_unique
