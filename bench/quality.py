@@ -2,7 +2,8 @@
 
 A simulated arena (default 1M honest battles over 100 models from 20,000 judges of varied
 accuracy and activity) plus ``--attack-votes`` votes (1,000) from ``--attackers`` accounts (40)
-that recognise one mid-ranked model and vote for it whenever it is on the page. Three boards are
+that recognise one mid-ranked model and vote for it whenever it is on the page (``--camouflage``:
+each also casts that many ordinary votes). Three boards are
 fitted (Bradley-Terry, 200-round bootstrap):
   clean        the honest votes only: the reference rating, its 95% interval and rank
   unprotected  every vote: today's board
@@ -51,6 +52,9 @@ def main() -> None:
     parser.add_argument("--judges", type=int, default=20_000)
     parser.add_argument("--attack-votes", type=int, default=1_000)
     parser.add_argument("--attackers", type=int, default=40)
+    parser.add_argument(
+        "--camouflage", type=int, default=0, help="ordinary votes each attacker also casts"
+    )
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -65,6 +69,7 @@ def main() -> None:
         },
         attack_votes=args.attack_votes,
         attackers=args.attackers,
+        camouflage=args.camouflage,
         seed=args.seed,
     )
     battles = sim.battles

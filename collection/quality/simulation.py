@@ -46,12 +46,14 @@ def simulate(
     voters: dict[str, int],
     attack_votes: int = 0,
     attackers: int = 0,
+    camouflage: int = 0,
     gold_per_judge: int = 0,
     activity_sigma: float = 1.0,
     seed: int = 0,
 ) -> Simulation:
     """``voters`` maps a kind of KINDS to a number of judges; ``battles`` honest votes are spread
-    over them (log-normal activity), then ``attack_votes`` are spread evenly over ``attackers``."""
+    over them (log-normal activity), then ``attack_votes`` are spread evenly over ``attackers``,
+    each of whom also casts ``camouflage`` ordinary votes (right nine times in ten) to blend in."""
     rng = np.random.default_rng(seed)
     strength = rng.normal(0.0, 0.8, models)
     target = int(np.argsort(strength)[models // 2])
@@ -61,10 +63,15 @@ def simulate(
     accuracy = np.concatenate([rng.uniform(*KINDS[kind], voters[kind]) for kind in voters])
     activity = rng.lognormal(0.0, activity_sigma, len(kinds))
     judge = rng.choice(len(kinds), battles, p=activity / activity.sum())
+    vote_accuracy = accuracy[judge]
+    if attack_votes and camouflage:
+        judge = np.r_[judge, len(kinds) + np.arange(attackers * camouflage) % attackers]
+        vote_accuracy = np.r_[vote_accuracy, np.full(attackers * camouflage, 0.9)]
+        battles += attackers * camouflage
     a, b = _pairs(rng, battles, popularity)
     u = rng.random(battles)
     truth = np.where(rng.random(battles) < 1 / (1 + np.exp(strength[b] - strength[a])), 0, 1)
-    flip = rng.random(battles) >= accuracy[judge]
+    flip = rng.random(battles) >= vote_accuracy
     outcome = np.where(flip, 1 - truth, truth)
     outcome = np.where(u < 0.15, TIE, outcome)
     outcome = np.where(u < 0.03, BOTHBAD, outcome).astype(np.int8)

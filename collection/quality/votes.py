@@ -12,7 +12,9 @@ is certain agreement, a wrong one certain disagreement. 1 is a perfect judge, 0.
 Anomalies (each flag holds the judge's votes out of the published board until staff review):
 - one-sided: a judge's votes won by one model are far more than that model's share of all votes
   predicts (exact binomial tail, Bonferroni over models). A script that recognises a model and
-  only votes when it is on the page, for it, is caught after a handful of votes.
+  only votes when it is on the page, for it, is caught after a handful of votes; accounts with
+  fewer are tested as a group (far more accounts whose every vote went to one model than chance
+  gives).
 - too fast: most timed votes came sooner after the judge's previous vote than the two answers can
   be read (``READ_TOKENS_PER_S``, ten times a brisk reading speed).
 - sequential test (Chiang et al. 2024, "Chatbot Arena", section on anomalous users): each vote's
@@ -100,6 +102,8 @@ def one_sided(
     with at least ``MIN_ONE_SIDED`` such votes are tested (a sparse set).
     """
     m = len(battles.models)
+    if len(battles) == 0:
+        return {}
     winner = np.where(
         battles.outcome == A_WINS, battles.a, np.where(battles.outcome == B_WINS, battles.b, -1)
     )
@@ -119,6 +123,46 @@ def one_sided(
             f"one-sided: {int(wins[k])} of {int(n_votes[w])} votes won by {battles.models[mod]}"
             f" (expected {n_votes[w] * share[mod]:.1f}, p={p[k]:.1e})"
         )
+    return out
+
+
+def one_sided_group(
+    battles: Battles, judge: IntArray, judges: int, alpha: float = ALPHA
+) -> dict[int, list[str]]:
+    """Accounts too small to test one by one, tested as a group: {judge: [reason]}.
+
+    An account whose every vote (two or more) was won by the same model is unremarkable alone;
+    under the null, an account of ``n`` votes is one for model ``m`` with probability
+    ``share_m ** n``. When far more accounts are all for ``m`` than those chances add up to
+    (Poisson tail, Bonferroni over models), each of them is flagged: rigged votes spread over many
+    new accounts, a couple each, land here.
+    """
+    m = len(battles.models)
+    if len(battles) == 0:
+        return {}
+    winner = np.where(
+        battles.outcome == A_WINS, battles.a, np.where(battles.outcome == B_WINS, battles.b, -1)
+    )
+    share = np.bincount(winner[winner >= 0], minlength=m) / len(battles)
+    n_votes = np.bincount(judge, minlength=judges)
+    low = np.full(judges, m, dtype=np.int64)
+    high = np.full(judges, -1, dtype=np.int64)
+    np.minimum.at(low, judge, winner)
+    np.maximum.at(high, judge, winner)
+    sized = n_votes >= 2
+    all_for = sized & (low == high) & (low >= 0)
+    observed = np.bincount(low[all_for], minlength=m)
+    sizes, accounts = np.unique(n_votes[sized], return_counts=True)
+    expected = (accounts[:, None] * share[None, :] ** sizes[:, None]).sum(axis=0)
+    p = stats.poisson.sf(observed - 1, expected)
+    out: dict[int, list[str]] = {}
+    for model in np.flatnonzero((p < alpha / m) & (observed >= MIN_ONE_SIDED)):
+        name = battles.models[model]
+        for w in np.flatnonzero(all_for & (low == model)):
+            out[int(w)] = [
+                f"one-sided group: one of {int(observed[model])} accounts whose every vote was"
+                f" won by {name} (expected {expected[model]:.1f}, p={p[model]:.1e})"
+            ]
     return out
 
 
@@ -212,7 +256,7 @@ def reliability(
         new = (PRIOR_AGREE + np.bincount(who, r, judges) + right) / (
             PRIOR_AGREE + PRIOR_DISAGREE + n + answered
         )
-        if np.max(np.abs(new - eta)) < 1e-6:
+        if np.max(np.abs(new - eta), initial=0.0) < 1e-6:
             eta = new
             break
         eta = new
@@ -241,12 +285,20 @@ def assess_voters(
     # Each judge's votes in time order (file order breaks ties).
     order = np.lexsort((voted.time_order().argsort(), judge)).astype(np.int64)
     reasons: dict[int, list[str]] = {}
-    for found in (one_sided(voted, judge, count, alpha), too_fast(voted, judge, order)):
+    for found in (
+        one_sided(voted, judge, count, alpha),
+        one_sided_group(voted, judge, count, alpha),
+        too_fast(voted, judge, order),
+    ):
         for k, why in found.items():
             reasons.setdefault(k, []).extend(why)
     flagged_rows = np.isin(battles.judge, np.fromiter(reasons, np.int64, len(reasons)))
     clean = battles.select(~flagged_rows | ~has_judge)
-    theta = fit_bt(counts_from_battles(clean), prior=DEFAULT_PRIOR).theta
+    theta = (
+        fit_bt(counts_from_battles(clean), prior=DEFAULT_PRIOR).theta
+        if len(clean)
+        else np.zeros(len(battles.models))
+    )
     for k, why in sequential_test(vote_p_values(voted, theta), judge, order, alpha).items():
         reasons.setdefault(k, []).extend(why)
     answered = right = None

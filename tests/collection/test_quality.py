@@ -74,6 +74,25 @@ def test_it_keeps_a_rigged_model_in_place_on_a_scaled_down_arena() -> None:
     assert abs(protected_rank - clean_rank) <= 1
 
 
+def test_it_flags_rigged_votes_spread_over_many_small_accounts_as_a_group() -> None:
+    # 300 votes from 150 accounts, two each: too few to test any account alone.
+    sim = simulate(
+        battles=50_000,
+        models=20,
+        voters={"honest": 800, "careless": 200},
+        attack_votes=300,
+        attackers=150,
+        seed=6,
+    )
+    reports = assess_voters(sim.battles)
+    flagged = np.array([r.flagged for r in reports])
+    assert flagged[sim.attackers].mean() >= 0.8
+    assert flagged[~sim.attackers].mean() < 0.01
+    group = [r for r in reports if r.flagged and r.reasons[0].startswith("one-sided group: ")]
+    assert len(group) >= 120
+    assert sim.battles.models[sim.target] in group[0].reasons[0]
+
+
 def test_it_flags_a_judge_who_votes_against_the_board_in_the_sequential_test() -> None:
     sim = simulate(battles=40_000, models=12, voters={"honest": 200}, activity_sigma=0.2, seed=2)
     battles = sim.battles
@@ -210,3 +229,7 @@ def test_it_writes_voter_and_label_reports_from_the_command_line(tmp_path: Path)
         {"set": "s2", "items": 1, "alpha": 0.0},
     ]
     assert main(["voters", str(tmp_path / "missing.jsonl")]) == 2
+    anonymous = tmp_path / "anonymous.jsonl"  # a log without judges has no voters to score
+    anonymous.write_text(json.dumps({"model_a": "x", "model_b": "y", "winner": "tie"}) + "\n")
+    assert main(["voters", str(anonymous), "--output", str(out)]) == 0
+    assert json.loads(out.read_text()) == {"voters": []}
