@@ -42,6 +42,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.streaming.StreamingResponseLimit",
 ]
@@ -222,6 +223,26 @@ CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp; Django 6 has it built in). Scripts only from our own static
+# files: no inline script, no on* handlers, no eval, so that markup slipping past the Markdown
+# sanitiser cannot run. Styles allow 'unsafe-inline': the arena and leaderboard pages inline their
+# stylesheets (no render-blocking request), KaTeX lays formulas out with style attributes, and
+# sanitised answers keep text-align on table cells; CSS cannot run script. img-src allows data:
+# for the arena page's empty favicon ("data:,"); answers carry no <img> (arena.rendering).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],  # includes the same origin's ws:// and wss:// (CSP level 3)
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 # Behind a reverse proxy, the client's address and scheme come from X-Forwarded-For/-Proto, and
 # only when the peer is one of LUDUS_TRUSTED_PROXIES (config.asgi); otherwise nobody's are believed.
 BEHIND_PROXY = env_bool("LUDUS_BEHIND_PROXY", False)
