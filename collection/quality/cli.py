@@ -44,7 +44,13 @@ def _rows(path: str) -> list[dict[str, Any]]:
 
 
 def _voters(args: argparse.Namespace) -> dict[str, Any]:
-    battles = load_battles(args.battles, skip_bad=args.skip_bad, style=True, judges=True)
+    with open(args.battles, "rb") as handle:
+        data = handle.read()
+    # Answer lengths (for the too-fast test) come with the conversations; without them the
+    # per-row style pass is skipped.
+    style = b'"conv_metadata"' in data or b'"conversation_a"' in data
+    battles = load_battles(data, skip_bad=args.skip_bad, style=style, judges=True)
+    del data
     gold = GoldAnswers.from_rows(_rows(args.gold)) if args.gold else None
     reports = assess_voters(battles, gold, alpha=args.alpha)
     return {"voters": [r.as_dict() for r in reports]}
