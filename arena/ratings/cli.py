@@ -14,6 +14,7 @@ import numpy as np
 
 from .battles import BattleLogError, Battles, load_battles
 from .bt import DEFAULT_PRIOR
+from .counts import reliability_weight
 from .report import compute_leaderboard
 
 
@@ -94,7 +95,7 @@ def apply_voters(battles: Battles, report: object, *, weights: bool) -> Battles:
         held[k] = bool(voter.get("flagged"))
         reliability = voter.get("reliability")
         if weights and isinstance(reliability, int | float):
-            factor[k] = min(max(2.0 * float(reliability) - 1.0, 0.0), 1.0)
+            factor[k] = reliability_weight(float(reliability))
     kept = battles.select(~held[battles.judge])
     if not weights:
         return kept

@@ -135,6 +135,13 @@ def battle_weights(battles: Battles, *, ipw: bool = False) -> FloatArray:
     return weight / mean if mean > 0 else weight
 
 
+def reliability_weight(reliability: float) -> float:
+    """A vote's weight from its judge's reliability (the chance they agree with the board's model,
+    see ``collection.quality``): 2 * reliability - 1, clipped to [0, 1]; 1 for a perfect judge, 0
+    for a coin, whose votes carry no information about the models."""
+    return min(max(2.0 * reliability - 1.0, 0.0), 1.0)
+
+
 def counts_from_battles(battles: Battles, *, ipw: bool = False) -> PairCounts:
     """Aggregate battles into PairCounts (weighted by ``battle_weights``)."""
     weight = battle_weights(battles, ipw=ipw)

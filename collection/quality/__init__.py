@@ -4,6 +4,8 @@ Pure numpy/scipy (no Django imports), on the public battle-log format and plain 
 ``python -m collection.quality`` is its command line.
 """
 
+from arena.ratings.counts import reliability_weight  # a vote's weight from its judge's reliability
+
 from .labels import LabelFit, dawid_skene, krippendorff_alpha
 from .votes import (
     GoldAnswers,
@@ -15,7 +17,6 @@ from .votes import (
     sequential_test,
     too_fast,
     vote_p_values,
-    vote_weight,
 )
 
 __all__ = [
@@ -28,8 +29,8 @@ __all__ = [
     "one_sided",
     "one_sided_group",
     "reliability",
+    "reliability_weight",
     "sequential_test",
     "too_fast",
     "vote_p_values",
-    "vote_weight",
 ]

@@ -293,7 +293,7 @@ def assess_voters(
         for k, why in found.items():
             reasons.setdefault(k, []).extend(why)
     flagged_rows = np.isin(battles.judge, np.fromiter(reasons, np.int64, len(reasons)))
-    clean = battles.select(~flagged_rows | ~has_judge)
+    clean = battles.select(~flagged_rows)
     theta = (
         fit_bt(counts_from_battles(clean), prior=DEFAULT_PRIOR).theta
         if len(clean)
@@ -317,8 +317,3 @@ def assess_voters(
         )
         for k, name in enumerate(names)
     ]
-
-
-def vote_weight(reliability: float) -> float:
-    """A vote's weight in the ratings: 2 * eta - 1 (1 for a perfect judge, 0 for a coin)."""
-    return min(max(2.0 * reliability - 1.0, 0.0), 1.0)
