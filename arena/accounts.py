@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -48,13 +49,13 @@ _login = LoginView.as_view()
 
 
 @require_http_methods(["GET", "POST"])
-def login_throttled(request: HttpRequest) -> HttpResponse:
+def login_throttled(request: HttpRequest) -> HttpResponseBase:
     """Django's LoginView, each attempt counted first (429 past the limits)."""
     if request.method == "POST" and not auth_attempt_allowed(
         request, username=str(request.POST.get("username", ""))
     ):
         return _too_many()
-    return _login(request)  # type: ignore[no-any-return]
+    return _login(request)
 
 
 @require_http_methods(["GET", "POST"])

@@ -77,10 +77,13 @@ def test_a_vote_on_an_answer_that_failed_or_was_stopped_is_not_counted(
     counted = make_vote(alpha, beta, "a")
     errored = make_vote(alpha, gamma, "a")
     stopped = make_vote(beta, gamma, "b")
-    Generation.objects.filter(id=errored.turn.generation_b_id).update(status=GenerationStatus.ERROR)
-    Generation.objects.filter(id=stopped.turn.generation_a_id).update(
-        status=GenerationStatus.CANCELLED
-    )
+    for generation, status in (
+        (errored.turn.generation_b, GenerationStatus.ERROR),
+        (stopped.turn.generation_a, GenerationStatus.CANCELLED),
+    ):
+        assert generation is not None
+        generation.status = status
+        generation.save(update_fields=["status"])
 
     assert list(selectors.counted_votes().values_list("id", flat=True)) == [counted.id]
     assert selectors.vote_exclusions()["unfinished"] == 2
