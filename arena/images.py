@@ -69,8 +69,11 @@ def _open(raw: bytes) -> Image.Image:
         raise ImageRejected(f"The image is larger than {MAX_BYTES // (1024 * 1024)} MB.", 413)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's own bomb warning: our cap (below) is lower and says how large it is.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError:  # past twice Pillow's limit, refused by Pillow's open
+        raise ImageRejected(_too_many_pixels("The image has too many pixels;"), 413) from None
     except _UNREADABLE:
         raise ImageRejected("The file is not a readable image.") from None
     if image.format not in ALLOWED_FORMATS:
@@ -79,12 +82,15 @@ def _open(raw: bytes) -> Image.Image:
     if width < 1 or height < 1:
         raise ImageRejected("The file is not a readable image.")
     if width * height > MAX_PIXELS:
-        raise ImageRejected(
-            f"The image is {width} x {height} pixels; the arena takes at most "
-            f"{MAX_PIXELS // 1_000_000} megapixels. Please send a smaller image.",
-            413,
-        )
+        raise ImageRejected(_too_many_pixels(f"The image is {width} x {height} pixels;"), 413)
     return image
+
+
+def _too_many_pixels(start: str) -> str:
+    return (
+        f"{start} the arena takes at most {MAX_PIXELS // 1_000_000} megapixels."
+        " Please send a smaller image."
+    )
 
 
 def image_inspect(raw: bytes) -> ImageHeader:

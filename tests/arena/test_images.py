@@ -138,3 +138,28 @@ def test_it_names_a_format_it_does_not_take(vision_models: list[Any]) -> None:
     response = _post_image(Client(), out.getvalue())
     assert response.status_code == 415
     assert b"Use a PNG, JPEG, WebP or GIF image." in response.content
+
+
+def test_it_refuses_an_image_past_pillows_own_bomb_limit_by_the_same_rule(
+    vision_models: list[Any], decodes: list[tuple[int, int]]
+) -> None:
+    # 100 and 2,500 megapixels: past Pillow's warning (~89 MP) and past its refusal (~179 MP).
+    for side in (10_000, 50_000):
+        response = _post_image(Client(), _png_header_only(side, side))
+        assert response.status_code == 413, response.content
+        assert b"at most 25 megapixels" in response.content
+    assert decodes == []
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels and holds a few bytes of image data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)

@@ -358,11 +358,6 @@ def test_a_decompression_bomb_is_refused_by_its_declared_size(
     assert _counts() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="past Pillow's own bomb limit (~89 megapixels) the header check answers 400 'not a "
-    "readable image' instead of 413 with the pixel limit (image uploads, slot ha)",
-)
 def test_a_giant_image_is_refused_with_413_naming_the_pixel_limit(
     arena_models: list[Model], bob: User
 ) -> None:
