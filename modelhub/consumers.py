@@ -116,10 +116,10 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "invalid", "message": f"unknown message type {kind!r}"})
 
     async def _subscribe(self, items: Any) -> None:
-        asked = (
-            self.asked | {_asked_id(item) for item in items} if isinstance(items, list) else set()
-        )
-        if not isinstance(items, list) or not items or len(asked) > MAX_SUBSCRIPTIONS:
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_SUBSCRIPTIONS:
+            items = []
+        asked = self.asked | {_asked_id(item) for item in items}
+        if not items or len(asked) > MAX_SUBSCRIPTIONS:
             await self.send_json(
                 {
                     "type": "invalid",

@@ -70,6 +70,11 @@ def test_refused_subscriptions_count_toward_the_sockets_cap() -> None:
                 {"type": "subscribe", "generations": [{"id": gid} for gid in ids]}
             )
             replies += [await receive_frame(comm) for _ in range(len(ids) if k < 2 else 1)]
+        # Nor does one id asked for many times in one message.
+        await comm.send_json_to(
+            {"type": "subscribe", "generations": [{"id": "x"}] * (MAX_SUBSCRIPTIONS + 1)}
+        )
+        replies.append(await receive_frame(comm))
         await comm.disconnect()
         return replies
 
@@ -79,3 +84,4 @@ def test_refused_subscriptions_count_toward_the_sockets_cap() -> None:
         "type": "invalid",
         "message": f"subscribe to 1-{MAX_SUBSCRIPTIONS} generations per socket",
     }
+    assert replies[-1] == replies[MAX_SUBSCRIPTIONS]
