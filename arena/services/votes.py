@@ -157,6 +157,8 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
     Precise refusals, none of which stores anything: 404 not this requester's battle or turn, 400
     a choice the mode does not take, 409 a second vote on the turn (double click, replay) or a vote
     on an answer that was regenerated or followed up, 425 an answer still streaming, 429 too fast.
+    A vote on an answer that ended in an error or was stopped is stored (the voter gets the
+    reveal) and never counted in ratings (arena.leaderboard.selectors.ANSWERED).
     """
     if not ratelimit.hit("vote", _vote_limits(requester)):
         raise RateLimited(TOO_FAST)
