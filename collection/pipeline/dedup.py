@@ -12,6 +12,7 @@ import os
 import random
 import re
 import tempfile
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -76,9 +77,10 @@ class NearDedup:
     MinHash (rensa, ``num_perm`` permutations) over word ``ngram``-shingles of the user turns;
     LSH with ``bands`` bands finds candidates (for 128 permutations and 21 bands of 6 rows, a pair
     at Jaccard 0.8 becomes a candidate with probability 0.998, one at 0.5 with 0.28); each
-    candidate is then checked on the exact shingle sets, so a row is dropped only when its
-    Jaccard similarity to a kept row is at least ``threshold``. Memory: the LSH index plus the
-    sorted 64-bit shingle hashes of each kept row (about 8 bytes a shingle).
+    candidate is then checked on the exact shingle sets (as 32-bit hashes), so a row is dropped
+    only when its Jaccard similarity to a kept row is at least ``threshold``. Memory grows with
+    the kept rows: rensa's index takes about 1 KB a row (21 bands), the shingle hashes 4 bytes
+    a shingle.
     """
 
     name = "neardup"
@@ -117,23 +119,21 @@ class NearDedup:
         # permutations (126 for 128 and 21 bands).
         perms = self.num_perm - self.num_perm % self.bands
         lsh = RMinHashLSH(self.threshold, perms, self.bands)
-        kept_ids: list[Any] = []
-        kept_shingles: list[np.ndarray] = []
+        kept = _KeptShingles()
         pending: list[Row] = []
         for row in rows:
             pending.append(row)
             if len(pending) >= self.batch:
-                yield from self._batch(pending, perms, lsh, kept_ids, kept_shingles, log)
+                yield from self._batch(pending, perms, lsh, kept, log)
                 pending = []
-        yield from self._batch(pending, perms, lsh, kept_ids, kept_shingles, log)
+        yield from self._batch(pending, perms, lsh, kept, log)
 
     def _batch(
         self,
         rows: list[Row],
         perms: int,
         lsh: RMinHashLSH,
-        kept_ids: list[Any],
-        kept_shingles: list[np.ndarray],
+        kept: _KeptShingles,
         log: Log,
     ) -> Iterator[Row]:
         if not rows:
@@ -147,24 +147,41 @@ class NearDedup:
             if not tokens:  # nothing to compare: the quality step judges empty prompts
                 yield row
                 continue
-            mine = np.unique(np.asarray(token_hashes, dtype=np.uint64))
+            mine = np.unique(np.asarray(token_hashes, dtype=np.uint64).astype(np.uint32))
             best, best_key = 0.0, -1
             for key in lsh.query(minhash):
-                other = kept_shingles[key]
+                other = kept.shingles(key)
                 common = np.intersect1d(mine, other, assume_unique=True).size
                 score = common / (mine.size + other.size - common)
                 if score > best:
                     best, best_key = score, key
             if best >= self.threshold:
                 log.drop(
-                    self.name, row, "near_duplicate", of=kept_ids[best_key], jaccard=round(best, 3)
+                    self.name, row, "near_duplicate", of=kept.ids[best_key], jaccard=round(best, 3)
                 )
                 continue
-            key = len(kept_ids)
-            lsh.insert(key, minhash)
-            kept_ids.append(row.get("id"))
-            kept_shingles.append(mine)
+            lsh.insert(kept.add(row.get("id"), mine), minhash)
             yield row
+
+
+class _KeptShingles:
+    """Each kept row's id and sorted shingle hashes, in one flat buffer (a numpy array per row
+    would add ~100 bytes of object overhead to every row)."""
+
+    def __init__(self) -> None:
+        self.ids: list[Any] = []
+        self._flat = array("I")
+        self._starts = array("Q", [0])
+
+    def add(self, row_id: Any, hashes: np.ndarray) -> int:
+        self.ids.append(row_id)
+        self._flat.frombytes(hashes.astype(np.uint32).tobytes())
+        self._starts.append(len(self._flat))
+        return len(self.ids) - 1
+
+    def shingles(self, key: int) -> np.ndarray:
+        start, end = self._starts[key], self._starts[key + 1]
+        return np.array(self._flat[start:end], dtype=np.uint32)
 
 
 def prompt_key(row: Row) -> str:

@@ -51,7 +51,7 @@ _API_KEY = re.compile(
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+")
 _EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])")
+_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?!\w)")
 _IPV4 = re.compile(
     r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.]*\d)"
 )
@@ -180,12 +180,14 @@ _DETECTORS: list[tuple[str, Gate, re.Pattern[str], Substitute | None]] = [
     ("jwt", lambda t: "eyJ" in t.text, _JWT, None),
     ("api_key", lambda t: any(p in t.text for p in _KEY_PREFIXES), _API_KEY, None),
     ("email", lambda t: "@" in t.text, _EMAIL, None),
+    # Long secrets before the number detectors, which would otherwise take digit runs out of a
+    # hex or base64 string and leave the rest.
+    ("secret", lambda t: t.longest >= 32, _HEX_SECRET, None),
+    ("secret", lambda t: t.longest >= 32, _B64_SECRET, _b64_sub),
     ("iban", lambda t: t.digits and t.longest >= 4, _IBAN, _iban_sub),
     ("card", lambda t: t.digits, _CARD, _card_sub),
     ("ip", lambda t: t.digits and "." in t.text, _IPV4, None),
     ("ip", lambda t: t.text.count(":") >= 2, _IPV6, _ipv6_sub),
-    ("secret", lambda t: t.longest >= 32, _HEX_SECRET, None),
-    ("secret", lambda t: t.longest >= 32, _B64_SECRET, _b64_sub),
 ]
 
 
