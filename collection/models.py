@@ -111,6 +111,10 @@ class Assignment(models.Model):
                 fields=["leased_until"], name="assignment_live_lease", condition=Q(state="leased")
             ),
             models.Index(fields=["user", "-created_at"], name="assignment_by_user"),
+            # A user's live leases (at most one per type): the router resumes them first.
+            models.Index(
+                fields=["user"], name="assignment_leased_by_user", condition=Q(state="leased")
+            ),
         ]
 
     def __str__(self) -> str:

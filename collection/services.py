@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -74,6 +75,8 @@ def quest_item_create(
         if source and QuestItem.objects.filter(source=source).exists():
             return None
         raise
+    # A new kind of work shows on the quest page at once, not when the backlog's cache expires.
+    transaction.on_commit(lambda: cache.delete(selectors.BACKLOG_CACHE_KEY))
     return item
 
 
@@ -137,17 +140,32 @@ def quests_from_vote(*, vote_id: int) -> list[QuestItem]:
 
 @lru_cache(maxsize=1)
 def _claim_sql() -> str:
-    """Take one free slot of the best open item of a type for a user, in one statement.
+    """The user's next assignment and its item, in one statement (one round trip).
 
-    The partial index quest_item_router (type, priority DESC, id WHERE status = 'open') is walked
-    in order; FOR UPDATE SKIP LOCKED passes over rows another claim holds, so two people never
-    take the same last slot and never wait on each other. Excluded: the user's own work (author)
-    and items the user already holds, answered, skipped or let expire (the unique assignment)."""
+    `live`: the user's unexpired lease of the types asked, resumed when there is one. Otherwise
+    `pick` walks the partial index quest_item_router (type, priority DESC, id WHERE status =
+    'open') in order; FOR UPDATE SKIP LOCKED passes over rows another claim holds, so two people
+    never take the same last slot and never wait on each other. Excluded: the user's own work
+    (author) and items the user already holds, answered, skipped or let expire (the unique
+    assignment). `took` takes the slot (FULL when it was the last), `ins` records the lease. The
+    columns are the assignment's, then the item's."""
     item, assignment = QuestItem._meta.db_table, Assignment._meta.db_table
+    a_cols = [f.column for f in Assignment._meta.concrete_fields]
+    i_cols = [f.column for f in QuestItem._meta.concrete_fields]
+
+    def columns(a: str, i: str) -> str:
+        return ", ".join([f"{a}.{c}" for c in a_cols] + [f"{i}.{c}" for c in i_cols])
+
     return f"""
-        WITH pick AS (
+        WITH live AS (
+            SELECT a.id FROM {assignment} a JOIN {item} li ON li.id = a.item_id
+            WHERE a.user_id = %(user)s AND a.state = 'leased' AND a.leased_until >= %(now)s
+              AND li.type = ANY(%(live_types)s::text[])
+            ORDER BY a.id LIMIT 1
+        ), pick AS (
             SELECT i.id FROM {item} i
-            WHERE i.status = 'open' AND i.type = %(type)s
+            WHERE NOT EXISTS (SELECT 1 FROM live)
+              AND i.status = 'open' AND i.type = %(type)s
               AND i.author_id IS DISTINCT FROM %(user)s
               AND NOT EXISTS (SELECT 1 FROM {assignment} a
                               WHERE a.item_id = i.id AND a.user_id = %(user)s)
@@ -159,33 +177,54 @@ def _claim_sql() -> str:
             SET open_slots = i.open_slots - 1,
                 status = CASE WHEN i.open_slots = 1 THEN 'full' ELSE 'open' END
             FROM pick WHERE i.id = pick.id
-            RETURNING i.id
+            RETURNING i.*
+        ), ins AS (
+            INSERT INTO {assignment} (item_id, user_id, state, leased_until, outcome, created_at)
+            SELECT took.id, %(user)s, 'leased', %(until)s, '', %(now)s FROM took
+            RETURNING *
         )
-        INSERT INTO {assignment} (item_id, user_id, state, leased_until, outcome, created_at)
-        SELECT took.id, %(user)s, 'leased', %(until)s, '', %(now)s FROM took
-        RETURNING id"""
+        SELECT {columns("ins", "took")} FROM ins JOIN took ON took.id = ins.item_id
+        UNION ALL
+        SELECT {columns("a", "i")} FROM live
+        JOIN {assignment} a ON a.id = live.id JOIN {item} i ON i.id = a.item_id"""
+
+
+def _from_row(model: type[Any], values: Any) -> Any:
+    """An instance from raw columns, through each field's database converter (JSON) as the ORM's
+    own queries would."""
+    fields = model._meta.concrete_fields
+    converted = [
+        f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
+        for f, v in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def _claimed(row: Any) -> Assignment:
+    split = len(Assignment._meta.concrete_fields)
+    assignment: Assignment = _from_row(Assignment, row[:split])
+    assignment.item = _from_row(QuestItem, row[split:])
+    return assignment
 
 
 def assignment_claim(*, user_id: int, quest_type: str | None = None) -> Assignment | None:
-    """The user's next piece of work: their live lease of that type if they hold one, else a new
-    lease on the best open item (of the type asked, or of the type with the highest bounty that
-    has work for them). None when there is nothing for them."""
+    """The user's next piece of work: their live lease (of that type) if they hold one, else a
+    new lease on the best open item of the type asked, or of the type with the highest bounty
+    that has work for them. None when there is nothing for them. One round trip per type tried."""
     now = timezone.now()
-    held = selectors.assignment_live(user_id=user_id, quest_type=quest_type, now=now)
-    if held is not None:
-        return held
     types = [quest_type] if quest_type else [t for t, _b in selectors.quest_bounties_ranked()]
     params: dict[str, Any] = {
         "user": user_id,
         "now": now,
         "until": now + timedelta(seconds=rules.LEASE_SECONDS),
+        "live_types": [quest_type] if quest_type else list(QuestType.values),
     }
-    for kind in types:
+    for kind in types or [quest_type or QuestType.RANK]:
         with connection.cursor() as cursor:
             cursor.execute(_claim_sql(), {**params, "type": kind})
             row = cursor.fetchone()
         if row is not None:
-            return Assignment.objects.select_related("item").get(id=row[0])
+            return _claimed(row)
     return None
 
 
@@ -381,7 +420,7 @@ def _consensus_apply(item: QuestItem) -> None:
     else:
         all_bad = sum(1 for _a, ans in answers if ans["all_bad"])
         points: Counter[str] = Counter()
-        for a, ans in answers:
+        for _a, ans in answers:
             for place, key in enumerate(ans["order"]):
                 points[key] += len(ans["order"]) - place
         firsts = Counter(ans["order"][0] for _a, ans in answers if ans["order"])
