@@ -80,7 +80,7 @@ def _no_live_markup(html: str, *, page: bool = False) -> None:
     attribute. A whole page has its own scripts, forms and plots: there only the payloads' own
     elements count."""
     lowered = html.lower()
-    tags = ("<script>alert", "<img", "<svg onload", "<iframe", "<object", "<embed")
+    tags: tuple[str, ...] = ("<script>alert", "<img", "<svg onload", "<iframe", "<object", "<embed")
     if not page:
         tags += ("<script", "<svg", "<style", "<form")
     for tag in tags:
@@ -567,8 +567,8 @@ def snapshot_id(arena_models: list[Model]) -> int:
 def test_an_export_with_a_missing_or_malformed_token_is_refused_with_401(
     snapshot_id: int, header: str
 ) -> None:
-    extra = {"HTTP_AUTHORIZATION": header} if header else {}
-    response = Client().get(f"/leaderboard/{snapshot_id}/export.json", **extra)
+    headers = {"Authorization": header} if header else {}
+    response = Client().get(f"/leaderboard/{snapshot_id}/export.json", headers=headers)
     assert response.status_code == 401
     assert "error" in response.json()
 
@@ -594,16 +594,16 @@ def test_a_researcher_token_opens_exports_only(
     battle = _finished_battle(_as(bob))
     _, raw = apitokens.token_create(user=alice, name="staff script")
     _, bob_raw = apitokens.token_create(user=bob, name="bob script")
-    bearer = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    bearer = {"Authorization": f"Bearer {raw}"}
     client = Client()
-    assert client.get("/status/", **bearer).status_code == 302  # to the admin login
-    assert client.get("/admin/", **bearer).status_code == 302
-    assert client.get("/accounts/tokens/", **bearer).status_code == 302
-    bob_bearer = {"HTTP_AUTHORIZATION": f"Bearer {bob_raw}"}
-    assert client.get(f"/b/{battle.id}/", **bob_bearer).status_code == 404
-    assert client.get("/metrics", **bearer).status_code in {200, 403}
+    assert client.get("/status/", headers=bearer).status_code == 302  # to the admin login
+    assert client.get("/admin/", headers=bearer).status_code == 302
+    assert client.get("/accounts/tokens/", headers=bearer).status_code == 302
+    bob_bearer = {"Authorization": f"Bearer {bob_raw}"}
+    assert client.get(f"/b/{battle.id}/", headers=bob_bearer).status_code == 404
+    assert client.get("/metrics", headers=bearer).status_code in {200, 403}
     tokens = ApiToken.objects.count()
-    assert client.post("/accounts/tokens/", {"name": "more"}, **bearer).status_code == 302
+    assert client.post("/accounts/tokens/", {"name": "more"}, headers=bearer).status_code == 302
     assert ApiToken.objects.count() == tokens
 
 
