@@ -621,3 +621,103 @@ def test_guessing_api_tokens_is_throttled(snapshot_id: int) -> None:
         client.get(url, HTTP_AUTHORIZATION=f"Bearer ludus_guess{i}").status_code for i in range(100)
     }
     assert 429 in statuses
+
+
+# -- hostile websocket messages -------------------------------------------------------------
+
+
+async def _socket(cookie: str = "") -> Any:
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    comm = WebsocketCommunicator(application, "/ws/generations/", headers=headers)
+    connected, _ = await comm.connect()
+    assert connected
+    return comm
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(
+            "{not json",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="a text frame that is not JSON raises JSONDecodeError out of the "
+                "consumer (a traceback per frame in the log) instead of an 'invalid' reply "
+                "(websocket frames, slot hb)",
+            ),
+        ),
+        "[]",
+        '"subscribe"',
+        '{"type": "subscribe\\u0000"}',
+        '{"type": null}',
+    ],
+    ids=["not-json", "array", "string", "nul-in-type", "null-type"],
+)
+def test_a_malformed_socket_message_is_answered_or_closes_only_that_socket(message: str) -> None:
+    """A message the protocol does not know gets "invalid", or (not JSON at all) closes that
+    socket; another socket is served all the while."""
+    from tests.helpers import receive_frame, run_async
+
+    async def scenario() -> tuple[Any, Any]:
+        hostile, other = await _socket(), await _socket()
+        await hostile.send_to(text_data=message)
+        reply = await hostile.receive_output(timeout=5)
+        await other.send_json_to({"type": "ping"})
+        other_reply = await receive_frame(other)
+        await other.disconnect()
+        await hostile.disconnect()
+        return reply, other_reply
+
+    reply, other_reply = run_async(scenario())
+    if reply["type"] == "websocket.send":
+        assert '"invalid"' in reply["text"]
+    else:
+        assert reply["type"] == "websocket.close"
+    assert other_reply["type"] == "invalid"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_socket_cannot_watch_a_generation_of_someone_elses_battle(
+    arena_models: list[Model], bob: User, charlie: User
+) -> None:
+    """Charlie asks for bob's answers: without a token, with a token signed for another
+    generation, with a forged token, and by an id carrying control characters. Each is denied and
+    no text of bob's reaches him."""
+    from django.conf import settings
+
+    from modelhub import streams
+    from tests.helpers import receive_frame, run_async
+
+    bob_client = _as(bob)
+    battle = _finished_battle(bob_client, text_a="bob's secret answer")
+    turn = last_turn(battle)
+    gid, other = str(turn.generation_a_id), str(turn.generation_b_id)
+    charlie_client = _as(charlie)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={charlie_client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    asks = [
+        {"id": gid},
+        {"id": gid, "token": streams.stream_token(str(uuid.uuid4()))},
+        {"id": gid, "token": streams.stream_token(other) + "x"},
+        {"id": gid + "\x00\x1b", "token": "ludus"},
+    ]
+
+    async def scenario() -> list[Any]:
+        comm = await _socket(cookie)
+        replies = []
+        for item in asks:
+            await comm.send_json_to({"type": "subscribe", "generations": [item]})
+            replies.append(await receive_frame(comm))
+        assert await comm.receive_nothing(timeout=0.3)
+        await comm.disconnect()
+        return replies
+
+    replies = run_async(scenario())
+    assert [r["type"] for r in replies] == ["denied"] * len(asks)
+    assert "secret" not in repr(replies)
