@@ -721,3 +721,38 @@ def test_a_socket_cannot_watch_a_generation_of_someone_elses_battle(
     replies = run_async(scenario())
     assert [r["type"] for r in replies] == ["denied"] * len(asks)
     assert "secret" not in repr(replies)
+
+
+# -- forged and foreign quest IDs -----------------------------------------------------------
+
+
+def test_charlie_cannot_submit_skip_draft_or_view_bobs_quest(
+    arena_models: list[Model], bob: User, charlie: User
+) -> None:
+    from collection import services as quests
+    from collection.models import Assignment, AssignmentState, Draft, XpEntry
+
+    battle = _finished_battle(_as(bob))
+    Battle.objects.filter(id=battle.id).update(image=_encoded("PNG"), image_mime="image/png")
+    item = quests.quest_item_create(
+        type="image", prompt="which is better?", battle_id=battle.id,
+        replies=[{"text": "one"}, {"text": "two"}],
+    )  # fmt: skip
+    assert item is not None
+    assignment = quests.assignment_claim(user_id=bob.id, quest_type="image")
+    assert assignment is not None and assignment.item_id == item.id
+    quests.draft_save(user_id=bob.id, item_id=item.id, text="bob's draft")
+    ledger = XpEntry.objects.count()
+    intruder = _as(charlie)
+    submit = intruder.post(f"/quests/a/{assignment.id}/submit/", {"choice": "a", "reason": "x"})
+    assert submit.status_code == 404
+    assert intruder.post(f"/quests/a/{assignment.id}/skip/").status_code == 404
+    assert intruder.post(f"/quests/i/{item.id}/draft/", {"text": "mine"}).status_code == 404
+    assert intruder.get(f"/quests/i/{item.id}/image/").status_code == 404
+    assert intruder.post("/quests/a/2147483647/submit/", {"choice": "a"}).status_code == 404
+    assignment.refresh_from_db()
+    assert assignment.state == AssignmentState.LEASED and assignment.user_id == bob.id
+    assert list(Draft.objects.values_list("user_id", "text")) == [(bob.id, "bob's draft")]
+    assert XpEntry.objects.count() == ledger
+    assert not Assignment.objects.filter(user=charlie).exists()
+    assert _as(bob).get(f"/quests/i/{item.id}/image/").status_code == 200
