@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-vllm lint format bench env stop clean
+.PHONY: run test test-vllm chaos lint format bench env stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ludus_dev test
+
+# Faults under load on an arena of its own (temporary data folder, its own PostgreSQL and Redis).
+chaos: $(STAMP)
+	$(PY) -m ludus_dev chaos
 
 # vLLM's CPU build in its own venv (.venv-vllm), then the tests that need a real vLLM server.
 test-vllm: $(STAMP)

@@ -1,4 +1,4 @@
-"""`python -m ludus_dev run|test|env|stop|systemd`: what `make run` and `make test` execute."""
+"""`python -m ludus_dev run|test|env|stop|systemd|chaos`: what `make run` and `make test` execute."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ludus_dev import supervision
+from ludus_dev import chaos, supervision
 from ludus_dev.services import Services, embedded_redis_url, ensure_services, stop_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,6 +284,11 @@ def main() -> int:
     units.add_argument("--user", default="ludus", help="the user the processes run as")
     units.add_argument("--env-file", default="/etc/ludus/ludus.env", help="the settings")
     units.set_defaults(func=cmd_systemd)
+    faults = sub.add_parser(
+        "chaos", help="inject faults into an arena under load, check nothing is lost"
+    )
+    chaos.add_arguments(faults)
+    faults.set_defaults(func=chaos.cmd_chaos)
     args = parser.parse_args()
     return int(args.func(args))
 
