@@ -75,7 +75,7 @@ class NearDedup:
     """Drops a row whose user turns are a near-copy of an earlier kept row's.
 
     MinHash (rensa, ``num_perm`` permutations) over word ``ngram``-shingles of the user turns;
-    LSH with ``bands`` bands finds candidates (for 128 permutations and 21 bands of 6 rows, a pair
+    LSH with ``bands`` bands finds candidates (for 126 permutations in 21 bands of 6 rows, a pair
     at Jaccard 0.8 becomes a candidate with probability 0.998, one at 0.5 with 0.28); each
     candidate is then checked on the exact shingle sets (as 32-bit hashes), so a row is dropped
     only when its Jaccard similarity to a kept row is at least ``threshold``. Memory grows with
@@ -89,7 +89,7 @@ class NearDedup:
         self,
         *,
         threshold: float = 0.8,
-        num_perm: int = 128,
+        num_perm: int = 126,
         bands: int = 21,
         ngram: int = 3,
         seed: int = 42,
@@ -97,6 +97,8 @@ class NearDedup:
     ) -> None:
         if not 0 < threshold <= 1:
             raise ValueError("threshold must be in (0, 1]")
+        if num_perm % bands:
+            raise ValueError("num_perm must be a multiple of bands (rensa's LSH splits it evenly)")
         self.threshold = threshold
         self.num_perm = num_perm
         self.bands = bands
@@ -115,23 +117,19 @@ class NearDedup:
         }
 
     def __call__(self, rows: Iterable[Row], log: Log) -> Iterator[Row]:
-        # rensa's LSH takes num_perm divisible by bands: use the largest such count of
-        # permutations (126 for 128 and 21 bands).
-        perms = self.num_perm - self.num_perm % self.bands
-        lsh = RMinHashLSH(self.threshold, perms, self.bands)
+        lsh = RMinHashLSH(self.threshold, self.num_perm, self.bands)
         kept = _KeptShingles()
         pending: list[Row] = []
         for row in rows:
             pending.append(row)
             if len(pending) >= self.batch:
-                yield from self._batch(pending, perms, lsh, kept, log)
+                yield from self._batch(pending, lsh, kept, log)
                 pending = []
-        yield from self._batch(pending, perms, lsh, kept, log)
+        yield from self._batch(pending, lsh, kept, log)
 
     def _batch(
         self,
         rows: list[Row],
-        perms: int,
         lsh: RMinHashLSH,
         kept: _KeptShingles,
         log: Log,
@@ -139,7 +137,7 @@ class NearDedup:
         if not rows:
             return
         token_sets = [shingles(role_text(row, "user"), self.ngram) for row in rows]
-        minhashes = RMinHash.from_token_sets(token_sets, perms, self.seed)
+        minhashes = RMinHash.from_token_sets(token_sets, self.num_perm, self.seed)
         hashed = RMinHash.hash_token_sets(token_sets)
         for row, tokens, minhash, token_hashes in zip(
             rows, token_sets, minhashes, hashed, strict=True
