@@ -183,6 +183,15 @@ if not SWITCH_INTERVAL_MS > 0:
 # A generation whose worker stops sending heartbeats for this long is marked failed.
 GENERATION_STALE_AFTER = env_float("LUDUS_GENERATION_STALE_AFTER", 20.0)
 MAX_NEW_TOKENS_CAP = env_int("LUDUS_MAX_TOKENS_CAP", 1024)
+# Tool use (modelhub.tools): the most tool calls a model may make in one answer, how long one call
+# may run, the modules whose import registers more tools (dotted paths), and the tools an arena
+# tools-mode battle gives both models (each side gets those its model has enabled in the admin).
+TOOL_CALLS_PER_TURN = env_int("LUDUS_TOOL_CALLS_PER_TURN", 4)
+TOOL_TIME_LIMIT = env_float("LUDUS_TOOL_TIME_LIMIT", 5.0)
+TOOL_MODULES = env_list("LUDUS_TOOL_MODULES", [])
+ARENA_TOOLS = env_list(
+    "LUDUS_ARENA_TOOLS", ["calculator", "convert", "date", "search", "crop_image"]
+)
 HEALTH_PROBE_INTERVAL = env_float("LUDUS_HEALTH_PROBE_INTERVAL", 5.0)
 MODELS_DIR = Path(env_str("LUDUS_MODELS_DIR", str(DATA_DIR / "models")))
 LOCAL_ENGINE_URL = env_str("LUDUS_LOCAL_ENGINE_URL", "http://127.0.0.1:8100/v1")

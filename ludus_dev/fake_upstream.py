@@ -9,6 +9,15 @@ on demand. The model name picks the behaviour:
   fake-echo               streams back the kinds of the last message's content parts
   fake-say                streams back the last message's text, word by word
   fake-nul                streams "t0\0 t1\0 ...": text a database cannot store as it is
+  fake-tools              calls the calculator on the arithmetic of the last user message (its
+                          tool_calls streamed in fragments), then answers with the tool's result;
+                          without arithmetic, answers in text
+  fake-tools-search       calls the search tool with the last user message
+  fake-tools-malformed    calls the calculator with arguments that are not JSON
+  fake-tools-unknown      calls a tool nobody registered ("teleport")
+  fake-tools-schema       calls the calculator with arguments its schema refuses
+  fake-tools-slow         calls the "sleep" tool (ludus_dev.tools) for 30 s
+  fake-tools-endless      calls the calculator again after every result
 
 A `-gzip` or `-deflate` in the name (fake-gzip, fake-r50-deflate) compresses the stream with that
 content-coding, flushed after each event as a compressing proxy in front of a hosted endpoint does,
@@ -235,6 +244,22 @@ class _Connection(asyncio.Protocol):
         if not self.keep_alive:
             self.transport.close()
 
+    def events(self, events: list[dict[str, Any]]) -> None:
+        """Stream these chunks at once, then [DONE]."""
+        STATS["started"] += 1
+        body = b"".join(_chunked(b"data: %b\n\n" % _dumps(event)) for event in events)
+        self.transport.write(
+            _STREAM_HEAD
+            + self.connection_header
+            + b"\r\n"
+            + body
+            + _chunked(b"data: [DONE]\n\n")
+            + _LAST_CHUNK
+        )
+        STATS["finished"] += 1
+        if not self.keep_alive:
+            self.transport.close()
+
     def end_stream(self) -> None:
         if self.stream is not None:
             STATS["streaming"] -= 1
@@ -290,6 +315,9 @@ class _Connection(asyncio.Protocol):
                 },
             )
             return
+        if model.startswith("fake-tools"):
+            self.events(_tool_events(model, payload.get("messages") or []))
+            return
         echo: list[str] = []
         if model.startswith("fake-echo"):
             content = (payload.get("messages") or [{}])[-1].get("content")
@@ -315,6 +343,54 @@ class _Connection(asyncio.Protocol):
         coding = wanted.group(1) if wanted and wanted.group(1) in self.accepts else ""
         self.stream = _Stream(self, model, n, echo, coding)
         self.stream.begin()
+
+
+_ARITHMETIC = re.compile(r"[-+(]*\d[\d.\s()+\-*/%]*[+\-*/%][\d.\s()+\-*/%]*\d\)*")
+_TOOL_CALLS = {
+    "fake-tools-malformed": ("calculator", '{"expression": "1 +'),
+    "fake-tools-unknown": ("teleport", '{"to": "mars"}'),
+    "fake-tools-schema": ("calculator", '{"expr": 5}'),
+    "fake-tools-slow": ("sleep", '{"seconds": 30}'),
+    "fake-tools-endless": ("calculator", '{"expression": "1 + 1"}'),
+}
+
+
+def _tool_events(model: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chunks of a fake-tools answer: a tool call, or text after a tool's result."""
+    last = messages[-1] if messages else {}
+    content = last.get("content")
+    text = content if isinstance(content, str) else ""
+    call: tuple[str, str] | None = None
+    if last.get("role") == "tool" and model != "fake-tools-endless":
+        answer = f"The tool said: {text}"
+    elif model in _TOOL_CALLS:
+        call = _TOOL_CALLS[model]
+    elif model == "fake-tools-search":
+        call = ("search", json.dumps({"query": text}))
+    elif match := _ARITHMETIC.search(text):
+        call = ("calculator", json.dumps({"expression": match.group(0).strip()}))
+    else:
+        answer = "No tool is needed for that."
+    envelope = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model}
+    usage = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+
+    def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        return envelope | {"choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
+
+    if call is None:
+        words = [chunk({"content": f"{word} "}) for word in answer.split()]
+        return [*words, chunk({}, "stop"), envelope | {"choices": [], "usage": usage}]
+    name, arguments = call
+    turn = sum(1 for m in messages if m.get("role") == "tool")
+    head = {"index": 0, "id": f"call_fake{turn}", "type": "function"}
+    half = len(arguments) // 2
+    return [
+        chunk({"tool_calls": [head | {"function": {"name": name, "arguments": ""}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[:half]}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]}),
+        chunk({}, "tool_calls"),
+        envelope | {"choices": [], "usage": usage},
+    ]
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from modelhub.models import Endpoint, Generation, Model
+from modelhub.models import Endpoint, Generation, Model, ToolDocument
 
 
 class EndpointInline(admin.TabularInline):
@@ -21,6 +21,7 @@ class ModelAdmin(admin.ModelAdmin):
         "arena_eligible",
         "sampling_weight",
         "heldout_loss",
+        "tools",
     )
     list_filter = ("engine", "enabled", "arena_eligible", "deprecated")
     list_editable = ("enabled", "arena_eligible", "sampling_weight")
@@ -44,3 +45,13 @@ class GenerationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
         return False
+
+
+@admin.register(ToolDocument)
+class ToolDocumentAdmin(admin.ModelAdmin):
+    """The documents the search tool finds."""
+
+    list_display = ("title", "enabled", "updated_at")
+    list_filter = ("enabled",)
+    list_editable = ("enabled",)
+    search_fields = ("title", "text")

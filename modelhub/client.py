@@ -108,11 +108,21 @@ class Delta:
 
 
 @dataclass
+class ToolCall:
+    """One call the model asked for, put together from its streamed fragments."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""  # JSON text as the model wrote it: it may not parse
+
+
+@dataclass
 class Finish:
     reason: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 def chat_url(base_url: str) -> str:
@@ -120,12 +130,22 @@ def chat_url(base_url: str) -> str:
 
 
 def build_payload(
-    model: str, messages: list[dict[str, Any]], params: dict[str, Any], stream: bool = True
+    model: str,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any],
+    stream: bool = True,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A chat-completions request. `tools` (the protocol's function specs) and `tool_choice`
+    ("auto", "none", "required" or a named function) are sent only when given."""
     payload: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
     for key in ("temperature", "top_p", "max_tokens", "seed", "stop"):
         if params.get(key) is not None:
             payload[key] = params[key]
+    if tools:
+        payload["tools"] = tools
+        payload["tool_choice"] = tool_choice or "auto"
     if stream:
         payload["stream_options"] = {"include_usage": True}
     return payload
@@ -155,12 +175,16 @@ class SSEParser:
     `feed` takes one line (without its line ending) and returns the deltas it carried; `finish`
     returns the one Finish event once the input is over. A stream that ends without `[DONE]` or a
     finish_reason, or carries a line that is not JSON, raises MalformedStream.
+
+    `tool_calls` deltas are put together by their index (the id and name come once, the
+    arguments in fragments) and handed over whole with the Finish.
     """
 
-    __slots__ = ("_finish", "done")
+    __slots__ = ("_calls", "_finish", "done")
 
     def __init__(self) -> None:
         self._finish: Finish | None = None
+        self._calls: dict[int, ToolCall] = {}
         self.done = False  # `[DONE]` was seen: nothing after it counts
 
     def feed(self, raw: str | bytes) -> list[Delta]:
@@ -199,9 +223,12 @@ class SSEParser:
             raise UpstreamServerError(500, json.dumps(chunk["error"])[:500])
         deltas: list[Delta] = []
         for choice in chunk.get("choices") or ():
-            delta = (choice.get("delta") or {}).get("content")
+            message = choice.get("delta") or {}
+            delta = message.get("content")
             if delta:
                 deltas.append(Delta(delta))
+            if message.get("tool_calls"):
+                self._tool_call_deltas(message["tool_calls"])
             if choice.get("finish_reason"):
                 self._finish = self._finish or Finish(reason=str(choice["finish_reason"]))
         usage = chunk.get("usage")
@@ -211,10 +238,32 @@ class SSEParser:
             self._finish.completion_tokens = usage.get("completion_tokens")
         return deltas
 
+    def _tool_call_deltas(self, parts: Any) -> None:
+        if not isinstance(parts, list):
+            raise MalformedStream("tool_calls is not a list")
+        for part in parts:
+            if not isinstance(part, dict):
+                raise MalformedStream("a tool call delta is not an object")
+            index = part.get("index", len(self._calls))
+            call = self._calls.setdefault(index if isinstance(index, int) else -1, ToolCall())
+            if part.get("id"):
+                call.id = str(part["id"])
+            function = part.get("function") or {}
+            if isinstance(function, dict):
+                call.name += str(function.get("name") or "")
+                arguments = function.get("arguments")
+                if arguments:
+                    # A server that sends the arguments as an object rather than JSON text.
+                    call.arguments += (
+                        arguments if isinstance(arguments, str) else json.dumps(arguments)
+                    )
+
     def finish(self) -> Finish:
         if self._finish is None and not self.done:
             raise MalformedStream("stream ended without [DONE] or a finish_reason")
-        return self._finish or Finish(reason="stop")
+        finish = self._finish or Finish(reason="stop")
+        finish.tool_calls = [self._calls[i] for i in sorted(self._calls)]
+        return finish
 
 
 class AsyncChatStream:

@@ -102,6 +102,14 @@ class Model(models.Model):
     heldout_loss = models.FloatField(null=True, blank=True)
     # Phrases by which a reply gives away this model's identity (leak detection). Lowercased.
     identity_patterns = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    # Tools this model may be given (modelhub.tools names); a request offers some of them.
+    tools = ArrayField(
+        models.CharField(max_length=50),
+        default=list,
+        blank=True,
+        help_text="Tools it may call, comma separated: calculator, convert, date, search, "
+        "crop_image (vision models).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -188,6 +196,10 @@ class Generation(models.Model):
         help_text="OpenAI chat messages sent upstream (system prompt included)."
     )
     params = models.JSONField(default=dict, help_text="temperature, top_p, max_tokens, seed")
+    tools = models.JSONField(default=list, blank=True, help_text="Names of the tools offered.")
+    # One entry per call the model made, in order: {"call": "call_<n>", "name", "arguments" (as
+    # sent), "result", "error", "duration_ms"}.
+    tool_calls = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=10,
         choices=GenerationStatus.choices,
@@ -233,3 +245,18 @@ class Generation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+class ToolDocument(models.Model):
+    """A document the search tool finds (admins load and edit them)."""
+
+    title = models.CharField(max_length=300)
+    text = models.TextField()
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title

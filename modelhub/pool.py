@@ -83,6 +83,19 @@ class Flusher:
         if urgent:
             self._wake.set()
 
+    def push_frame(self, box: Outbox, frame: dict[str, Any]) -> None:
+        """Write a frame other than a delta (a tool call, its result) now, after the text pending
+        before it. Blocks on Redis: call it from a thread, not the stream loop."""
+        with self._tick_lock:  # no tick is half-way through writing this stream
+            with self._lock:
+                entries: list[tuple[str, int, str | dict[str, Any]]] = []
+                if box.pending:
+                    entries.append((box.generation_id, box.next_seq(), "".join(box.pending)))
+                    box.pending.clear()
+                    box.urgent = False
+                entries.append((box.generation_id, box.next_seq(), frame))
+            streams.add_many(self.client, entries)
+
     def take(self, box: Outbox) -> tuple[int, str] | None:
         """Stop tracking this generation and hand back its pending text with the next sequence
         number, for the caller to write with the terminal frame (streams.add_terminal), or None

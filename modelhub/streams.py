@@ -10,6 +10,10 @@ modelhub.consumers) are JSON objects:
     {"type": "delta", "id": <generation>, "seq": n, "text": "..."}
     {"type": "done" | "error" | "cancelled", "id": ..., "seq": n, ...terminal fields}
     {"type": "snapshot", "id": ..., "seq": n, "text": "<whole text so far>"}  (stream expired)
+    {"type": "tool_call", "id": ..., "seq": n, "call": "call_<k>", "name": ..., "arguments": ...}
+    {"type": "tool_result", "id": ..., "seq": n, "call": "call_<k>", "result": ..., "error": ...}
+Tool frames name a call by its order in the answer and carry no timing: an anonymous answer's
+frames must not tell its serving stack apart (the stored calls keep the upstream's ids).
 """
 
 from __future__ import annotations
@@ -89,12 +93,14 @@ class Wire(NamedTuple):
 
 
 _DELTA_PREFIX = '{"type":"delta"'
+_TERMINAL_PREFIXES = tuple(f'{{"type":"{kind}"' for kind in sorted(TERMINAL_TYPES))
 
 
 def wire(generation_id: str, seq: int, stored: bytes | str) -> Wire:
     body = stored.decode() if isinstance(stored, bytes) else stored
     text = f'{{"id":{json.dumps(generation_id)},"seq":{seq}{"," if len(body) > 2 else ""}{body[1:]}'
-    return Wire(generation_id, seq, not body.startswith(_DELTA_PREFIX), text)
+    terminal = not body.startswith(_DELTA_PREFIX) and body.startswith(_TERMINAL_PREFIXES)
+    return Wire(generation_id, seq, terminal, text)
 
 
 def wire_entry(generation_id: str, entry: bytes | str, fields: Any) -> Wire:
@@ -189,19 +195,20 @@ def script(client: redis.Redis, source: str) -> Any:
 
 def add_many(
     client: redis.Redis,
-    deltas: list[tuple[str, int, str]],
+    deltas: Sequence[tuple[str, int, str | dict[str, Any]]],
     watch: list[str] | tuple[str, ...] = (),
 ) -> tuple[int, list[bytes]]:
     """Append delta frames `(generation id, seq, text)` to their streams (and the firehose) and
     count how many of the `watch` generations have their stop flag set, in one script call: one
     command for Redis and the client to handle, where a pipeline of XADDs cost a worker's Python
     about as much per delta as reading it from the upstream. Returns (stop flags set, errors); a
-    refused duplicate is one of the errors ("equal or smaller") and stays off the firehose."""
+    refused duplicate is one of the errors ("equal or smaller") and stays off the firehose.
+    A frame other than a delta (a tool call) is given as its dict in place of the text."""
     keys = [events_key(gid) for gid, _, _ in deltas] + [FIREHOSE_KEY]
     keys += [stop_key(gid) for gid in watch]
     args: list[Any] = [len(deltas), STREAM_MAXLEN, FIREHOSE_KEEP_MS]
     for _, seq, text in deltas:
-        args += [entry_id(seq), encode_delta(text)]
+        args += [entry_id(seq), encode_delta(text) if isinstance(text, str) else encode(text)]
     stops, errors = script(client, _ADD_MANY_LUA)(keys=keys, args=args, client=client)
     return stops, errors
 

@@ -70,9 +70,11 @@ def generations_create(
     params: dict[str, Any] | None = None,
     user_id: int | None = None,
     session_key: str = "",
+    tools: Sequence[str] = (),
 ) -> list[Generation]:
     """`generation_create` for generations started together, `(model, messages)` each (a battle's
     answers): one INSERT, and one task per queue that runs them side by side in one worker thread.
+    `tools`: the names of the tools every one of them offers its model (modelhub.tools).
 
     Celery's envelope (publish, delivery, late ack) cost about as much CPU as the rest of starting
     a generation; a battle pays it once for both answers. `params` None: each model's defaults."""
@@ -91,6 +93,7 @@ def generations_create(
                 params=params if params is not None else generation_params(model=model),
                 user_id=user_id,
                 session_key=session_key or "",
+                tools=list(tools),
             )
         )
     Generation.objects.bulk_create(generations)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from modelhub import client as oai
-from modelhub import metrics, slots
+from modelhub import metrics, slots, tools
 from modelhub.models import Endpoint, Generation, GenerationStatus
 from modelhub.pool import Flusher, Outbox, flusher, runner
 from modelhub.selectors import endpoint_api_key
@@ -180,12 +181,24 @@ def release_db_connection() -> None:
 
 @dataclass
 class _Read:
-    """What one upstream read produced; `error` is set when it failed."""
+    """What one upstream read produced; `error` is set when it failed, `tool_error` when the tool
+    loop ended the answer (too many calls)."""
 
     parts: list[str] = field(default_factory=list)
     ttft_ms: float | None = None
     finish: oai.Finish | None = None
     error: oai.UpstreamError | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_error: str = ""
+
+
+@dataclass(frozen=True)
+class _ToolLoop:
+    """The tools one generation offers, and its limits (settings.TOOL_*)."""
+
+    offered: list[str]
+    calls_per_turn: int
+    time_limit_s: float
 
 
 async def _read_upstream(
@@ -197,11 +210,101 @@ async def _read_upstream(
     box: Outbox,
     started: float,
     deadline: float,
+    loop: _ToolLoop | None = None,
 ) -> _Read:
-    """Read one upstream stream on the runner's loop, pushing deltas to the outbox as they come."""
+    """Read one upstream stream on the runner's loop, pushing deltas to the outbox as they come.
+
+    With tools offered, this is the tool loop: while the model answers with tool calls, each is
+    run (in a thread, see modelhub.tools) and its result sent back as a `tool` message in a new
+    request, up to `loop.calls_per_turn` calls; the generation's deadline bounds it all."""
     read = _Read()
     if box.cancelled:
         return read
+    try:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            await _tool_loop(
+                http, endpoint_url, payload, api_key, timeouts, box, started, read, loop
+            )
+    except TimeoutError:
+        read.finish = oai.Finish(reason="time_limit")  # the connection is closed: upstream stops
+    except oai.UpstreamError as exc:
+        read.error = exc
+    except asyncio.CancelledError:
+        if not box.cancelled:
+            raise
+        # The flusher saw the stop flag and cancelled this read, which closed the connection.
+    return read
+
+
+async def _tool_loop(
+    http: aiohttp.ClientSession,
+    endpoint_url: str,
+    payload: dict[str, Any],
+    api_key: str | None,
+    timeouts: oai.Timeouts,
+    box: Outbox,
+    started: float,
+    read: _Read,
+    loop: _ToolLoop | None,
+) -> None:
+    messages = list(payload["messages"])
+    while True:
+        round_start = len(read.parts)
+        request = {**payload, "messages": messages}
+        read.finish = await _stream_once(
+            http, endpoint_url, request, api_key, timeouts, box, started, read
+        )
+        calls = read.finish.tool_calls
+        if loop is None or not calls:
+            return
+        if len(read.tool_calls) + len(calls) > loop.calls_per_turn:
+            for call in calls:
+                read.tool_calls.append(
+                    _call_record(len(read.tool_calls) + 1, call, error="over the call limit")
+                )
+            read.tool_error = (
+                f"The model asked for more than {loop.calls_per_turn} tool calls in one answer."
+            )
+            return
+        first = len(read.tool_calls) + 1
+        ids = [call.id or f"call_{first + i}" for i, call in enumerate(calls)]
+        messages.append(
+            {
+                "role": "assistant",
+                "content": "".join(read.parts[round_start:]) or None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                    for call_id, call in zip(ids, calls, strict=True)
+                ],
+            }
+        )
+        images = []
+        for call_id, call in zip(ids, calls, strict=True):
+            record, outcome = await asyncio.get_running_loop().run_in_executor(
+                None, _tool_call, box, len(read.tool_calls) + 1, call, loop, messages
+            )
+            read.tool_calls.append(record)
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": outcome.message()})
+            if outcome.image_url:
+                images.append(oai.image_part(outcome.image_url))
+        if images:  # a tool message holds text only: the crops follow as the user's
+            messages.append({"role": "user", "content": images})
+
+
+async def _stream_once(
+    http: aiohttp.ClientSession,
+    endpoint_url: str,
+    payload: dict[str, Any],
+    api_key: str | None,
+    timeouts: oai.Timeouts,
+    box: Outbox,
+    started: float,
+    read: _Read,
+) -> oai.Finish:
     push = flusher().push
 
     def on_deltas(deltas: list[oai.Delta]) -> None:
@@ -214,18 +317,58 @@ async def _read_upstream(
         read.parts.extend(texts)
 
     stream = oai.AsyncChatStream(http, endpoint_url, payload, api_key, timeouts)
+    return await stream.run(on_deltas)
+
+
+def _call_record(number: int, call: oai.ToolCall, **outcome: Any) -> dict[str, Any]:
+    """A call as the generation stores it (`id`: the upstream's, kept out of frames)."""
+    return {
+        "call": f"call_{number}",
+        "id": call.id,
+        "name": call.name,
+        "arguments": call.arguments,
+        "result": outcome.get("result", ""),
+        "error": outcome.get("error", ""),
+        "duration_ms": outcome.get("duration_ms"),
+    }
+
+
+def _shown_arguments(arguments: str) -> str:
+    """The arguments as the browser sees them: valid JSON in one canonical form (the spacing
+    and key order an engine writes would tell engines apart), anything else as sent."""
     try:
-        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-            read.finish = await stream.run(on_deltas)
-    except TimeoutError:
-        read.finish = oai.Finish(reason="time_limit")  # the connection is closed: upstream stops
-    except oai.UpstreamError as exc:
-        read.error = exc
-    except asyncio.CancelledError:
-        if not box.cancelled:
-            raise
-        # The flusher saw the stop flag and cancelled this read, which closed the connection.
-    return read
+        return json.dumps(json.loads(arguments), sort_keys=True, ensure_ascii=False)
+    except ValueError:
+        return arguments[:2000]
+
+
+def _tool_call(
+    box: Outbox,
+    number: int,
+    call: oai.ToolCall,
+    loop: _ToolLoop,
+    messages: list[dict[str, Any]],
+) -> tuple[dict[str, Any], tools.Outcome]:
+    """Run one call in a thread of the runner's pool: its frame, the tool, its result frame."""
+    label = f"call_{number}"
+    boxes = flusher()
+    frame = {"type": "tool_call", "call": label, "name": call.name[:100]}
+    boxes.push_frame(box, frame | {"arguments": _shown_arguments(call.arguments)})
+    outcome = tools.tool_call_run(
+        name=call.name,
+        arguments=call.arguments,
+        offered=loop.offered,
+        context=tools.ToolContext(messages=list(messages)),
+        timeout_s=loop.time_limit_s,
+    )
+    boxes.push_frame(
+        box,
+        {"type": "tool_result", "call": label, "result": outcome.result, "error": outcome.error},
+    )
+    record = _call_record(
+        number, call, result=outcome.result, error=outcome.error, duration_ms=outcome.duration_ms
+    )
+    return record, outcome
 
 
 def _start_read(
@@ -233,7 +376,18 @@ def _start_read(
 ) -> concurrent.futures.Future[_Read]:
     """Start reading one endpoint's answer on the stream runner."""
     model = generation.model
-    payload = oai.build_payload(model.upstream_name, generation.messages, generation.params)
+    offered = list(generation.tools or [])
+    payload = oai.build_payload(
+        model.upstream_name,
+        generation.messages,
+        generation.params,
+        tools=tools.tool_specs(offered) if offered else None,
+    )
+    loop = (
+        _ToolLoop(offered, settings.TOOL_CALLS_PER_TURN, settings.TOOL_TIME_LIMIT)
+        if offered
+        else None
+    )
     timeouts = oai.Timeouts(settings.GENERATION_CONNECT_TIMEOUT, settings.GENERATION_READ_TIMEOUT)
     deadline = started + settings.GENERATION_TIME_LIMIT
     api_key = endpoint_api_key(endpoint)
@@ -249,6 +403,7 @@ def _start_read(
             box,
             started,
             deadline,
+            loop,
         ),
     )
 
@@ -261,9 +416,22 @@ def _complete(
     the next one)."""
     generation.endpoint = endpoint
     parts, ttft_ms, finish, exc = read.parts, read.ttft_ms, read.finish, read.error
+    calls = {"tool_calls": read.tool_calls} if read.tool_calls else {}
+    if read.tool_error and exc is None and not box.cancelled:
+        generation_finish(
+            generation=generation,
+            status=GenerationStatus.ERROR,
+            seq=box.seq + 1,
+            text="".join(parts),
+            error=read.tool_error,
+            finish_reason="tool_calls",
+            fields={"ttft_ms": ttft_ms, **calls},
+            last_delta=flusher().take(box),
+        )
+        return None
     if exc is not None and not box.cancelled:
         # (With the stop flag set, a failed read is the stop closing the stream.)
-        if not parts and exc.retryable:
+        if not parts and not read.tool_calls and exc.retryable:
             metrics.request_failed(endpoint.id)
             endpoint_mark_failure(endpoint=endpoint, error=str(exc))
             log.warning("endpoint %s failed before the first token: %s", endpoint, exc)
@@ -280,7 +448,7 @@ def _complete(
             text="".join(parts),
             error=_user_error(exc),
             finish_reason="error",
-            fields={"ttft_ms": ttft_ms},
+            fields={"ttft_ms": ttft_ms, **calls},
             last_delta=last_delta,
             counters=metrics.failed_counters(endpoint.id),
         )
@@ -298,6 +466,7 @@ def _complete(
         "ttft_ms": ttft_ms,
         "prompt_tokens": finish.prompt_tokens if finish else None,
         "completion_tokens": tokens if tokens is not None else len(parts),
+        **calls,
     }
     if box.cancelled:
         status, reason = GenerationStatus.CANCELLED, "cancelled"
