@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import percentile  # noqa: E402
-from ludus_dev.chaos import Tally, crowd, formation  # noqa: E402
+from bench._harness import percentile
+from ludus_dev.chaos import Tally, crowd, formation
 
 REQUEST_ACTIONS = ("page", "leaderboard", "battle", "vote")
 
@@ -66,9 +66,7 @@ async def _step(url: str, users: int, seconds: float) -> dict[str, Any]:
 def p99_over_1s_at(steps: list[dict[str, Any]]) -> int | None:
     """The fewest visitors at which any one-request action's p99 passed 1 s."""
     for step in steps:
-        if any(
-            step["actions"].get(action, {}).get("p99_s", 0) > 1.0 for action in REQUEST_ACTIONS
-        ):
+        if any(step["actions"].get(action, {}).get("p99_s", 0) > 1.0 for action in REQUEST_ACTIONS):
             return int(step["users"])
     return None
 
