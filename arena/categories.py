@@ -1,6 +1,7 @@
 """Battle categories, computed when a battle is stored and when it gets a follow-up turn.
 
-Built-in heuristics (language, coding, math, long query, multi-turn, vision, hard prompt) plus the
+Built-in heuristics (language, coding, math, long query, multi-turn, vision, hard prompt; tools for
+a battle whose models were given tools) plus the
 admin-defined CategoryRule rows. The battle services store them on the battle; they are never
 recomputed for old battles, so a published snapshot's per-category ratings stay reproducible from
 its exported log. This module only computes (and reads the rules): it writes nothing.
@@ -19,7 +20,8 @@ LONG_QUERY = "long_query"
 MULTI_TURN = "multi_turn"
 VISION = "vision"
 HARD_PROMPT = "hard_prompt"
-BUILTIN = (CODING, MATH, LONG_QUERY, MULTI_TURN, VISION, HARD_PROMPT)
+TOOLS = "tools"
+BUILTIN = (CODING, MATH, LONG_QUERY, MULTI_TURN, VISION, HARD_PROMPT, TOOLS)
 
 LONG_QUERY_CHARS = 500
 
@@ -68,6 +70,7 @@ def prompt_categories(
     text: str,
     *,
     has_image: bool = False,
+    has_tools: bool = False,
     language: str = "",
     rules: Iterable[tuple[str, re.Pattern[str]]] | None = None,
 ) -> list[str]:
@@ -82,6 +85,8 @@ def prompt_categories(
         found.append(LONG_QUERY)
     if has_image:
         found.append(VISION)
+    if has_tools:
+        found.append(TOOLS)
     if is_hard_prompt(text):
         found.append(HARD_PROMPT)
     if language and language != "unknown":

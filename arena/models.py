@@ -41,6 +41,8 @@ class Battle(models.Model):
     ip_hash = models.CharField(max_length=64, blank=True)
     language = models.CharField(max_length=40, blank=True)
     categories = models.JSONField(default=list, blank=True)
+    # The tools both models were given (a tools-mode battle; modelhub.tools names), or none.
+    tools = models.JSONField(default=list, blank=True)
     # A reply gave away a model's identity: votes are kept but excluded from ratings.
     leaked = models.BooleanField(default=False)
     flagged = models.BooleanField(default=False)

@@ -6,6 +6,7 @@ from arena import accounts, leaderboard_views, status_views, views
 
 urlpatterns = [
     path("", views.arena_home, name="arena-home"),
+    path("tools/", views.arena_tools, name="arena-tools"),
     path("side-by-side/", views.arena_named, name="arena-named"),
     path("chat/", views.arena_direct, name="arena-direct"),
     path("battles/", views.battle_start, name="battle-start"),

@@ -43,14 +43,21 @@ def _requester(request: HttpRequest, *, create_session: bool = True) -> Requeste
 
 
 def _context(
-    request: HttpRequest, *, mode: str, battle: Battle | None = None, error: str = ""
+    request: HttpRequest,
+    *,
+    mode: str,
+    battle: Battle | None = None,
+    error: str = "",
+    tools: bool = False,
 ) -> dict[str, Any]:
+    tools = bool(battle.tools) if battle is not None else tools
     context: dict[str, Any] = {
         "mode": mode,
         "modes": Mode,
         "battle": battle,
         "error": error,
-        "home_url": reverse(MODE_HOME[Mode(mode)]),
+        "tools": tools,  # a tools battle, or the page that starts one
+        "home_url": reverse("arena-tools" if tools else MODE_HOME[Mode(mode)]),
     }
     if mode == Mode.ANONYMOUS:
         # An image battle draws two vision models: with fewer up, the page says so where the
@@ -113,13 +120,19 @@ def _page(
     return response
 
 
-def _mode_page(request: HttpRequest, mode: str) -> HttpResponse:
-    return _page(request, _context(request, mode=mode))
+def _mode_page(request: HttpRequest, mode: str, *, tools: bool = False) -> HttpResponse:
+    return _page(request, _context(request, mode=mode, tools=tools))
 
 
 @require_GET
 def arena_home(request: HttpRequest) -> HttpResponse:
     return _mode_page(request, Mode.ANONYMOUS)
+
+
+@require_GET
+def arena_tools(request: HttpRequest) -> HttpResponse:
+    """Anonymous battles in which both models get the same tools."""
+    return _mode_page(request, Mode.ANONYMOUS, tools=True)
 
 
 @require_GET
@@ -147,7 +160,12 @@ def _model(name: str) -> Model | None:
 
 
 def _start(
-    request: HttpRequest, form: BattleStartForm | PromptForm, mode: str, **models: Model | None
+    request: HttpRequest,
+    form: BattleStartForm | PromptForm,
+    mode: str,
+    *,
+    tools: bool = False,
+    **models: Model | None,
 ) -> HttpResponse:
     try:
         image = _image_bytes(form)
@@ -156,12 +174,15 @@ def _start(
             prompt=form.cleaned_data["prompt"],
             mode=mode,
             image=image,
+            tools=tools,
             **models,
         )
     except images.ImageRejected as exc:
-        return _page(request, _context(request, mode=mode, error=str(exc)), status=exc.status)
+        context = _context(request, mode=mode, error=str(exc), tools=tools)
+        return _page(request, context, status=exc.status)
     except services.ArenaError as exc:
-        return _page(request, _context(request, mode=mode, error=exc.message), status=exc.status)
+        context = _context(request, mode=mode, error=exc.message, tools=tools)
+        return _page(request, context, status=exc.status)
     url = reverse("battle", args=[battle.id])
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect(url)
@@ -174,15 +195,15 @@ def battle_start(request: HttpRequest) -> HttpResponse:
     mode = request.POST.get("mode") or Mode.ANONYMOUS
     if mode not in Mode.values:
         mode = Mode.ANONYMOUS
+    tools = mode == Mode.ANONYMOUS and request.POST.get("tools") == "1"
     if not form.is_valid():
-        return _page(
-            request, _context(request, mode=mode, error="Write a prompt first."), status=400
-        )
+        context = _context(request, mode=mode, error="Write a prompt first.", tools=tools)
+        return _page(request, context, status=400)
     models: dict[str, Model | None] = {}
     if mode != Mode.ANONYMOUS:
         models["model_a"] = _model(form.cleaned_data["model_a"])
         models["model_b"] = _model(form.cleaned_data["model_b"]) if mode == Mode.NAMED else None
-    return _start(request, form, mode, **models)
+    return _start(request, form, mode, tools=tools, **models)
 
 
 def _owned(request: HttpRequest, battle_id: UUID) -> tuple[Battle, Requester]:
@@ -215,7 +236,7 @@ def battle_continue_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
         models: dict[str, Model | None] = {}
         if battle.mode != Mode.ANONYMOUS:
             models = {"model_a": battle.model_a, "model_b": battle.model_b}
-        return _start(request, form, battle.mode, **models)
+        return _start(request, form, battle.mode, tools=bool(battle.tools), **models)
     try:
         services.battle_continue(
             battle=battle, requester=requester, prompt=form.cleaned_data["prompt"]

@@ -19,6 +19,7 @@ from arena.services.sampling import pair_sample
 from modelhub.models import TERMINAL_STATUSES, Generation, Model
 from modelhub.selectors import models_available
 from modelhub.services import generation_params, generation_stop, generations_create
+from modelhub.tools import tools_offered
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ def _start_turn(
         params=battle.params,
         user_id=requester.user_id,
         session_key=requester.session_key,
+        tools=battle.tools,
     )
     generations = dict(zip([side for side, _ in sides], created, strict=True))
     return Turn.objects.create(
@@ -172,9 +174,14 @@ def battle_create(
     image: bytes | None = None,
     model_a: Model | None = None,
     model_b: Model | None = None,
+    tools: bool = False,
 ) -> Battle:
     """Start a battle and its first turn. Anonymous battles draw their pair; named battles and
     direct chats use the chosen models. Raises ArenaError subclasses with a message for the user.
+
+    `tools` (anonymous battles): a tools battle draws two models with tools enabled and gives both
+    the same tools, the arena's (settings.ARENA_TOOLS) that both models have enabled; its votes
+    form the "tools" category.
 
     `image` is the upload as sent. It is judged in order of cost: the prompt and the rate limits,
     then the image's header (format, declared size), then the models, and only then are its
@@ -186,11 +193,13 @@ def battle_create(
         with _image_refusals():
             images.image_inspect(image)
     probability: float | None = None
+    tools = tools and mode == Mode.ANONYMOUS
     if mode == Mode.ANONYMOUS:
         try:
-            model_a, model_b, probability = pair_sample(vision=vision)
+            model_a, model_b, probability = pair_sample(vision=vision, tools=tools)
         except sampling.NotEnoughModels:
             kind = "vision-capable models" if vision else "models"
+            kind = f"{kind} with tools" if tools else kind
             raise ArenaError(
                 f"Fewer than two {kind} are available right now, so no battle can start. "
                 "Please try again later.",
@@ -210,6 +219,12 @@ def battle_create(
             model_b = None
     assert model_a is not None
     models = [m for m in (model_a, model_b) if m is not None]
+    offered: list[str] = []
+    if tools:
+        enabled = set(models[0].tools).intersection(*(m.tools for m in models[1:]))
+        offered = tools_offered(enabled=list(enabled), wanted=settings.ARENA_TOOLS, vision=vision)
+        if not offered:
+            raise ArenaError("No tool is enabled for both models drawn. Please try again.", 503)
     prepared = _image_decode(image) if image is not None else None
     language = prompt_language(prompt)
     with transaction.atomic():
@@ -223,7 +238,10 @@ def battle_create(
             session_key=requester.session_key,
             ip_hash=requester.ip_hash,
             language=language,
-            categories=categories.prompt_categories(prompt, has_image=vision, language=language),
+            categories=categories.prompt_categories(
+                prompt, has_image=vision, has_tools=bool(offered), language=language
+            ),
+            tools=offered,
             image=prepared.data if prepared else None,
             image_mime=prepared.mime if prepared else "",
         )

@@ -10,10 +10,14 @@ from modelhub.models import Modality, Model
 from modelhub.selectors import models_available
 
 
-def pair_sample(*, vision: bool, rng: Any = None) -> tuple[Model, Model, float]:
-    """Draw two models for an anonymous battle from the available pool (vision pool with an image).
-    Raises sampling.NotEnoughModels when fewer than two can battle."""
-    pool = list(models_available(modality=Modality.IMAGE if vision else Modality.TEXT))
+def pair_sample(
+    *, vision: bool, tools: bool = False, rng: Any = None
+) -> tuple[Model, Model, float]:
+    """Draw two models for an anonymous battle from the available pool (vision pool with an image;
+    models with tools enabled for a tools battle). Raises sampling.NotEnoughModels when fewer than
+    two can battle."""
+    available = models_available(modality=Modality.IMAGE if vision else Modality.TEXT)
+    pool = list(available.exclude(tools=[]) if tools else available)
     if len(pool) < 2:
         raise sampling.NotEnoughModels("fewer than two models are available")
     policy, candidates = sampling_candidates(pool, key=lambda m: str(m.id))

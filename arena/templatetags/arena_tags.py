@@ -13,6 +13,14 @@ def markdown(text: str) -> SafeString:
 
 
 @register.filter
+def tool_arguments(arguments: str) -> str:
+    """A stored call's arguments as its stream frame showed them (modelhub.tools)."""
+    from modelhub.tools import arguments_shown
+
+    return arguments_shown(arguments)
+
+
+@register.filter
 def stream_token(generation_id: object) -> str:
     """Signed token that lets the page's socket watch this generation without a session lookup."""
     from modelhub.streams import stream_token as sign

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -333,15 +332,6 @@ def _call_record(number: int, call: oai.ToolCall, **outcome: Any) -> dict[str, A
     }
 
 
-def _shown_arguments(arguments: str) -> str:
-    """The arguments as the browser sees them: valid JSON in one canonical form (the spacing
-    and key order an engine writes would tell engines apart), anything else as sent."""
-    try:
-        return json.dumps(json.loads(arguments), sort_keys=True, ensure_ascii=False)
-    except ValueError:
-        return arguments[:2000]
-
-
 def _tool_call(
     box: Outbox,
     number: int,
@@ -353,7 +343,7 @@ def _tool_call(
     label = f"call_{number}"
     boxes = flusher()
     frame = {"type": "tool_call", "call": label, "name": call.name[:100]}
-    boxes.push_frame(box, frame | {"arguments": _shown_arguments(call.arguments)})
+    boxes.push_frame(box, frame | {"arguments": tools.arguments_shown(call.arguments)})
     outcome = tools.tool_call_run(
         name=call.name,
         arguments=call.arguments,

@@ -132,6 +132,15 @@ def tools_offered(*, enabled: Sequence[str], wanted: Sequence[str], vision: bool
     ]
 
 
+def arguments_shown(arguments: str) -> str:
+    """A call's arguments as a browser sees them: valid JSON in one canonical form (the spacing
+    and key order an engine writes would tell engines apart), anything else as sent."""
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True, ensure_ascii=False)
+    except ValueError:
+        return arguments[:2000]
+
+
 def tool_call_run(
     *,
     name: str,

@@ -49,6 +49,8 @@
     } else if (frame.type === "snapshot") {
       texts[frame.id] = frame.text || "";
       el.textContent = texts[frame.id];
+    } else if (frame.type === "tool_call" || frame.type === "tool_result") {
+      document.dispatchEvent(new CustomEvent("ludus:tool-frame", { detail: frame }));  // tools.js
     } else if (TERMINAL[frame.type] || frame.type === "denied") {
       el.dataset.status = frame.type === "denied" ? "error" : frame.type;
       el.classList.remove("streaming");
