@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from modelhub.engine import protocol
+from modelhub.engine import protocol, toolcalls
 from modelhub.engine.metrics import Metrics
 from modelhub.engine.protocol import RequestError
 from modelhub.engine.runtime import Event, ModelRegistry, Sequence
@@ -79,7 +79,13 @@ def create_app(models_dir: Path, registry: ModelRegistry | None = None) -> Starl
             req = protocol.parse_chat_request(body)
             scheduler = await run_in_threadpool(reg.get, req.model)
             lm = scheduler.lm
-            prompt_ids, pixels = await run_in_threadpool(lm.encode, req.messages, req.images)
+            prompt_ids, pixels = await run_in_threadpool(
+                lm.encode,
+                toolcalls.normalise_messages(req.messages),
+                req.images,
+                req.tools.tools if req.tools else None,
+                toolcalls.prefix(req.tools) if req.tools else "",
+            )
         except RequestError as exc:
             return _error(exc, metrics)
         room = lm.max_len - len(prompt_ids)
@@ -138,6 +144,11 @@ def create_app(models_dir: Path, registry: ModelRegistry | None = None) -> Starl
     return app
 
 
+def _finish_reason(finish: str, parser: toolcalls.ToolCallParser | None) -> str:
+    """OpenAI's "tool_calls" when the reply ended on its calls (a cut-off one stays "length")."""
+    return "tool_calls" if parser is not None and parser.calls and finish == "stop" else finish
+
+
 def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
@@ -162,6 +173,20 @@ async def _stream(
     """SSE exactly as OpenAI sends it: role chunk, content chunks, finish chunk, usage, [DONE]."""
     watcher = asyncio.create_task(_watch_disconnect(request, seq))
     with_usage = req.include_usage
+    parser = toolcalls.ToolCallParser(req.tools) if req.tools else None
+
+    def deltas(delta: toolcalls.Delta) -> Iterator[str]:
+        if delta.content:
+            yield _sse(
+                protocol.chunk(
+                    cid, req.model, created, {"content": delta.content}, None, with_usage
+                )
+            )
+        for call in delta.calls:
+            yield _sse(
+                protocol.chunk(cid, req.model, created, {"tool_calls": [call]}, None, with_usage)
+            )
+
     try:
         yield _sse(
             protocol.chunk(
@@ -170,12 +195,16 @@ async def _stream(
         )
         while True:
             event = await events.get()
-            if event.text:
-                yield _sse(
-                    protocol.chunk(
-                        cid, req.model, created, {"content": event.text}, None, with_usage
-                    )
-                )
+            if parser is None:
+                delta = toolcalls.Delta(content=event.text)
+            else:
+                delta = parser.feed(event.text)
+                if event.finish is not None:
+                    end = parser.finish()
+                    delta.content += end.content
+                    delta.calls += end.calls
+            for line in deltas(delta):
+                yield line
             if event.finish is None:
                 continue
             if event.finish in ("error", "cancelled"):
@@ -191,7 +220,8 @@ async def _stream(
                     }
                 )
                 return
-            yield _sse(protocol.chunk(cid, req.model, created, {}, event.finish, with_usage))
+            finish = _finish_reason(event.finish, parser)
+            yield _sse(protocol.chunk(cid, req.model, created, {}, finish, with_usage))
             if with_usage:
                 yield _sse(
                     {
@@ -233,6 +263,13 @@ async def _complete(
     finally:
         watcher.cancel()
         seq.cancel()
+    text, calls = "".join(parts), []
+    if req.tools:
+        parser = toolcalls.ToolCallParser(req.tools)
+        first, end = parser.feed(text), parser.finish()
+        text, calls = first.content + end.content, parser.calls
+    else:
+        parser = None
     if event.finish in ("error", "cancelled"):
         return _error(
             RequestError(
@@ -240,6 +277,11 @@ async def _complete(
             ),
             metrics,
         )
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+    else:
+        message["content"] = text
     return JSONResponse(
         {
             "id": cid,
@@ -250,9 +292,9 @@ async def _complete(
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(parts), "refusal": None},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": event.finish,
+                    "finish_reason": _finish_reason(event.finish, parser),
                 }
             ],
             "usage": protocol.usage(event.prompt_tokens, event.completion_tokens),

@@ -68,6 +68,7 @@ class ChatRequest:
     sampling: SamplingParams
     stream: bool
     include_usage: bool
+    tools: ToolSpec | None = None  # None: the reply is plain text
 
 
 def _number(body: dict[str, Any], key: str, lo: float, hi: float, default: float) -> float:
@@ -103,6 +104,32 @@ def decode_image_url(url: str) -> Image.Image:
     return img.convert("RGB")
 
 
+def _text(content: Any, i: int) -> str:
+    """A message's content as plain text (tool results and calling turns carry no images)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in content
+    ):
+        return "".join(p["text"] for p in content)
+    raise RequestError(f"messages[{i}].content must be text", param="messages")
+
+
+def _calls(msg: dict[str, Any], i: int) -> list[dict[str, Any]]:
+    calls = msg["tool_calls"]
+    if not isinstance(calls, list) or not all(
+        isinstance(c, dict)
+        and isinstance(c.get("function"), dict)
+        and isinstance(c["function"].get("name"), str)
+        for c in calls
+    ):
+        raise RequestError(
+            f"messages[{i}].tool_calls must be an array of function calls", param="messages"
+        )
+    return calls
+
+
 def _messages(raw: Any) -> tuple[list[dict[str, Any]], list[Image.Image]]:
     if not isinstance(raw, list) or not raw:
         raise RequestError("'messages' must be a non-empty array", param="messages")
@@ -114,11 +141,19 @@ def _messages(raw: Any) -> tuple[list[dict[str, Any]], list[Image.Image]]:
         role = msg.get("role")
         if role == "developer":  # newer OpenAI clients send system prompts under this role
             role = "system"
-        if role not in ("system", "user", "assistant"):
+        if role not in ("system", "user", "assistant", "tool"):
             raise RequestError(f"messages[{i}].role is not supported: {role!r}", param="messages")
         content = msg.get("content")
         if content is None and role == "assistant":
             content = ""
+        if role == "assistant" and msg.get("tool_calls"):
+            messages.append(
+                {"role": role, "content": _text(content, i), "tool_calls": _calls(msg, i)}
+            )
+            continue
+        if role == "tool":
+            messages.append({"role": role, "content": _text(content, i)})
+            continue
         if isinstance(content, str):
             messages.append({"role": role, "content": content})
             continue
@@ -195,7 +230,64 @@ def parse_chat_request(body: Any) -> ChatRequest:
         ),
         stream=stream,
         include_usage=bool(options.get("include_usage", False)),
+        tools=parse_tools(body),
     )
+
+
+@dataclass
+class ToolSpec:
+    """The request's tools and what ``tool_choice`` demands."""
+
+    tools: list[dict[str, Any]]  # OpenAI's {"type": "function", "function": {...}} objects
+    names: set[str]
+    required: bool = False  # tool_choice "required": the reply starts with a call
+    forced_name: str | None = None  # tool_choice naming a function: the reply calls it
+
+
+def parse_tools(body: dict[str, Any]) -> ToolSpec | None:
+    """Validate ``tools`` and ``tool_choice``; None when the reply is plain text.
+
+    ``tool_choice``: "auto" (default with tools), "none" (tools ignored), "required" (the reply
+    starts with a call) or ``{"type": "function", "function": {"name": N}}`` (starts calling N).
+    """
+    raw = body.get("tools")
+    choice = body.get("tool_choice")
+    if raw is None:
+        if choice not in (None, "none"):
+            raise RequestError("'tool_choice' needs 'tools'", param="tool_choice")
+        return None
+    if not isinstance(raw, list):
+        raise RequestError("'tools' must be an array", param="tools")
+    tools: list[dict[str, Any]] = []
+    for i, tool in enumerate(raw):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise RequestError(f"tools[{i}] must be a function tool", param="tools")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise RequestError(f"tools[{i}].function.name is required", param="tools")
+        params = fn.get("parameters", {})
+        if not isinstance(params, dict):
+            raise RequestError(f"tools[{i}].function.parameters must be an object", param="tools")
+        tools.append({"type": "function", "function": {**fn, "parameters": params}})
+    names = {t["function"]["name"] for t in tools}
+    if choice in (None, "auto"):
+        return ToolSpec(tools, names) if tools else None
+    if choice == "none":
+        return None
+    if not tools:
+        raise RequestError("'tool_choice' needs at least one tool", param="tool_choice")
+    if choice == "required":
+        return ToolSpec(tools, names, required=True)
+    fn = choice.get("function") if isinstance(choice, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    if not isinstance(name, str):
+        raise RequestError(
+            "'tool_choice' must be 'none', 'auto', 'required' or a named function",
+            param="tool_choice",
+        )
+    if name not in names:
+        raise RequestError(f"tool_choice names an unknown tool: {name!r}", param="tool_choice")
+    return ToolSpec(tools, names, required=True, forced_name=name)
 
 
 def completion_id() -> str:

@@ -159,14 +159,20 @@ class LoadedModel:
         )
 
     def encode(
-        self, messages: list[dict[str, Any]], images: list[Image.Image]
+        self,
+        messages: list[dict[str, Any]],
+        images: list[Image.Image],
+        tools: list[dict[str, Any]] | None = None,
+        reply_prefix: str = "",
     ) -> tuple[list[int], torch.Tensor | None]:
-        """Prompt token ids (image placeholders expanded) and pixel values, via the chat template."""
+        """Prompt token ids (image placeholders expanded) and pixel values, via the chat template
+        (which renders ``tools``); ``reply_prefix`` is appended as the start of the reply."""
         if images and not self.is_vision:
             raise RequestError(f"model '{self.name}' does not accept images", param="messages")
         prompt = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
+            messages, tools=tools or None, add_generation_prompt=True, tokenize=False
         )
+        prompt += reply_prefix
         if self.is_vision and images:
             enc = self.processor(images=images, text=prompt, return_tensors="pt")
             return enc["input_ids"][0].tolist(), enc["pixel_values"]
