@@ -153,7 +153,7 @@ def test_it_pays_a_daily_goal_once(bob: Any) -> None:
 
 
 def test_it_counts_arena_votes_toward_the_voting_goal(bob: Any) -> None:
-    model_a, model_b = ModelFactory(), ModelFactory()
+    model_a, model_b = ModelFactory.create(), ModelFactory.create()
     for _ in range(3):
         vote = make_vote(model_a, model_b, "a")
         vote.user = bob
@@ -163,7 +163,7 @@ def test_it_counts_arena_votes_toward_the_voting_goal(bob: Any) -> None:
 
 
 def test_it_spawns_a_reference_quest_and_labels_from_a_both_bad_vote(bob: Any) -> None:
-    vote = make_vote(ModelFactory(), ModelFactory(), "bothbad", prompt="Name a prime")
+    vote = make_vote(ModelFactory.create(), ModelFactory.create(), "bothbad", prompt="Name a prime")
     vote.battle.user = bob
     vote.battle.save(update_fields=["user"])
     quests_from_vote(vote.id)
@@ -178,10 +178,11 @@ def test_it_spawns_a_reference_quest_and_labels_from_a_both_bad_vote(bob: Any) -
 
 
 def test_it_spawns_a_ranking_quest_when_a_battles_votes_disagree() -> None:
-    first = make_vote(ModelFactory(), ModelFactory(), "a")
+    first = make_vote(ModelFactory.create(), ModelFactory.create(), "a")
     quests_from_vote(first.id)
     assert not QuestItem.objects.exists()
     battle = first.battle
+    assert battle.model_b is not None
     now = timezone.now()
     gens = [
         Generation.objects.create(
@@ -204,7 +205,7 @@ def test_it_spawns_a_ranking_quest_when_a_battles_votes_disagree() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_it_hears_a_both_bad_vote_cast_in_the_arena(celery_worker: str) -> None:
-    vote = make_vote(ModelFactory(), ModelFactory(), "a", prompt="Say hi")
+    vote = make_vote(ModelFactory.create(), ModelFactory.create(), "a", prompt="Say hi")
     turn, battle = vote.turn, vote.battle
     vote.delete()
     vote_cast(
