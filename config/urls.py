@@ -9,4 +9,5 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("modelhub.urls")),
     path("", include("arena.urls")),
+    path("", include("collection.urls")),
 ]
