@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from collection.models import Assignment, Contributor, QuestItem, XpEntry
 
@@ -9,6 +12,12 @@ class QuestItemAdmin(admin.ModelAdmin):
     list_filter = ("type", "status")
     search_fields = ("prompt", "source")
     raw_id_fields = ("battle", "author", "reviewed")
+    readonly_fields = ("status", "open_slots", "consensus")
+
+    def save_model(self, request: HttpRequest, obj: QuestItem, form: Any, change: bool) -> None:
+        if not change:  # a new item opens with every slot free
+            obj.open_slots = obj.overlap
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Assignment)

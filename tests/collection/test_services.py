@@ -214,3 +214,14 @@ def test_it_hears_a_both_bad_vote_cast_in_the_arena(celery_worker: str) -> None:
     )  # fmt: skip
     item = wait_for(lambda: QuestItem.objects.filter(type="reference").first(), timeout=20)
     assert item.prompt == "Say hi"
+
+
+def test_it_pays_the_voting_goal_when_the_tenth_vote_arrives(bob: Any) -> None:
+    model_a, model_b = ModelFactory.create(), ModelFactory.create()
+    votes = [make_vote(model_a, model_b, "a") for _ in range(10)]
+    for k, vote in enumerate(votes):
+        vote.user = bob
+        vote.save(update_fields=["user"])
+        quests_from_vote(vote.id)
+        paid = XpEntry.objects.filter(user=bob, key__startswith="goal:votes").count()
+        assert paid == (1 if k == 9 else 0)

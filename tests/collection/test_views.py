@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
@@ -138,3 +139,14 @@ def test_it_serves_the_rules_to_everyone() -> None:
     response = Client().get("/quests/rules/")
     assert response.status_code == 200
     assert "pending" in response.content.decode()
+
+
+def test_it_lets_staff_add_an_item_that_opens_with_every_slot_free(alice: Any, bob: Any) -> None:
+    alice.user_permissions.add(Permission.objects.get(codename="add_questitem"))
+    client = _client(alice)
+    response = client.post(
+        "/admin/collection/questitem/add/",
+        {"type": "reference", "priority": "0", "overlap": "2", "prompt": "Explain rainbows"},
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert claim(bob, "reference").item.open_slots == 1
