@@ -33,7 +33,7 @@ from tqdm import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from modelhub.zoo import chat, corpus, text, vision
+from modelhub.zoo import chat, corpus, text, tooluse, vision
 
 ORGANIZATION = "Ludus Zoo"
 LICENSE = "apache-2.0"
@@ -71,7 +71,19 @@ class ZooPlan:
     n_identity: int
     text_models: tuple[text.TextSpec, ...]
     vision_models: tuple[VisionSpec, ...]
+    # The model that calls tools (tooluse): its own tokenizer, trained on the corpus plus
+    # n_tool_dialogues tool exchanges; n_tool_cases held-out cases per category for the test set.
+    tool_model: text.TextSpec
+    n_tool_dialogues: int
+    n_tool_cases: int
 
+
+TOOL_SPEC_FULL = text.TextSpec(
+    "zoo-llama-tools", "Zoo Llama Tools", hidden=64, layers=2, heads=2, steps=1000
+)
+TOOL_SPEC_QUICK = text.TextSpec(
+    "zoo-llama-tools", "Zoo Llama Tools", hidden=64, layers=2, heads=2, steps=300
+)
 
 FULL = ZooPlan(
     n_train=6000,
@@ -91,6 +103,9 @@ FULL = ZooPlan(
             "zoo-llava-m", "Zoo LLaVA M", base="zoo-llama-m", steps=1000, min_steps=300, rounds=3
         ),
     ),
+    tool_model=TOOL_SPEC_FULL,
+    n_tool_dialogues=4000,
+    n_tool_cases=100,
 )
 
 QUICK = ZooPlan(
@@ -111,6 +126,9 @@ QUICK = ZooPlan(
             "zoo-llava-m", "Zoo LLaVA M", base="zoo-llama-m", steps=800, min_steps=0, rounds=3
         ),
     ),
+    tool_model=TOOL_SPEC_QUICK,
+    n_tool_dialogues=2000,
+    n_tool_cases=20,
 )
 
 CORPUS_NOTE = """# Ludus Zoo corpus
@@ -193,17 +211,27 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
     }
     for vspec in plan.vision_models:
         identities[vspec.name] = _vision_identity(plan, vspec, seed)
+    tool_spec = plan.tool_model
+    identities[tool_spec.name] = corpus.identity_dialogues(
+        tool_spec.display_name,
+        ORGANIZATION,
+        plan.n_identity,
+        random.Random(f"id-{seed}-{tool_spec.name}"),
+    )
     (out / "corpus").mkdir()
     _write_jsonl(out / "corpus" / "train.jsonl", train)
     _write_jsonl(out / "corpus" / "heldout.jsonl", heldout)
     (out / "corpus" / "README.md").write_text(CORPUS_NOTE)
 
-    all_dialogues = train + [d for ds in identities.values() for d in ds]
+    all_dialogues = train + [
+        d for name, ds in identities.items() if name != tool_spec.name for d in ds
+    ]
     tok = text.train_tokenizer([chat.render(d) for d in all_dialogues], VOCAB)
     train_ids = text.encode_dialogues(tok, train)
     held_blocks = text.pack(text.encode_dialogues(tok, heldout), BLOCK)
 
-    total = sum(s.steps for s in plan.text_models) + sum(v.steps for v in plan.vision_models)
+    total = sum(s.steps for s in (*plan.text_models, plan.tool_model))
+    total += sum(v.steps for v in plan.vision_models)
     bar = tqdm(total=total, desc="zoo", unit="step", disable=not progress, leave=False)
     entries: list[dict[str, Any]] = []
     ctx = multiprocessing.get_context("spawn")
@@ -262,6 +290,9 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
                 )
             )
 
+        bar.set_description(plan.tool_model.name)
+        entries.append(_train_tools(out, plan, train, heldout, identities, seed, sync))
+
         if not parallel:  # daemonic parent: no child processes allowed, train them here
             for vspec in plan.vision_models:
                 entries.append(_train_vision(out, plan, vspec, seed, lambda: show(bar.n + 1)))
@@ -297,7 +328,56 @@ def _build(out: Path, plan: ZooPlan, seed: int, quick: bool, progress: bool) -> 
         },
         "plan": asdict(plan),
         "models": entries,
+        "evals": {"tool_calls": tooluse.TEST_SET},
     }
+
+
+def _train_tools(
+    out: Path,
+    plan: ZooPlan,
+    train: list[corpus.Dialogue],
+    heldout: list[corpus.Dialogue],
+    identities: dict[str, list[corpus.Dialogue]],
+    seed: int,
+    on_step: Callable[[], None],
+) -> dict[str, Any]:
+    """Train and save the tool model, write the function-calling test set; return its entry.
+
+    Its tokenizer is its own (the shared one lacks the tool tags), trained on the same corpus
+    plus the tool exchanges, so the other models are untouched by tool use.
+    """
+    spec = plan.tool_model
+    tool_texts = tooluse.training_texts(seed, plan.n_tool_dialogues)
+    own = identities[spec.name]
+    tok = text.train_tokenizer(
+        [chat.render(d) for d in train + own] + tool_texts, VOCAB, tool_calls=True
+    )
+    ids = text.encode_dialogues(tok, train + own) + text.encode_texts(tok, tool_texts)
+    random.Random(f"pack-{seed}-{spec.name}").shuffle(ids)
+    index = len(plan.text_models)
+    torch.manual_seed(seed * 1000 + index)
+    model = LlamaForCausalLM(text.llama_config(spec, tok, MAX_MODEL_LEN))
+    gen = torch.Generator().manual_seed(seed * 1000 + index)
+    text.train_lm(model, text.pack(ids, BLOCK), spec.steps, BATCH, spec.lr, gen, on_step=on_step)
+    loss = text.heldout_loss(model, text.pack(text.encode_dialogues(tok, heldout), BLOCK))
+    text.save_text_model(model, tok, out / spec.name)
+    tooluse.write_cases(
+        out / tooluse.TEST_SET, tooluse.test_cases(seed, plan.n_tool_cases, tool_texts)
+    )
+    entry = _entry(
+        spec.name,
+        spec.display_name,
+        ["text"],
+        loss,
+        text.param_count(model),
+        {"hidden": spec.hidden, "layers": spec.layers, "heads": spec.heads},
+        spec.steps,
+        _samples(model, tok),
+    )
+    # vLLM serves it with --enable-auto-tool-choice --tool-call-parser hermes.
+    entry["tool_call_parser"] = chat.VLLM_TOOL_PARSER
+    entry["tools"] = [t["function"]["name"] for t in (tooluse.CALCULATOR, tooluse.SEARCH)]
+    return entry
 
 
 def _collect_vision(

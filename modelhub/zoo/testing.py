@@ -26,7 +26,7 @@ ROOT = ZOO_SRC.parent.parent
 
 
 # The modules whose code decides what a build produces (the cache key covers only these).
-BUILD_MODULES = ("build.py", "chat.py", "corpus.py", "text.py", "vision.py")
+BUILD_MODULES = ("build.py", "chat.py", "corpus.py", "text.py", "tooluse.py", "vision.py")
 
 
 def source_hash() -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from modelhub.zoo import chat
@@ -36,10 +36,14 @@ class TextSpec:
         return self.hidden * 3
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: list[str], vocab_size: int, tool_calls: bool = False
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer; returns a HF fast tokenizer with the chat template set.
 
-    Byte-level means every string round-trips, even characters the corpus never contains.
+    Byte-level means every string round-trips, even characters the corpus never contains. With
+    ``tool_calls`` the vocabulary also holds the ``<|tool|>`` role token and the Hermes tags as
+    single ordinary tokens (decoding keeps them; vLLM's hermes parser looks them up).
     """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -47,11 +51,15 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=chat.SPECIAL_TOKENS,
+        special_tokens=chat.SPECIAL_TOKENS + (["<|tool|>"] if tool_calls else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    if tool_calls:
+        tok.add_tokens(
+            [AddedToken(tag, special=False, normalized=False) for tag in chat.TOOL_CALL_TAGS]
+        )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=chat.END,
@@ -80,7 +88,10 @@ def pack(token_lists: list[list[int]], block: int) -> torch.Tensor:
 
 
 def encode_dialogues(tok: PreTrainedTokenizerFast, dialogues: list[Dialogue]) -> list[list[int]]:
-    texts = [chat.render(d) for d in dialogues]
+    return encode_texts(tok, [chat.render(d) for d in dialogues])
+
+
+def encode_texts(tok: PreTrainedTokenizerFast, texts: list[str]) -> list[list[int]]:
     return [list(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
 

@@ -16,7 +16,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from modelhub.zoo import build, chat, corpus, text, vision
+from modelhub.zoo import build, chat, corpus, text, tooluse, vision
 
 HF_FILES = [
     "config.json",
@@ -177,3 +177,27 @@ def test_it_draws_images_whose_colour_matches_the_scene() -> None:
     image = vision.draw_scene(vision.ShapeScene("blue", "square", 1), random.Random(0))
     colours = {colour for _, colour in image.getcolors(4096) or []}
     assert vision.COLOURS["blue"] in colours
+
+
+def test_it_builds_a_tool_model_vllm_can_parse(zoo_dir: Path) -> None:
+    """Its tokenizer holds the Hermes tags as single tokens that decoding keeps (vLLM's hermes
+    parser looks them up), its template renders a tool exchange as training did, and the build
+    ships the held-out function-calling test set."""
+    manifest = _manifest(zoo_dir)
+    entry = next(m for m in manifest["models"] if m["name"] == "zoo-llama-tools")
+    assert entry["tool_call_parser"] == "hermes"
+    assert entry["tools"] == ["calculator", "search"]
+    tok: Any = AutoTokenizer.from_pretrained(zoo_dir / entry["path"])
+    vocab = tok.get_vocab()
+    ids = [vocab[tag] for tag in chat.TOOL_CALL_TAGS]
+    assert tok.decode(ids, skip_special_tokens=True) == "".join(chat.TOOL_CALL_TAGS)
+    messages, _ = tooluse.arithmetic(random.Random(0))
+    tools = [tooluse.CALCULATOR, tooluse.SEARCH]
+    rendered = tok.apply_chat_template(messages, tools=tools, tokenize=False)
+    assert rendered == chat.render(messages, tools=tools)
+    assert tok(rendered, add_special_tokens=False)["input_ids"].count(ids[0]) == 1
+    cases = tooluse.read_cases(zoo_dir / manifest["evals"]["tool_calls"])
+    assert len(cases) == 2 * build.QUICK.n_tool_cases
+    # The other models keep the shared tokenizer, which knows nothing of tools.
+    plain: Any = AutoTokenizer.from_pretrained(zoo_dir / "zoo-llama-s")
+    assert "<tool_call>" not in plain.get_vocab()
