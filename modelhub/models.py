@@ -110,6 +110,9 @@ class Model(models.Model):
         help_text="Tools it may call, comma separated: calculator, convert, date, search, "
         "crop_image (vision models).",
     )
+    # vLLM's parser of this model's tool-call format (hermes, llama3_json, mistral, ...): the
+    # supervisor starts vLLM with --enable-auto-tool-choice --tool-call-parser <it>.
+    tool_call_parser = models.CharField(max_length=50, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

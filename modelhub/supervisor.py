@@ -50,6 +50,7 @@ class ServerSpec:
     tensor_parallel_size: int = 1
     max_model_len: int | None = None
     images_per_prompt: int = 0  # 0: text-only model, no --limit-mm-per-prompt
+    tool_call_parser: str = ""  # vLLM's parser of the model's tool calls; "": no tool calls
     cpu: bool | None = None  # None: CPU unless an NVIDIA GPU is visible
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
@@ -92,6 +93,8 @@ def vllm_command(spec: ServerSpec) -> list[str]:
         argv += ["--max-model-len", str(spec.max_model_len)]
     if spec.images_per_prompt:
         argv += ["--limit-mm-per-prompt", json.dumps({"image": spec.images_per_prompt})]
+    if spec.tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", spec.tool_call_parser]
     # Sampling defaults from the model's generation_config.json, as every other engine uses them.
     argv += ["--generation-config", "vllm"]
     if spec.on_cpu:
@@ -144,6 +147,7 @@ def spec_from_model(
         tensor_parallel_size=model.tensor_parallel_size,
         max_model_len=model.max_model_len,
         images_per_prompt=model.limit_images_per_prompt if model.supports_images else 0,
+        tool_call_parser=model.tool_call_parser,
     )
 
 
@@ -307,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--images-per-prompt", type=int, default=0)
+    parser.add_argument("--tool-call-parser", default="", help="vLLM's, e.g. hermes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     spec = ServerSpec(
@@ -317,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         tensor_parallel_size=args.tensor_parallel_size,
         max_model_len=args.max_model_len,
         images_per_prompt=args.images_per_prompt,
+        tool_call_parser=args.tool_call_parser,
     )
     sup = Supervisor(spec, vllm_command if args.engine == "vllm" else local_engine_command).start()
     done = threading.Event()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from modelhub import client as oai
 from modelhub import tools
+from modelhub.models import Model
+from modelhub.supervisor import spec_from_model, vllm_command
 from modelhub.tools.calculator import evaluate
 
 CONTEXT = tools.ToolContext()
@@ -156,3 +159,14 @@ def test_it_refuses_tool_calls_that_are_not_a_list() -> None:
     chunk = {"choices": [{"index": 0, "delta": {"tool_calls": "calculator"}}]}
     with pytest.raises(oai.MalformedStream):
         parser.feed("data: " + json.dumps(chunk))
+
+
+def test_it_starts_vllm_with_the_models_tool_call_parser(tmp_path: Path) -> None:
+    model = Model(name="m", engine="vllm", path="m", tool_call_parser="hermes")
+    argv = vllm_command(spec_from_model(model, port=8123, models_dir=tmp_path))
+    joined = " ".join(argv)
+    assert "--enable-auto-tool-choice --tool-call-parser hermes" in joined
+    model.tool_call_parser = ""
+    assert "--tool-call-parser" not in vllm_command(
+        spec_from_model(model, 8123, models_dir=tmp_path)
+    )
