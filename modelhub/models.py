@@ -45,6 +45,16 @@ def validate_api_key_env(value: str) -> None:
         )
 
 
+def validate_tool_names(value: list[str]) -> None:
+    from modelhub.tools import tool_names
+
+    unknown = sorted(set(value) - set(tool_names()))
+    if unknown:
+        raise ValidationError(
+            f"Unknown tools: {', '.join(unknown)}. Choose from {', '.join(tool_names())}."
+        )
+
+
 class Engine(models.TextChoices):
     VLLM = "vllm", "vLLM"
     OPENAI = "openai", "OpenAI-compatible"
@@ -107,6 +117,7 @@ class Model(models.Model):
         models.CharField(max_length=50),
         default=list,
         blank=True,
+        validators=[validate_tool_names],
         help_text="Tools it may call, comma separated: calculator, convert, date, search, "
         "crop_image (vision models).",
     )

@@ -14,6 +14,7 @@ from PIL import Image
 from modelhub import client as oai
 from modelhub import tools
 from modelhub.models import Model
+from modelhub.services import ModelConfigError, models_load
 from modelhub.supervisor import spec_from_model, vllm_command
 from modelhub.tools.calculator import evaluate
 
@@ -170,3 +171,12 @@ def test_it_starts_vllm_with_the_models_tool_call_parser(tmp_path: Path) -> None
     assert "--tool-call-parser" not in vllm_command(
         spec_from_model(model, 8123, models_dir=tmp_path)
     )
+
+
+@pytest.mark.django_db
+def test_it_loads_a_models_tools_from_configuration_and_refuses_unknown_ones() -> None:
+    entry = {"name": "tooled", "tools": ["calculator", "search"], "tool_call_parser": "hermes"}
+    (model,) = models_load(entries=[entry])
+    assert model.tools == ["calculator", "search"] and model.tool_call_parser == "hermes"
+    with pytest.raises(ModelConfigError, match="Unknown tools: shell"):
+        models_load(entries=[{"name": "tooled", "tools": ["calculator", "shell"]}])
