@@ -58,7 +58,7 @@ async def _step(url: str, users: int, seconds: float) -> dict[str, Any]:
         "battles_per_s": round(tally.battles / elapsed, 2),
         "votes_per_s": round(len(tally.acknowledged) / elapsed, 2),
         "answers": dict(tally.outcomes),
-        "failures": sum(tally.failures.values()),
+        "failures": dict(tally.failures.most_common(5)),
         "actions": actions,
     }
 

@@ -73,7 +73,7 @@ class Tally:
     resumed: int = 0  # sockets opened again after one broke mid-answer
     failures: Counter[str] = field(default_factory=Counter)  # "<action>: <why>"
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    requests: int = 0
+    requests: int = 0  # HTTP requests answered
     stuck_rounds: int = 0  # rounds that never ended (ROUND_LIMIT_S)
     unended: list[str] = field(default_factory=list)  # generation ids watched in vain
 
@@ -203,7 +203,8 @@ class Visitor:
                                 outcome[gid] = "denied"
                                 continue
                             if frame["type"] == "delta" and seen[gid] == 0:
-                                self.tally.took("first_token", time.monotonic() - started)
+                                elapsed = time.monotonic() - started
+                                self.tally.latencies["first_token"].append(elapsed)
                             seen[gid] = max(seen[gid], int(frame.get("seq", 0)))
                             if frame["type"] in TERMINAL:
                                 outcome[gid] = frame["type"]
