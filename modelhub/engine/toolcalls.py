@@ -34,7 +34,9 @@ CLOSE = "</tool_call>"
 def prefix(spec: ToolSpec) -> str:
     """The start of the reply that ``tool_choice`` forces (the prompt is made to end with it)."""
     if spec.forced_name is not None:
-        return OPEN + "\n" + '{"name": ' + json.dumps(spec.forced_name) + ", "
+        # No space after the comma: BPE merges it with the quote that follows, and a prompt
+        # ending on a lone space token is one the model never saw there.
+        return OPEN + "\n" + '{"name": ' + json.dumps(spec.forced_name) + ","
     return OPEN + "\n" if spec.required else ""
 
 

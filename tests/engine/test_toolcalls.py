@@ -84,7 +84,7 @@ def test_it_keeps_text_that_only_looks_like_a_tag() -> None:
 
 def test_it_completes_a_call_that_tool_choice_forced() -> None:
     spec = _spec(required=True, forced_name="search")
-    _, parser = _run(_tokens('"arguments": {"query": "bees"}}\n</tool_call>'), spec)
+    _, parser = _run(_tokens(' "arguments": {"query": "bees"}}\n</tool_call>'), spec)
     assert parser.calls[0]["function"]["name"] == "search"
     assert json.loads(parser.calls[0]["function"]["arguments"]) == {"query": "bees"}
 
