@@ -229,3 +229,46 @@ def battle_vote_choices(*, battle_id: Any) -> list[str]:
 def user_votes_since(*, user_id: int, since: Any) -> int:
     """How many votes the account cast since the given time."""
     return Vote.objects.filter(user_id=user_id, created_at__gte=since).count()
+
+
+# -- dataset sources (read by collection's dataset builder) -----------------------------------
+
+
+def dataset_battle_rows(*, until: Any) -> Iterator[dict[str, Any]]:
+    """Two-model battle votes cast up to ``until``, in the battle-log format with the extra fields
+    (battle_id among them), oldest first: a frozen dataset re-reads exactly these later."""
+    return battle_log_rows(Vote.objects.filter(created_at__lte=until), extra=True)
+
+
+def dataset_direct_rows(*, until: Any) -> Iterator[dict[str, Any]]:
+    """Thumbs votes on direct chats cast up to ``until``, oldest first: battle_id, model, the
+    conversation up to the voted turn (OpenAI messages), up (bool), language, tstamp."""
+    votes = (
+        Vote.objects.filter(
+            created_at__lte=until, battle__mode=Mode.DIRECT, choice__in=["up", "down"]
+        )
+        .select_related("turn__generation_a", "battle__model_a")
+        .order_by("created_at", "id")
+    )
+    for vote in votes.iterator(chunk_size=500):
+        battle, voted = vote.battle, vote.turn
+        kept: dict[int, Turn] = {}
+        for turn in battle.turns.select_related("generation_a").order_by("index", "attempt"):
+            if turn.index < voted.index or turn.id == voted.id:
+                kept[turn.index] = turn
+        yield {
+            "battle_id": str(battle.id),
+            "model": battle.model_a.name,
+            "conversation": _conversation([kept[i] for i in sorted(kept)], "a"),
+            "up": vote.choice == "up",
+            "turn": voted.index,
+            "language": battle.language or "unknown",
+            "tstamp": vote.created_at.timestamp(),
+        }
+
+
+def battle_ids_of_user(*, user_id: int) -> list[str]:
+    """Every battle the account started or voted in (what its deletion takes out of datasets)."""
+    ids = set(Battle.objects.filter(user_id=user_id).values_list("id", flat=True))
+    ids |= set(Vote.objects.filter(user_id=user_id).values_list("battle_id", flat=True))
+    return sorted(str(i) for i in ids)

@@ -3,7 +3,14 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from collection.models import Assignment, Contributor, QuestItem, XpEntry
+from collection.models import (
+    Assignment,
+    Contributor,
+    Dataset,
+    DatasetVersion,
+    QuestItem,
+    XpEntry,
+)
 
 
 @admin.register(QuestItem)
@@ -41,3 +48,25 @@ class XpEntryAdmin(admin.ModelAdmin):
 class ContributorAdmin(admin.ModelAdmin):
     list_display = ("user", "leaderboard_opt_out")
     raw_id_fields = ("user",)
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("name", "sources", "steps", "licence", "created_at")
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(admin.ModelAdmin):
+    """Versions are frozen: they are made by the freeze (the datasets page) and never edited."""
+
+    list_display = ("__str__", "status", "row_count", "content_hash", "frozen_at")
+    list_filter = ("status", "dataset")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

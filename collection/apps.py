@@ -12,3 +12,14 @@ class CollectionConfig(AppConfig):
         from collection.receivers import quests_from_vote_enqueue
 
         vote_cast.connect(quests_from_vote_enqueue, dispatch_uid="collection-quests-from-vote")
+
+        # An account's deletion revokes its battles from every dataset. It must run before the
+        # delete: afterwards the battles no longer name the account.
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import pre_delete
+
+        from collection.receivers import datasets_revoke_user
+
+        pre_delete.connect(
+            datasets_revoke_user, sender=get_user_model(), dispatch_uid="collection-revoke-user"
+        )

@@ -184,3 +184,96 @@ class Contributor(models.Model):
 
     def __str__(self) -> str:
         return f"contributor {self.user_id}"
+
+
+# -- datasets ---------------------------------------------------------------------------------
+
+
+class DatasetSource(models.TextChoices):
+    BATTLES = "battles", "Arena battles (pairwise votes)"
+    DIRECT = "direct", "Direct chats (thumbs up/down)"
+
+
+class Dataset(models.Model):
+    """What a dataset is made of: its sources and its pipeline steps with their parameters. Each
+    freeze makes a new immutable DatasetVersion; editing the dataset changes only later ones."""
+
+    name = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    sources = models.JSONField(default=list, help_text='e.g. ["battles", "direct"]')
+    steps = models.JSONField(default=list, help_text='Pipeline steps in order, e.g. ["pii"]')
+    params = models.JSONField(default=dict, blank=True, help_text='e.g. {"neardup": {...}}')
+    licence = models.CharField(max_length=40, default="CC-BY-4.0")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class VersionStatus(models.TextChoices):
+    PENDING = "pending", "Queued"
+    RUNNING = "running", "Freezing"
+    DONE = "done", "Frozen"
+    FAILED = "failed", "Failed"
+
+
+class DatasetVersion(models.Model):
+    """A frozen dataset: the manifest that made it (sources, cut-off time, steps and parameters,
+    code version), the pipeline's report, its rows and their content hash, and a datasheet. Written
+    once by the freeze service; nothing changes it afterwards."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=8, choices=VersionStatus.choices, default=VersionStatus.PENDING
+    )
+    manifest = models.JSONField(default=dict)
+    report = models.JSONField(default=dict, help_text="Per step: rows in/out, counts per reason.")
+    rows_read = models.PositiveIntegerField(default=0)
+    row_count = models.PositiveIntegerField(default=0)
+    content_hash = models.CharField(max_length=64, blank=True)
+    datasheet = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "number"], name="dataset_version_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name} v{self.number}"
+
+
+class DatasetRow(models.Model):
+    """One row of a frozen version, in pipeline order. ``source_key`` names what it came from
+    (``battle:<id>``) so that an account's deletion can revoke it."""
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="rows")
+    position = models.PositiveIntegerField()
+    source_key = models.CharField(max_length=80, db_index=True)
+    data = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "position"], name="dataset_row_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version_id}:{self.position} {self.source_key}"
+
+
+class RevokedSource(models.Model):
+    """A source taken out of every dataset because its author deleted their account: later
+    versions never read it, and downloads of earlier ones leave its rows out."""
+
+    key = models.CharField(max_length=80, unique=True)
+    revoked_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key

@@ -10,3 +10,10 @@ def quests_from_vote_enqueue(sender: Any, vote_id: int, **kwargs: Any) -> None:
     from collection.tasks import quests_from_vote
 
     quests_from_vote.delay(vote_id)
+
+
+def datasets_revoke_user(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """auth User pre_delete: take the account's battles out of every dataset."""
+    from collection.datasets import contributor_revoke
+
+    contributor_revoke(user_id=instance.pk)

@@ -17,3 +17,12 @@ def quests_from_vote(vote_id: int) -> int:
 @shared_task(ignore_result=True, expires=55, soft_time_limit=30, time_limit=60)
 def expire_leases() -> int:
     return services.assignments_expire()
+
+
+# Sent to the pipeline queue (datasets.PIPELINE_QUEUE) by the service that creates the version.
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=3300, time_limit=3600)
+def dataset_freeze(version_id: int) -> None:
+    """Freeze one dataset version (idempotent: a frozen one is left alone; a retry starts over)."""
+    from collection import datasets
+
+    datasets.dataset_version_freeze(version_id=version_id)

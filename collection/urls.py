@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from collection import views
+from collection import dataset_views, views
 
 urlpatterns = [
     path("quests/", views.quests_home, name="quests"),
@@ -15,4 +15,22 @@ urlpatterns = [
     path("quests/<slug:quest_type>/", views.quest_page, name="quest"),
     path("me/", views.profile_page, name="me"),
     path("me/leaderboard/", views.profile_board_visibility, name="me-board-visibility"),
+    path("datasets/", dataset_views.datasets_page, name="datasets"),
+    path("datasets/<int:dataset_id>/freeze/", dataset_views.dataset_freeze, name="dataset-freeze"),
+    path("datasets/v/<int:version_id>/", dataset_views.version_page, name="dataset-version"),
+    path(
+        "datasets/v/<int:version_id>/datasheet.md",
+        dataset_views.version_datasheet,
+        name="dataset-datasheet",
+    ),
+    path(
+        "datasets/v/<int:version_id>/manifest.json",
+        dataset_views.version_manifest,
+        name="dataset-manifest",
+    ),
+    path(
+        "datasets/v/<int:version_id>/<slug:export_format>.jsonl",
+        dataset_views.version_download,
+        name="dataset-download",
+    ),
 ]

@@ -64,6 +64,14 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "quests/i/<int:item_id>/image/": (LOGIN, 404, 404, LOGIN),
     "me/": (LOGIN, 200, 200, LOGIN),
     "me/leaderboard/": (LOGIN, 405, 405, LOGIN),
+    # Datasets: staff build and freeze them; downloads take a session or a token (the IDs name
+    # nothing, so whoever gets past the gate meets 404).
+    "datasets/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
+    "datasets/<int:dataset_id>/freeze/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/v/<int:version_id>/": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
+    "datasets/v/<int:version_id>/datasheet.md": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
+    "datasets/v/<int:version_id>/manifest.json": (401, 404, 404, 404),
+    "datasets/v/<int:version_id>/<slug:export_format>.jsonl": (401, 404, 404, 404),
     # The admin's own entry and exit; every other admin URL follows ADMIN_RULE.
     "admin/login/": (200, 200, 302, 200),  # staff already in: on to the index
     "admin/logout/": (302, 302, 405, 302),  # to the admin's index, which asks for a login

@@ -64,6 +64,9 @@ def path_values(world: dict[str, Any], battle: Battle) -> dict[str, str]:
         "quest_type": "rank",
         "assignment_id": "987654",
         "item_id": "987654",
+        "dataset_id": "987654",
+        "version_id": "987654",
+        "export_format": "sft",
         "app_label": "arena",
         "url": "no-such-admin-page/",
     }

@@ -1,0 +1,331 @@
+"""Datasets: freezing a version (sources -> pipeline -> stored rows, report, hash, datasheet),
+reproducing one from its manifest, and revoking a deleted account's sources.
+
+A stored row is one conversation in the OpenAI messages shape with its origin alongside:
+
+- ``battles``: one row per vote on a two-model battle. ``messages`` interleaves each user turn with
+  both answers, ``{"role": "assistant", "name": "model_a" | "model_b", ...}``, so every pipeline
+  step (PII redaction above all) sees every text; ``winner``, ``model_a``/``model_b`` and the rest of
+  the battle-log fields ride along.
+- ``direct``: one row per thumbs vote on a direct chat: ``messages`` and ``label`` (thumbs up).
+
+Arena data is read through arena's selectors only, up to the manifest's cut-off time, so re-running
+a manifest reads the same rows and gives the same content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import subprocess
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, QuerySet
+from django.utils import timezone
+
+from arena import selectors as arena_selectors
+from collection.models import (
+    Dataset,
+    DatasetRow,
+    DatasetSource,
+    DatasetVersion,
+    RevokedSource,
+    VersionStatus,
+)
+from collection.pipeline import Log, build_steps, stream
+
+Row = dict[str, Any]
+BATCH = 500
+# Freezing runs where the pipeline workers are: a worker host added is throughput added.
+PIPELINE_QUEUE = "pipeline"
+
+
+class DatasetError(Exception):
+    """A dataset that cannot be frozen as configured (the message is shown to staff)."""
+
+
+# -- sources ----------------------------------------------------------------------------------
+
+
+def _battle_row(entry: dict[str, Any]) -> Row:
+    messages: list[dict[str, Any]] = []
+    side_a, side_b = entry["conversation_a"], entry["conversation_b"]
+    for index in range(0, len(side_a), 2):
+        messages.append({"role": "user", "content": side_a[index]["content"]})
+        for name, side in (("model_a", side_a), ("model_b", side_b)):
+            messages.append(
+                {"role": "assistant", "name": name, "content": side[index + 1]["content"]}
+            )
+    return {
+        "id": f"battle:{entry['battle_id']}:{entry['turn']}",
+        "source": DatasetSource.BATTLES.value,
+        "messages": messages,
+        **{
+            key: entry[key]
+            for key in ("model_a", "model_b", "winner", "turn", "anony", "language", "tstamp")
+        },
+        "judge": entry["judge"],
+        "battle_id": entry["battle_id"],
+    }
+
+
+def _direct_row(entry: dict[str, Any]) -> Row:
+    return {
+        "id": f"direct:{entry['battle_id']}:{entry['turn']}",
+        "source": DatasetSource.DIRECT.value,
+        "messages": entry["conversation"],
+        "model": entry["model"],
+        "label": entry["up"],
+        "language": entry["language"],
+        "tstamp": entry["tstamp"],
+        "battle_id": entry["battle_id"],
+    }
+
+
+def source_key(row: Row) -> str:
+    return f"battle:{row['battle_id']}"
+
+
+def source_rows(*, sources: Iterable[str], until: datetime) -> Iterator[Row]:
+    """The rows of the named sources up to ``until``, without revoked ones, in a fixed order."""
+    revoked = set(RevokedSource.objects.values_list("key", flat=True))
+    for name in sources:
+        if name == DatasetSource.BATTLES:
+            rows = map(_battle_row, arena_selectors.dataset_battle_rows(until=until))
+        elif name == DatasetSource.DIRECT:
+            rows = map(_direct_row, arena_selectors.dataset_direct_rows(until=until))
+        else:
+            raise DatasetError(f"unknown source {name!r}; known: {', '.join(DatasetSource)}")
+        yield from (row for row in rows if source_key(row) not in revoked)
+
+
+# -- hashing and the code version ---------------------------------------------------------------
+
+
+def row_bytes(row: Row) -> bytes:
+    """The canonical JSON Lines form of a row (what the content hash covers)."""
+    return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class _Hasher:
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def add(self, row: Row) -> None:
+        self.digest.update(row_bytes(row) + b"\n")
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+def code_version() -> str:
+    """The git commit of the checkout when there is one, else the installed package's version."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        return f"git:{commit}"
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return f"ludus:{importlib.metadata.version('ludus')}"
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+
+# -- running a manifest -----------------------------------------------------------------------
+
+
+def manifest_run(manifest: dict[str, Any]) -> tuple[Iterator[Row], Log]:
+    """The pipeline's kept rows for a manifest (lazily) and the log it fills as they flow."""
+    steps = build_steps(manifest["steps"], manifest.get("params") or {})
+    until = datetime.fromisoformat(manifest["until"])
+    log = Log(keep_events=False)
+    return stream(steps, source_rows(sources=manifest["sources"], until=until), log), log
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    """Re-run a manifest and return the content hash of what it produces (reproducibility)."""
+    rows, _ = manifest_run(manifest)
+    hasher = _Hasher()
+    for row in rows:
+        hasher.add(row)
+    return hasher.hexdigest()
+
+
+# -- services ---------------------------------------------------------------------------------
+
+
+def dataset_version_create(*, dataset: Dataset) -> DatasetVersion:
+    """A new pending version of ``dataset`` whose manifest fixes everything the freeze will read
+    (sources, cut-off time, steps, parameters); enqueues the freeze on the pipeline queue."""
+    from collection.tasks import dataset_freeze
+
+    try:
+        build_steps(dataset.steps, dataset.params)
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
+    unknown = [s for s in dataset.sources if s not in DatasetSource.values]
+    if unknown or not dataset.sources:
+        raise DatasetError(f"Choose sources among {', '.join(DatasetSource.values)}.")
+    with transaction.atomic():
+        Dataset.objects.select_for_update().get(id=dataset.id)
+        last = dataset.versions.aggregate(n=Max("number"))["n"] or 0
+        version = DatasetVersion.objects.create(
+            dataset=dataset,
+            number=last + 1,
+            manifest={
+                "dataset": dataset.name,
+                "sources": list(dataset.sources),
+                "until": timezone.now().isoformat(),
+                "steps": list(dataset.steps),
+                "params": dict(dataset.params),
+                "licence": dataset.licence,
+                "code_version": code_version(),
+            },
+        )
+        transaction.on_commit(
+            lambda: dataset_freeze.apply_async((version.id,), queue=PIPELINE_QUEUE)
+        )
+    return version
+
+
+def dataset_version_freeze(*, version_id: int) -> DatasetVersion | None:
+    """Run a pending version's manifest and store its rows, report, hash and datasheet. Idempotent:
+    a version already frozen is left alone; one interrupted mid-way starts over."""
+    with transaction.atomic():
+        version = DatasetVersion.objects.select_for_update().filter(id=version_id).first()
+        if version is None or version.status == VersionStatus.DONE:
+            return version
+        version.status = VersionStatus.RUNNING
+        version.save(update_fields=["status"])
+    try:
+        with transaction.atomic():
+            DatasetRow.objects.filter(version=version).delete()
+            rows, log = manifest_run(version.manifest)
+            hasher = _Hasher()
+            languages: Counter[str] = Counter()
+            count = 0
+            while batch := list(islice(rows, BATCH)):
+                for row in batch:
+                    hasher.add(row)
+                    languages[str(row.get("lang") or row.get("language") or "unknown")] += 1
+                DatasetRow.objects.bulk_create(
+                    DatasetRow(
+                        version=version, position=count + i, source_key=source_key(row), data=row
+                    )
+                    for i, row in enumerate(batch)
+                )
+                count += len(batch)
+            report = log.report()
+            version.report = {"steps": report["steps"], "languages": dict(languages.most_common())}
+            version.rows_read = report["steps"][0]["rows_in"] if report["steps"] else count
+            version.row_count = count
+            version.content_hash = hasher.hexdigest()
+            version.datasheet = datasheet(version)
+            version.status = VersionStatus.DONE
+            version.frozen_at = timezone.now()
+            version.save()
+    except Exception as error:
+        DatasetVersion.objects.filter(id=version.id).update(
+            status=VersionStatus.FAILED, error=f"{type(error).__name__}: {error}"
+        )
+        raise
+    return version
+
+
+def contributor_revoke(*, user_id: int) -> int:
+    """Take every battle the account started or voted in out of all datasets (before the account
+    is deleted: afterwards nothing ties the battles to it). Returns how many sources were revoked."""
+    keys = [f"battle:{i}" for i in arena_selectors.battle_ids_of_user(user_id=user_id)]
+    created = RevokedSource.objects.bulk_create(
+        [RevokedSource(key=key) for key in keys], ignore_conflicts=True
+    )
+    return len(created)
+
+
+# -- selectors --------------------------------------------------------------------------------
+
+
+def version_rows(*, version: DatasetVersion) -> Iterator[Row]:
+    """A frozen version's rows in order, leaving out revoked ones (flat memory)."""
+    queryset = (
+        DatasetRow.objects.filter(version=version)
+        .exclude(source_key__in=RevokedSource.objects.values("key"))
+        .order_by("position")
+        .values_list("data", flat=True)
+    )
+    yield from queryset.iterator(chunk_size=BATCH)
+
+
+def version_revoked_count(*, version: DatasetVersion) -> int:
+    return DatasetRow.objects.filter(
+        version=version, source_key__in=RevokedSource.objects.values("key")
+    ).count()
+
+
+def versions_frozen() -> QuerySet[DatasetVersion]:
+    return DatasetVersion.objects.filter(status=VersionStatus.DONE).select_related("dataset")
+
+
+# -- the datasheet ------------------------------------------------------------------------------
+
+
+def datasheet(version: DatasetVersion) -> str:
+    """A Markdown datasheet: what the version is, where its rows come from, what the pipeline
+    removed or changed and why, its languages, licence and consent."""
+    manifest, report = version.manifest, version.report
+    lines = [
+        f"# {manifest['dataset']} v{version.number}",
+        "",
+        f"{version.dataset.description}".strip() or "A dataset frozen from Ludus.",
+        "",
+        "## What",
+        f"- Rows: {version.row_count} (read {version.rows_read})",
+        f"- Content hash (sha256 over canonical JSON Lines): `{version.content_hash}`",
+        f"- Code version: `{manifest['code_version']}`",
+        "",
+        "## Where from",
+        *[
+            f"- {DatasetSource(s).label}, cast up to {manifest['until']}"
+            for s in manifest["sources"]
+        ],
+        "",
+        "## Filters",
+    ]
+    for step in report.get("steps", []):
+        params = json.dumps(step["params"], sort_keys=True)
+        lines.append(
+            f"- **{step['name']}** `{params}`: {step['rows_in']} in, {step['rows_out']} out"
+        )
+        for action in ("dropped", "changed"):
+            for reason, n in sorted(step[action].items()):
+                lines.append(f"  - {action} {n}: {reason}")
+    if not report.get("steps"):
+        lines.append("- none")
+    lines += [
+        "",
+        "## Languages",
+        *[f"- {lang}: {n}" for lang, n in report.get("languages", {}).items()],
+        "",
+        "## Licence",
+        f"{manifest['licence']}.",
+        "",
+        "## Consent",
+        "Every row comes from people who used the arena under its terms, which say that prompts,"
+        " answers and votes may be published for research. Rows of a person who deletes their"
+        " account are revoked: later versions leave them out, and downloads of this version do too.",
+        "",
+    ]
+    return "\n".join(lines)
