@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import wraps
 from typing import Any
@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from arena import ratelimit
-from arena.models import ApiToken
+from arena.models import API_SCOPES, ApiToken
 from arena.services import ip_hash
 
 PREFIX = "ludus_"
@@ -43,16 +43,22 @@ def _digest(raw: str) -> str:
 # -- services ---------------------------------------------------------------------------------
 
 
-def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
-    """A new token for ``user``: the row, and the token itself (not stored; shown once)."""
+def token_create(
+    *, user: User, name: str, scopes: Sequence[str] | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for ``user``: the row, and the token itself (not stored; shown once). It may
+    read everything the API serves unless ``scopes`` (among API_SCOPES) narrows it."""
     name = name.strip()
     if not name:
         raise TokenError("Give the token a name.")
+    scopes = list(API_SCOPES if scopes is None else scopes)
+    if unknown := sorted(set(scopes) - set(API_SCOPES)):
+        raise TokenError(f"Unknown scope(s) {', '.join(unknown)}.")
     if ApiToken.objects.filter(user=user).count() >= MAX_PER_USER:
         raise TokenError(f"You have {MAX_PER_USER} tokens already. Revoke one first.")
     raw = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        user=user, name=name, prefix=raw[: len(PREFIX) + 6], digest=_digest(raw)
+        user=user, name=name, prefix=raw[: len(PREFIX) + 6], digest=_digest(raw), scopes=scopes
     )
     return token, raw
 

@@ -226,6 +226,14 @@ class SamplingWeights(models.Model):
         return f"sampling weights {self.recorded_at:%Y-%m-%d %H:%M}"
 
 
+# What a token may read through the researcher API (/api/v1/); the export endpoints need none.
+API_SCOPES = ("leaderboard:read", "battles:read", "datasets:read")
+
+
+def api_scopes_all() -> list[str]:
+    return list(API_SCOPES)
+
+
 class ApiToken(models.Model):
     """A researcher's bearer token for the export endpoints. Only the SHA-256 of the token is
     stored (tokens are 256-bit random strings, so a fast hash is enough); the token itself is shown
@@ -239,6 +247,7 @@ class ApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(default=api_scopes_all, help_text="Among API_SCOPES.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -55,7 +55,7 @@ def _frozen(version_id: int) -> DatasetVersion:
     return version
 
 
-def _lines(format_name: str, version: DatasetVersion) -> Iterator[bytes]:
+def version_lines(format_name: str, version: DatasetVersion) -> Iterator[bytes]:
     rows = datasets.version_rows(version=version)
     for record in exports.records(format_name, rows):
         yield json.dumps(record, ensure_ascii=False).encode() + b"\n"
@@ -72,7 +72,7 @@ def version_download(
         raise Http404("No such format.")
     version = _frozen(version_id)
     response = StreamingHttpResponse(
-        _lines(export_format, version), content_type="application/x-ndjson; charset=utf-8"
+        version_lines(export_format, version), content_type="application/x-ndjson; charset=utf-8"
     )
     name = f"{version.dataset.name}-v{version.number}-{export_format}"
     response["Content-Disposition"] = f'attachment; filename="{name}.jsonl"'

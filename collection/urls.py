@@ -3,6 +3,7 @@
 from django.urls import path
 
 from collection import dataset_views, views
+from collection.api import api as researcher_api
 
 urlpatterns = [
     path("quests/", views.quests_home, name="quests"),
@@ -15,6 +16,7 @@ urlpatterns = [
     path("quests/<slug:quest_type>/", views.quest_page, name="quest"),
     path("me/", views.profile_page, name="me"),
     path("me/leaderboard/", views.profile_board_visibility, name="me-board-visibility"),
+    path("api/v1/", researcher_api.urls),
     path("datasets/", dataset_views.datasets_page, name="datasets"),
     path("datasets/<int:dataset_id>/freeze/", dataset_views.dataset_freeze, name="dataset-freeze"),
     path("datasets/v/<int:version_id>/", dataset_views.version_page, name="dataset-version"),

@@ -176,6 +176,10 @@ def snapshot_latest_with_ids() -> LeaderboardSnapshot | None:
     return LeaderboardSnapshot.objects.order_by("-created_at", "-id").first()
 
 
+def snapshots_newest_first() -> QuerySet[LeaderboardSnapshot]:
+    return LeaderboardSnapshot.objects.defer("vote_ids", "data").order_by("-created_at", "-id")
+
+
 def snapshot_get(*, snapshot_id: int) -> LeaderboardSnapshot | None:
     return LeaderboardSnapshot.objects.filter(id=snapshot_id).first()
 
