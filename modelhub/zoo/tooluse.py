@@ -23,7 +23,7 @@ from typing import Any
 
 from modelhub.zoo import chat, corpus
 
-CALCULATOR = {
+CALCULATOR: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "calculator",
@@ -35,7 +35,7 @@ CALCULATOR = {
         },
     },
 }
-SEARCH = {
+SEARCH: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "search",
