@@ -32,7 +32,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from modelhub import services, streams
-from modelhub.models import Generation
+from modelhub.models import TERMINAL_STATUSES, Generation
 from modelhub.selectors import Viewer, generation_for_viewer
 from modelhub.streamhub import hub_for_loop
 from modelhub.wsauth import resolve_user
@@ -41,6 +41,10 @@ MAX_SUBSCRIPTIONS = 8  # generations asked for per socket, refused ones included
 MAX_MESSAGE_BYTES = 16 * 1024
 MESSAGE_TOO_BIG = 1009  # the websocket close code for a message too big to process
 MAX_BATCH = 500  # frames per message at most (a long replay goes in several)
+# After this long without a frame, a socket asks PostgreSQL whether the answers it still waits
+# for have ended: an end frame that never reached Redis (Redis was down as the answer finished)
+# must not leave the page waiting forever. The row, not the stream, is the record of the end.
+QUIET_CHECK_S = 10.0
 
 
 class GenerationConsumer(AsyncJsonWebsocketConsumer):
@@ -53,6 +57,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
         # Every generation id asked for, denied ones too: each costs a lookup, so a socket may ask
         # for MAX_SUBSCRIPTIONS in all, not MAX_SUBSCRIPTIONS more after every refusal.
         self.asked: set[str] = set()
+        self.ended: set[str] = set()  # generations whose end frame this socket has sent
         # generation id -> frames from the hub held back while that generation's replay is sent
         self.held: dict[str, list[streams.Wire]] = {}
         self.queue: asyncio.Queue[streams.Wire | None] = asyncio.Queue()
@@ -101,7 +106,11 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
         if size > MAX_MESSAGE_BYTES:
             await self.close(code=MESSAGE_TOO_BIG)
             return
-        await super().receive(text_data=text_data, bytes_data=bytes_data)
+        try:
+            content = await self.decode_json(text_data) if text_data is not None else None
+        except ValueError:  # not JSON: answered like any other message this socket cannot take
+            content = None
+        await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
@@ -194,10 +203,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             and generation.is_finished
             and generation.last_seq > after
         ):
-            # The replay stream expired; the final state lives in PostgreSQL.
-            snapshot = {"type": "snapshot", "id": gid, "seq": generation.last_seq - 1}
-            snapshot_frame = streams.wire_frame(snapshot | {"text": generation.text})
-            return [snapshot_frame, streams.wire_frame(_terminal_from_row(generation))]
+            return _from_row(generation)  # the replay stream expired: the end is in PostgreSQL
         return [streams.wire_entry(gid, entry_id, fields) for entry_id, fields in entries]
 
     async def _send(self, frames: list[streams.Wire]) -> None:
@@ -210,6 +216,7 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             self.sent[gid] = frame.seq
             texts.append(frame.text)
             if frame.terminal:
+                self.ended.add(gid)
                 self.hub.unsubscribe(gid, self.queue)
         for start in range(0, len(texts), MAX_BATCH):
             part = texts[start : start + MAX_BATCH]
@@ -217,7 +224,11 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
 
     async def _pump(self) -> None:
         while True:
-            ready = [await self.queue.get()]
+            try:
+                ready = [await asyncio.wait_for(self.queue.get(), timeout=QUIET_CHECK_S)]
+            except TimeoutError:
+                await self._send(await self._ended_quietly())
+                continue
             while not self.queue.empty():  # whatever the hub delivered meanwhile goes along
                 ready.append(self.queue.get_nowait())
             frames: list[streams.Wire] = []
@@ -232,6 +243,20 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
                 else:
                     frames.append(frame)
             await self._send(frames)
+
+    async def _ended_quietly(self) -> list[streams.Wire]:
+        """Snapshot and end frames, from PostgreSQL, of the answers this socket still waits for
+        that have ended there without their end frame reaching this socket."""
+        waiting = [gid for gid in self.sent if gid not in self.ended]
+        if not waiting:
+            return []
+        rows = await database_sync_to_async(_finished_generations)(waiting)
+        frames: list[streams.Wire] = []
+        for generation in rows:
+            gid = str(generation.id)
+            if generation.last_seq > self.sent.get(gid, 0) and gid not in self.held:
+                frames += _from_row(generation)
+        return frames
 
     async def _stop(self, gid: Any) -> None:
         generation = await database_sync_to_async(generation_for_viewer)(
@@ -249,6 +274,20 @@ def _asked_id(item: Any) -> str:
 
 def _generation(gid: str) -> Generation | None:
     return Generation.objects.filter(id=gid).first()
+
+
+def _finished_generations(ids: list[str]) -> list[Generation]:
+    return list(Generation.objects.filter(id__in=ids, status__in=TERMINAL_STATUSES))
+
+
+def _from_row(generation: Generation) -> list[streams.Wire]:
+    """A finished answer as PostgreSQL holds it: its whole text as a snapshot, then its end."""
+    gid = str(generation.id)
+    snapshot = {"type": "snapshot", "id": gid, "seq": generation.last_seq - 1}
+    return [
+        streams.wire_frame(snapshot | {"text": generation.text}),
+        streams.wire_frame(_terminal_from_row(generation)),
+    ]
 
 
 def _terminal_from_row(generation: Generation) -> dict[str, Any]:

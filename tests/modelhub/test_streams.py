@@ -249,3 +249,43 @@ def test_a_socket_whose_hub_loses_redis_is_closed_and_resumes_without_a_gap() ->
     assert first["seq"] == 1
     assert closed == {"type": "websocket.close", "code": 1011}
     assert [(f["seq"], f.get("text")) for f in frames] == [(2, "t2"), (3, None)]
+
+
+def test_a_socket_takes_an_end_that_never_reached_redis_from_postgresql(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Redis was down as the answer finished: its row says done, its stream holds no end frame.
+    The watching socket, hearing nothing, reads the end from PostgreSQL."""
+    from django.contrib.sessions.backends.cached_db import SessionStore
+
+    from modelhub import consumers, services
+    from modelhub.models import Generation, GenerationStatus
+    from tests.factories import ModelFactory
+
+    monkeypatch.setattr(consumers, "QUIET_CHECK_S", 0.2)
+    session = SessionStore()
+    session.create()
+    model = ModelFactory.create(queue="gen.stream-unit-tests")  # no worker takes it
+    generation = services.generation_create(
+        model=model,
+        messages=[{"role": "user", "content": "hi"}],
+        params=services.generation_params(model=model),
+        session_key=session.session_key,
+    )
+    gid = str(generation.id)
+    streams.add_many(redis_client(), [(gid, 1, "one ")])  # what reached Redis
+    Generation.objects.filter(id=generation.id).update(
+        status=GenerationStatus.DONE, text="one two", last_seq=3, finish_reason="stop"
+    )
+
+    async def scenario() -> list[dict[str, Any]]:
+        comm = await _socket()
+        await _subscribe(comm, gid)
+        frames = await _until_terminal(comm)
+        await comm.disconnect()
+        return frames
+
+    frames = run_async(scenario())
+    assert [(f["type"], f["seq"], f.get("text")) for f in frames] == [
+        ("delta", 1, "one "),
+        ("snapshot", 2, "one two"),
+        ("done", 3, None),
+    ]
