@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import kombu.exceptions
+import redis
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -97,8 +99,32 @@ def generations_create(
             )
         )
     Generation.objects.bulk_create(generations)
-    transaction.on_commit(lambda: generations_enqueue(generations=generations))
+    transaction.on_commit(lambda: _enqueue_created(generations))
     return generations
+
+
+QUEUE_UNREACHABLE = "The serving queue could not be reached; please try again."
+
+
+def _enqueue_created(generations: Sequence[Generation]) -> None:
+    """Enqueue new generations once their rows are committed. When the broker cannot be reached
+    (Redis restarting), the request that made them still succeeds and the answers end at once in a
+    visible error, stored in PostgreSQL, where a watching socket finds it (modelhub.consumers reads
+    the row when its stream stays quiet): not a server error for a battle that was stored, nor
+    answers left queued until the reaper gives up on them."""
+    try:
+        generations_enqueue(generations=generations)
+    except (kombu.exceptions.OperationalError, redis.RedisError, OSError) as exc:
+        log.warning("could not enqueue generations %s: %s", [g.id for g in generations], exc)
+        Generation.objects.filter(
+            id__in=[g.id for g in generations], status=GenerationStatus.QUEUED
+        ).update(
+            status=GenerationStatus.ERROR,
+            error=QUEUE_UNREACHABLE,
+            finish_reason="error",
+            finished_at=timezone.now(),
+            last_seq=1,
+        )
 
 
 def generations_enqueue(
