@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, StreamingHttpResponse
-from ninja import NinjaAPI, Query, Schema
+from ninja import Field, NinjaAPI, Query, Schema
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
@@ -26,6 +26,8 @@ from arena.models import ApiToken
 from collection import dataset_views, datasets, exports
 
 MAX_LIMIT = 500
+# Pages walk rows in order; past this, take a file (a snapshot's battles.jsonl, a version's files).
+MAX_OFFSET = 1_000_000
 
 
 class TokenAuth(HttpBearer):
@@ -56,14 +58,21 @@ def _grant(request: HttpRequest, scope: str) -> None:
         raise HttpError(429, "Too many requests. Please wait a minute.")
 
 
+class Detail(Schema):
+    detail: Any
+
+
+# Every endpoint may answer these ({"detail": ...}): no or a bad token, a missing scope, nothing
+# there, bad parameters, past the rate limit.
+ERRORS: dict[int, type[Schema]] = {401: Detail, 403: Detail, 404: Detail, 422: Detail, 429: Detail}
+
+
 class Page(Schema):
-    limit: int = 100
-    offset: int = 0
+    limit: int = Field(100, ge=1, le=MAX_LIMIT)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 def _window(page: Page) -> tuple[int, int]:
-    if not 1 <= page.limit <= MAX_LIMIT or page.offset < 0:
-        raise HttpError(422, f"limit must be 1..{MAX_LIMIT} and offset 0 or more.")
     return page.offset, page.offset + page.limit
 
 
@@ -94,7 +103,7 @@ def _leaderboard(snapshot: Any) -> dict[str, Any]:
     return leaderboard_export.snapshot_export(snapshot=snapshot) | {"data": snapshot.data}
 
 
-@api.get("/leaderboard", response=LeaderboardOut, tags=["leaderboards"])
+@api.get("/leaderboard", response={200: LeaderboardOut, **ERRORS}, tags=["leaderboards"])
 def leaderboard_current(request: HttpRequest) -> dict[str, Any]:
     """The latest leaderboard snapshot with its boards."""
     _grant(request, "leaderboard:read")
@@ -104,7 +113,7 @@ def leaderboard_current(request: HttpRequest) -> dict[str, Any]:
     return _leaderboard(snapshot)
 
 
-@api.get("/leaderboard/snapshots", response=SnapshotPage, tags=["leaderboards"])
+@api.get("/leaderboard/snapshots", response={200: SnapshotPage, **ERRORS}, tags=["leaderboards"])
 def leaderboard_snapshots(request: HttpRequest, page: Query[Page]) -> dict[str, Any]:
     """Every snapshot, newest first (without boards: fetch one for them)."""
     _grant(request, "leaderboard:read")
@@ -114,7 +123,11 @@ def leaderboard_snapshots(request: HttpRequest, page: Query[Page]) -> dict[str, 
     return {"items": items, "next_offset": stop if len(snapshots) > page.limit else None}
 
 
-@api.get("/leaderboard/snapshots/{snapshot_id}", response=LeaderboardOut, tags=["leaderboards"])
+@api.get(
+    "/leaderboard/snapshots/{snapshot_id}",
+    response={200: LeaderboardOut, **ERRORS},
+    tags=["leaderboards"],
+)
 def leaderboard_snapshot(request: HttpRequest, snapshot_id: int) -> dict[str, Any]:
     _grant(request, "leaderboard:read")
     snapshot = leaderboard_selectors.snapshot_get(snapshot_id=snapshot_id)
@@ -131,7 +144,7 @@ class BattlePage(Schema):
     next_offset: int | None
 
 
-@api.get("/battles", response=BattlePage, tags=["battles"])
+@api.get("/battles", response={200: BattlePage, **ERRORS}, tags=["battles"])
 def battles(request: HttpRequest, page: Query[Page]) -> dict[str, Any]:
     """Votes on two-model battles in the public battle-log format (as the leaderboard exports
     them), oldest first."""
@@ -181,7 +194,7 @@ def _version(request: HttpRequest, version: Any) -> dict[str, Any]:
     }
 
 
-@api.get("/datasets/versions", response=VersionPage, tags=["datasets"])
+@api.get("/datasets/versions", response={200: VersionPage, **ERRORS}, tags=["datasets"])
 def dataset_versions(request: HttpRequest, page: Query[Page]) -> dict[str, Any]:
     """Frozen dataset versions, newest first."""
     _grant(request, "datasets:read")
@@ -200,7 +213,7 @@ def _frozen(version_id: int) -> Any:
     return version
 
 
-@api.get("/datasets/versions/{version_id}", response=VersionOut, tags=["datasets"])
+@api.get("/datasets/versions/{version_id}", response={200: VersionOut, **ERRORS}, tags=["datasets"])
 def dataset_version(request: HttpRequest, version_id: int) -> dict[str, Any]:
     _grant(request, "datasets:read")
     return _version(request, _frozen(version_id))
@@ -209,7 +222,7 @@ def dataset_version(request: HttpRequest, version_id: int) -> dict[str, Any]:
 @api.get(
     "/datasets/versions/{version_id}/files/{export_format}",
     tags=["datasets"],
-    response={200: None},
+    response={200: None, **ERRORS},
     openapi_extra={
         "responses": {200: {"description": "JSON Lines", "content": {"application/x-ndjson": {}}}}
     },
