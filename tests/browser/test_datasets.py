@@ -1,0 +1,56 @@
+"""A curator freezes a dataset version on the datasets page, a pipeline worker freezes it, and the
+curator reads its datasheet and downloads its SFT file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from collection.models import Dataset
+from tests.collection.dataset_helpers import battle_vote
+from tests.factories import PASSWORD, ModelFactory, UserFactory
+from tests.helpers import start_worker, stop_worker
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+
+
+def test_it_walks_a_curator_from_the_datasets_page_to_a_frozen_download(
+    page: Page, asgi_server: Any, tmp_path: Path
+) -> None:
+    UserFactory.create(username="curator", is_staff=True)
+    a, b = ModelFactory.create(name="zoo-a"), ModelFactory.create(name="zoo-b")
+    battle_vote(a, b, "b", prompt="mail me at someone@example.org", text_b="sure")
+    battle_vote(a, b, "a", prompt="what is 6*7?", text_a="42", text_b="41")
+    Dataset.objects.create(name="arena-sft", sources=["battles"], steps=["pii", "quality"])
+
+    page.goto(asgi_server.url + "/accounts/login/?next=/datasets/")
+    page.fill("#id_username", "curator")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="arena-sft")).to_be_visible()
+
+    worker, _ = start_worker(queues="pipeline", concurrency=1)
+    try:
+        page.get_by_role("button", name="Freeze a new version").click()
+        expect(page.get_by_role("heading", name="arena-sft v1")).to_be_visible()
+        for _ in range(60):
+            if page.locator("#version-status").inner_text() == "Frozen":
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+    finally:
+        stop_worker(worker)
+    expect(page.locator("#version-status")).to_have_text("Frozen")
+    expect(page.locator("pre")).to_contain_text("pii_redacted")
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="sft.jsonl").click()
+    path = tmp_path / "sft.jsonl"
+    download_info.value.save_as(path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["messages"][-1]["content"] for r in rows] == ["sure", "42"]
+    assert "someone@example.org" not in path.read_text()
