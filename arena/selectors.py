@@ -272,3 +272,16 @@ def battle_ids_of_user(*, user_id: int) -> list[str]:
     ids = set(Battle.objects.filter(user_id=user_id).values_list("id", flat=True))
     ids |= set(Vote.objects.filter(user_id=user_id).values_list("battle_id", flat=True))
     return sorted(str(i) for i in ids)
+
+
+def battles_for_review() -> Iterator[dict[str, Any]]:
+    """Battles someone flagged or whose answers leaked a model's identity, oldest first (the
+    curators' review queue)."""
+    battles = Battle.objects.filter(Q(flagged=True) | Q(leaked=True)).order_by("created_at")
+    for battle in battles.only("id", "flagged", "flag_reason", "leaked").iterator(chunk_size=500):
+        yield {
+            "battle_id": str(battle.id),
+            "flagged": battle.flagged,
+            "flag_reason": battle.flag_reason,
+            "leaked": battle.leaked,
+        }

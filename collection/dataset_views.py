@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from arena.apitokens import researcher_access
-from collection import datasets, exports
+from collection import datasets, exports, review
 from collection.models import Dataset, DatasetVersion, VersionStatus
 
 
@@ -107,3 +107,26 @@ def version_manifest_data(version: DatasetVersion) -> dict[str, object]:
 def version_datasheet(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(DatasetVersion, id=version_id, status=VersionStatus.DONE)
     return HttpResponse(version.datasheet, content_type="text/markdown; charset=utf-8")
+
+
+@staff_member_required
+@require_GET
+def review_page(request: HttpRequest) -> HttpResponse:
+    review.review_queue_sync()
+    context = {"pending": review.review_pending(), "decided": review.review_decided()}
+    return render(request, "collection/datasets_review.html", context)
+
+
+@staff_member_required
+@require_POST
+def review_decide(request: HttpRequest, item_id: int) -> HttpResponse:
+    try:
+        review.review_decide(
+            item_id=item_id,
+            user=request.user,  # type: ignore[arg-type]
+            status=request.POST.get("status", ""),
+            note=request.POST.get("note", ""),
+        )
+    except review.ReviewError as error:
+        messages.error(request, str(error))
+    return redirect("datasets-review")

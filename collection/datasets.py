@@ -94,8 +94,11 @@ def source_key(row: Row) -> str:
 
 
 def source_rows(*, sources: Iterable[str], until: datetime) -> Iterator[Row]:
-    """The rows of the named sources up to ``until``, without revoked ones, in a fixed order."""
-    revoked = set(RevokedSource.objects.values_list("key", flat=True))
+    """The rows of the named sources up to ``until``, without revoked ones or ones a curator
+    rejected, in a fixed order."""
+    from collection.review import rejected_keys
+
+    revoked = set(RevokedSource.objects.values_list("key", flat=True)) | rejected_keys()
     for name in sources:
         if name == DatasetSource.BATTLES:
             rows = map(_battle_row, arena_selectors.dataset_battle_rows(until=until))
@@ -249,10 +252,11 @@ def contributor_revoke(*, user_id: int) -> int:
     """Take every battle the account started or voted in out of all datasets (before the account
     is deleted: afterwards nothing ties the battles to it). Returns how many sources were revoked."""
     keys = [f"battle:{i}" for i in arena_selectors.battle_ids_of_user(user_id=user_id)]
-    created = RevokedSource.objects.bulk_create(
+    before = RevokedSource.objects.count()
+    RevokedSource.objects.bulk_create(
         [RevokedSource(key=key) for key in keys], ignore_conflicts=True
     )
-    return len(created)
+    return RevokedSource.objects.count() - before
 
 
 # -- selectors --------------------------------------------------------------------------------

@@ -277,3 +277,51 @@ class RevokedSource(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ReviewKind(models.TextChoices):
+    REPORT = "report", "Reported by a user"
+    LEAK = "leak", "Identity leak"
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected (left out of datasets)"
+
+
+class ReviewItem(models.Model):
+    """A source waiting for a curator's decision before datasets use it as it is; a rejected one is
+    left out of every later dataset version. Its decisions are kept in ReviewAction."""
+
+    source_key = models.CharField(max_length=80, unique=True)
+    kind = models.CharField(max_length=10, choices=ReviewKind.choices)
+    reason = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.PENDING, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.source_key} ({self.status})"
+
+
+class ReviewAction(models.Model):
+    """One decision on a review item, append-only: the item's history."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="actions")
+    status = models.CharField(max_length=10, choices=ReviewStatus.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} -> {self.status}"

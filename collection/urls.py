@@ -18,6 +18,12 @@ urlpatterns = [
     path("me/leaderboard/", views.profile_board_visibility, name="me-board-visibility"),
     path("api/v1/", researcher_api.urls),
     path("datasets/", dataset_views.datasets_page, name="datasets"),
+    path("datasets/review/", dataset_views.review_page, name="datasets-review"),
+    path(
+        "datasets/review/<int:item_id>/decide/",
+        dataset_views.review_decide,
+        name="datasets-review-decide",
+    ),
     path("datasets/<int:dataset_id>/freeze/", dataset_views.dataset_freeze, name="dataset-freeze"),
     path("datasets/v/<int:version_id>/", dataset_views.version_page, name="dataset-version"),
     path(

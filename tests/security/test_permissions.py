@@ -67,6 +67,8 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     # Datasets: staff build and freeze them; downloads take a session or a token (the IDs name
     # nothing, so whoever gets past the gate meets 404).
     "datasets/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
+    "datasets/review/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
+    "datasets/review/<int:item_id>/decide/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     "datasets/<int:dataset_id>/freeze/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/datasheet.md": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
