@@ -1,5 +1,5 @@
-"""A curator freezes a dataset version on the datasets page, a pipeline worker freezes it, and the
-curator reads its datasheet and downloads its SFT file."""
+"""A curator rejects a reported battle in the review queue, freezes a dataset version, a pipeline
+worker freezes it, and the curator reads its datasheet and downloads its SFT file."""
 
 from __future__ import annotations
 
@@ -25,12 +25,24 @@ def test_it_walks_a_curator_from_the_datasets_page_to_a_frozen_download(
     a, b = ModelFactory.create(name="zoo-a"), ModelFactory.create(name="zoo-b")
     battle_vote(a, b, "b", prompt="mail me at someone@example.org", text_b="sure")
     battle_vote(a, b, "a", prompt="what is 6*7?", text_a="42", text_b="41")
+    reported = battle_vote(a, b, "a", prompt="buy cheap pills", text_a="ok").battle
+    reported.flagged, reported.flag_reason = True, "spam"
+    reported.save()
     Dataset.objects.create(name="arena-sft", sources=["battles"], steps=["pii", "quality"])
 
-    page.goto(asgi_server.url + "/accounts/login/?next=/datasets/")
+    page.goto(asgi_server.url + "/accounts/login/?next=/datasets/review/")
     page.fill("#id_username", "curator")
     page.fill("#id_password", PASSWORD)
     page.get_by_role("button", name="Log in").click()
+    item = page.get_by_test_id("review-item")
+    expect(item).to_contain_text("spam")
+    item.get_by_label("Note").fill("advertising")
+    item.get_by_role("button", name="Reject").click()
+    expect(page.get_by_text("Nothing waits.")).to_be_visible()
+    expect(page.locator("body")).to_contain_text(
+        "Rejected (left out of datasets) by curator: advertising"
+    )
+    page.get_by_role("link", name="Datasets").click()
     expect(page.get_by_role("heading", name="arena-sft")).to_be_visible()
 
     worker, _ = start_worker(queues="pipeline", concurrency=1)
@@ -53,4 +65,5 @@ def test_it_walks_a_curator_from_the_datasets_page_to_a_frozen_download(
     download_info.value.save_as(path)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["messages"][-1]["content"] for r in rows] == ["sure", "42"]
-    assert "someone@example.org" not in path.read_text()
+    assert "someone@example.org" not in path.read_text()  # redacted
+    assert "pills" not in path.read_text()  # rejected
