@@ -46,4 +46,5 @@ def probe_endpoints() -> None:
 
 @shared_task(ignore_result=True, expires=10, time_limit=30)
 def reap_stale_generations() -> int:
+    services.generations_requeue_lost()
     return services.generation_reap_stale()

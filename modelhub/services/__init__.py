@@ -27,6 +27,7 @@ from modelhub.services.lifecycle import (
     generations_create,
     generations_enqueue,
     generations_heartbeat,
+    generations_requeue_lost,
 )
 from modelhub.services.registry import ModelConfigError, model_set_enabled, models_load
 from modelhub.services.run import Heartbeat, generation_run, generations_run
@@ -51,6 +52,7 @@ __all__ = [
     "generations_enqueue",
     "generations_heartbeat",
     "generations_requeue",
+    "generations_requeue_lost",
     "generations_run",
     "model_set_enabled",
     "models_load",

@@ -150,6 +150,12 @@ def generations_enqueue(
             kwargsrepr="{}",
             declare=[],
         )
+    # The task is out: failing to mark it only lets the reaper publish a harmless duplicate.
+    with contextlib.suppress(redis.RedisError):
+        pipe = redis_client().pipeline(transaction=False)
+        for generation in generations:
+            pipe.set(_published_key(generation.id), 1, ex=_published_ttl_s())
+        pipe.execute()
 
 
 def generation_stop(*, generation: Generation) -> None:
@@ -297,6 +303,38 @@ def generations_heartbeat(*, generation_ids: Sequence[str]) -> None:
             " WHERE id = ANY(%s::uuid[]) AND status = %s",
             [timezone.now(), list(generation_ids), GenerationStatus.STREAMING],
         )
+
+
+def _published_key(generation_id: object) -> str:
+    return f"ludus:published:{generation_id}"
+
+
+def _published_ttl_s() -> int:
+    """How long a published task vouches for its queued answers: three stale windows."""
+    return max(1, int(3 * settings.GENERATION_STALE_AFTER))
+
+
+def generations_requeue_lost() -> int:
+    """Publish again the task of queued answers that no task has vouched for in the last
+    _published_ttl_s(): every publish (a new answer, the requeue of one waiting for a free slot)
+    marks its answers in Redis for that long, so an answer queued past it has lost its task, with
+    the broker (Redis restarted from a snapshot a second old) or with a worker that died holding
+    it unacknowledged. A duplicate task is harmless: an answer is claimed once
+    (generations_claim takes only queued rows). Returns how many answers were queued again."""
+    cutoff = timezone.now() - timedelta(seconds=_published_ttl_s())
+    waiting = list(
+        Generation.objects.filter(status=GenerationStatus.QUEUED, created_at__lt=cutoff)
+        .select_related("model")
+        .order_by("created_at")[:500]
+    )
+    if not waiting:
+        return 0
+    vouched = redis_client().mget([_published_key(g.id) for g in waiting])
+    lost = [g for g, mark in zip(waiting, vouched, strict=True) if mark is None]
+    if lost:
+        log.warning("queued again, their task presumed lost: %s", [str(g.id) for g in lost])
+        generations_enqueue(generations=lost)
+    return len(lost)
 
 
 def generation_reap_stale(*, older_than_s: float | None = None) -> int:

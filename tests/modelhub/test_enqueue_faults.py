@@ -44,3 +44,36 @@ def test_answers_whose_task_is_published_stay_queued(monkeypatch) -> None:  # ty
     )
     generation.refresh_from_db()
     assert generation.status == GenerationStatus.QUEUED and len(sent) == 1
+
+
+def test_the_reaper_publishes_again_only_answers_whose_task_was_lost(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from modelhub.models import Generation
+    from modelhub.redis_clients import client as redis_client
+
+    sent: list[tuple[object, ...]] = []
+    monkeypatch.setattr(
+        current_app, "send_task", lambda *args, **kwargs: sent.append(kwargs["args"])
+    )
+    settings.GENERATION_STALE_AFTER = 5
+    model = ModelFactory.create()
+    vouched, lost, young = (
+        services.generation_create(
+            model=model,
+            messages=[{"role": "user", "content": "hi"}],
+            params=services.generation_params(model=model),
+            session_key="s",
+        )
+        for _ in range(3)
+    )
+    assert len(sent) == 3  # published when created, each marked in Redis
+    old = timezone.now() - timedelta(seconds=60)
+    Generation.objects.filter(id__in=[vouched.id, lost.id]).update(created_at=old)
+    redis_client().delete(f"ludus:published:{lost.id}")  # its task went with the broker
+
+    assert services.generations_requeue_lost() == 1
+    assert sent[-1] == (str(lost.id),)
+    assert services.generations_requeue_lost() == 0  # the new task vouches for it again
