@@ -45,19 +45,25 @@ def zoo_models_register(*, models_dir: Path, base_url: str | None = None) -> lis
     url = base_url or settings.LOCAL_ENGINE_URL
     rows: list[Model] = []
     for entry in manifest["models"]:
+        built = {
+            "display_name": entry["display_name"],
+            "organization": entry["organization"],
+            "license": entry["license"],
+            "modalities": list(entry["modalities"]),
+            "engine": Engine.LOCAL,
+            "path": entry["path"],
+            "max_model_len": entry.get("max_model_len"),
+            "heldout_loss": entry["heldout_loss"],
+            "identity_patterns": [p.lower() for p in entry.get("identity_patterns", [])],
+            # How vLLM reads its tool calls (`--tool-call-parser`), if it makes any.
+            "tool_call_parser": entry.get("tool_call_parser", ""),
+        }
+        # The tools it was trained to call are offered from the start; which tools a model gets
+        # is the operator's to change afterwards.
         model, _ = Model.objects.update_or_create(
             name=entry["name"],
-            defaults={
-                "display_name": entry["display_name"],
-                "organization": entry["organization"],
-                "license": entry["license"],
-                "modalities": list(entry["modalities"]),
-                "engine": Engine.LOCAL,
-                "path": entry["path"],
-                "max_model_len": entry.get("max_model_len"),
-                "heldout_loss": entry["heldout_loss"],
-                "identity_patterns": [p.lower() for p in entry.get("identity_patterns", [])],
-            },
+            defaults=built,
+            create_defaults=built | {"tools": list(entry.get("tools", []))},
         )
         Endpoint.objects.get_or_create(model=model, base_url=url)
         rows.append(model)

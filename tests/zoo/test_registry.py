@@ -30,6 +30,18 @@ def test_it_registers_every_zoo_model_with_a_local_endpoint(zoo_dir: Path) -> No
         assert endpoints.count() == 1
     losses = {m.name: m.heldout_loss for m in Model.objects.filter(name__startswith="zoo-")}
     assert losses == {e["name"]: e["heldout_loss"] for e in manifest["models"]}
+    tools = Model.objects.get(name="zoo-llama-tools")  # trained to call tools, through vLLM too
+    assert (tools.tools, tools.tool_call_parser) == (["calculator", "search"], "hermes")
+    assert Model.objects.get(name="zoo-llava-s").tools == []
+
+
+def test_it_keeps_the_tools_an_operator_chose_when_the_zoo_is_registered_again(
+    zoo_dir: Path,
+) -> None:
+    zoo_models_register(models_dir=zoo_dir)
+    Model.objects.filter(name="zoo-llama-tools").update(tools=["calculator"])
+    zoo_models_register(models_dir=zoo_dir)
+    assert Model.objects.get(name="zoo-llama-tools").tools == ["calculator"]
 
 
 def test_it_updates_rows_when_the_zoo_is_rebuilt(zoo_dir: Path, tmp_path: Path) -> None:
