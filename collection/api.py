@@ -45,6 +45,9 @@ api = NinjaAPI(
     version="1",
     auth=TokenAuth(),
     urls_namespace="api-v1",
+    # No Swagger page: ninja's loads from a CDN with an inline script, which the site's
+    # Content-Security-Policy blocks. The schema is what clients and generators read.
+    docs_url=None,
     description=__doc__,
 )
 

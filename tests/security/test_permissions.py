@@ -74,11 +74,10 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "datasets/v/<int:version_id>/datasheet.md": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/manifest.json": (401, 404, 404, 404),
     "datasets/v/<int:version_id>/<slug:export_format>.jsonl": (401, 404, 404, 404),
-    # The researcher API: a token (with the scope) or nothing, a session included; its schema and
-    # docs are public.
+    # The researcher API: a token (with the scope) or nothing, a session included; its schema is
+    # public.
     "api/v1/": (404, 404, 404, 404),
     "api/v1/openapi.json": (200, 200, 200, 200),
-    "api/v1/docs": (200, 200, 200, 200),
     "api/v1/leaderboard": (401, 401, 401, 200),
     "api/v1/leaderboard/snapshots": (401, 401, 401, 200),
     "api/v1/leaderboard/snapshots/<snapshot_id>": (401, 401, 401, 200),
