@@ -25,6 +25,7 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "": (200, 200, 200, 200),
     "side-by-side/": (200, 200, 200, 200),
     "chat/": (200, 200, 200, 200),
+    "tools/": (200, 200, 200, 200),  # the tools arena: a page anyone may open, like the arena
     "battles/": (405, 405, 405, 405),
     "b/<uuid:battle_id>/": (404, 200, 404, 404),
     "b/<uuid:battle_id>/continue/": (405, 405, 405, 405),
