@@ -6,116 +6,297 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('arena', '0004_sampling_weights_changes_only'),
+        ("arena", "0004_sampling_weights_changes_only"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('leased', 'Leased'), ('submitted', 'Submitted'), ('skipped', 'Skipped'), ('expired', 'Lease expired')], default='leased', max_length=10)),
-                ('leased_until', models.DateTimeField()),
-                ('answer', models.JSONField(blank=True, null=True)),
-                ('outcome', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quest_assignments', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("leased", "Leased"),
+                            ("submitted", "Submitted"),
+                            ("skipped", "Skipped"),
+                            ("expired", "Lease expired"),
+                        ],
+                        default="leased",
+                        max_length=10,
+                    ),
+                ),
+                ("leased_until", models.DateTimeField()),
+                ("answer", models.JSONField(blank=True, null=True)),
+                ("outcome", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="quest_assignments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Contributor',
+            name="Contributor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('leaderboard_opt_out', models.BooleanField(default=False)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='contributor', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("leaderboard_opt_out", models.BooleanField(default=False)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="contributor",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='QuestItem',
+            name="QuestItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('type', models.CharField(choices=[('rank', 'Rank replies'), ('label', 'Label a reply'), ('reference', 'Write a reference answer'), ('image', 'Compare with an image'), ('review', 'Review a reference answer')], max_length=10)),
-                ('status', models.CharField(choices=[('open', 'Open (a slot is free)'), ('full', 'Full (every slot leased or answered)'), ('done', 'Done (overlap reached)'), ('closed', 'Closed by staff')], default='open', max_length=6)),
-                ('priority', models.SmallIntegerField(default=0)),
-                ('overlap', models.PositiveSmallIntegerField(default=3)),
-                ('open_slots', models.PositiveSmallIntegerField()),
-                ('prompt', models.TextField()),
-                ('replies', models.JSONField(blank=True, default=list)),
-                ('source', models.CharField(blank=True, help_text='Its origin, e.g. vote:12:a', max_length=80)),
-                ('consensus', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('battle', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='arena.battle')),
-                ('reviewed', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to='collection.assignment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("rank", "Rank replies"),
+                            ("label", "Label a reply"),
+                            ("reference", "Write a reference answer"),
+                            ("image", "Compare with an image"),
+                            ("review", "Review a reference answer"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "Open (a slot is free)"),
+                            ("full", "Full (every slot leased or answered)"),
+                            ("done", "Done (overlap reached)"),
+                            ("closed", "Closed by staff"),
+                        ],
+                        default="open",
+                        max_length=6,
+                    ),
+                ),
+                ("priority", models.SmallIntegerField(default=0)),
+                ("overlap", models.PositiveSmallIntegerField(default=3)),
+                ("open_slots", models.PositiveSmallIntegerField()),
+                ("prompt", models.TextField()),
+                ("replies", models.JSONField(blank=True, default=list)),
+                (
+                    "source",
+                    models.CharField(
+                        blank=True, help_text="Its origin, e.g. vote:12:a", max_length=80
+                    ),
+                ),
+                ("consensus", models.JSONField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "battle",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="arena.battle",
+                    ),
+                ),
+                (
+                    "reviewed",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reviews",
+                        to="collection.assignment",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Draft',
+            name="Draft",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField(blank=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='collection.questitem')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.TextField(blank=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="collection.questitem",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='assignment',
-            name='item',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='collection.questitem'),
+            model_name="assignment",
+            name="item",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="assignments",
+                to="collection.questitem",
+            ),
         ),
         migrations.CreateModel(
-            name='XpEntry',
+            name="XpEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.IntegerField()),
-                ('reason', models.CharField(max_length=200)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('settled', 'Settled'), ('reversed', 'Reversed')], max_length=8)),
-                ('resolution', models.CharField(blank=True, max_length=200)),
-                ('quest_type', models.CharField(blank=True, choices=[('rank', 'Rank replies'), ('label', 'Label a reply'), ('reference', 'Write a reference answer'), ('image', 'Compare with an image'), ('review', 'Review a reference answer')], max_length=10)),
-                ('key', models.CharField(max_length=80, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('assignment', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='xp', to='collection.assignment')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount", models.IntegerField()),
+                ("reason", models.CharField(max_length=200)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("settled", "Settled"),
+                            ("reversed", "Reversed"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("resolution", models.CharField(blank=True, max_length=200)),
+                (
+                    "quest_type",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("rank", "Rank replies"),
+                            ("label", "Label a reply"),
+                            ("reference", "Write a reference answer"),
+                            ("image", "Compare with an image"),
+                            ("review", "Review a reference answer"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("key", models.CharField(max_length=80, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "assignment",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="xp",
+                        to="collection.assignment",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='questitem',
-            index=models.Index(condition=models.Q(('status', 'open')), fields=['type', '-priority', 'id'], name='quest_item_router'),
+            model_name="questitem",
+            index=models.Index(
+                condition=models.Q(("status", "open")),
+                fields=["type", "-priority", "id"],
+                name="quest_item_router",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='questitem',
-            constraint=models.UniqueConstraint(condition=models.Q(('source', ''), _negated=True), fields=('source',), name='quest_item_once_per_source'),
+            model_name="questitem",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("source", ""), _negated=True),
+                fields=("source",),
+                name="quest_item_once_per_source",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='draft',
-            constraint=models.UniqueConstraint(fields=('item', 'user'), name='draft_once_per_user'),
+            model_name="draft",
+            constraint=models.UniqueConstraint(fields=("item", "user"), name="draft_once_per_user"),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(condition=models.Q(('state', 'leased')), fields=['leased_until'], name='assignment_live_lease'),
+            model_name="assignment",
+            index=models.Index(
+                condition=models.Q(("state", "leased")),
+                fields=["leased_until"],
+                name="assignment_live_lease",
+            ),
         ),
         migrations.AddIndex(
-            model_name='assignment',
-            index=models.Index(fields=['user', '-created_at'], name='assignment_by_user'),
+            model_name="assignment",
+            index=models.Index(fields=["user", "-created_at"], name="assignment_by_user"),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(fields=('item', 'user'), name='assignment_once_per_user'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(
+                fields=("item", "user"), name="assignment_once_per_user"
+            ),
         ),
         migrations.AddIndex(
-            model_name='xpentry',
-            index=models.Index(fields=['user', 'created_at'], name='xp_by_user'),
+            model_name="xpentry",
+            index=models.Index(fields=["user", "created_at"], name="xp_by_user"),
         ),
         migrations.AddIndex(
-            model_name='xpentry',
-            index=models.Index(condition=models.Q(('state', 'settled')), fields=['created_at'], name='xp_settled_by_time'),
+            model_name="xpentry",
+            index=models.Index(
+                condition=models.Q(("state", "settled")),
+                fields=["created_at"],
+                name="xp_settled_by_time",
+            ),
         ),
     ]

@@ -5,38 +5,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modelhub', '0005_endpoint_api_key_env_prefix'),
+        ("modelhub", "0005_endpoint_api_key_env_prefix"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ToolDocument',
+            name="ToolDocument",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=300)),
-                ('text', models.TextField()),
-                ('enabled', models.BooleanField(default=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("title", models.CharField(max_length=300)),
+                ("text", models.TextField()),
+                ("enabled", models.BooleanField(default=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['title'],
+                "ordering": ["title"],
             },
         ),
         migrations.AddField(
-            model_name='generation',
-            name='tool_calls',
+            model_name="generation",
+            name="tool_calls",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='generation',
-            name='tools',
-            field=models.JSONField(blank=True, default=list, help_text='Names of the tools offered.'),
+            model_name="generation",
+            name="tools",
+            field=models.JSONField(
+                blank=True, default=list, help_text="Names of the tools offered."
+            ),
         ),
         migrations.AddField(
-            model_name='model',
-            name='tools',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=50), blank=True, default=list, help_text='Tools it may call, comma separated: calculator, convert, date, search, crop_image (vision models).', size=None),
+            model_name="model",
+            name="tools",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.CharField(max_length=50),
+                blank=True,
+                default=list,
+                help_text="Tools it may call, comma separated: calculator, convert, date, search, crop_image (vision models).",
+                size=None,
+            ),
         ),
     ]

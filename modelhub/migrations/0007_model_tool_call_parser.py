@@ -7,20 +7,26 @@ import modelhub.models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('modelhub', '0006_model_tools_generation_tool_calls_tool_documents'),
+        ("modelhub", "0006_model_tools_generation_tool_calls_tool_documents"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='model',
-            name='tool_call_parser',
+            model_name="model",
+            name="tool_call_parser",
             field=models.CharField(blank=True, max_length=50),
         ),
         migrations.AlterField(
-            model_name='model',
-            name='tools',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=50), blank=True, default=list, help_text='Tools it may call, comma separated: calculator, convert, date, search, crop_image (vision models).', size=None, validators=[modelhub.models.validate_tool_names]),
+            model_name="model",
+            name="tools",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.CharField(max_length=50),
+                blank=True,
+                default=list,
+                help_text="Tools it may call, comma separated: calculator, convert, date, search, crop_image (vision models).",
+                size=None,
+                validators=[modelhub.models.validate_tool_names],
+            ),
         ),
     ]
