@@ -268,7 +268,7 @@ def test_a_socket_takes_an_end_that_never_reached_redis_from_postgresql(monkeypa
         model=model,
         messages=[{"role": "user", "content": "hi"}],
         params=services.generation_params(model=model),
-        session_key=session.session_key,
+        session_key=str(session.session_key),
     )
     gid = str(generation.id)
     streams.add_many(redis_client(), [(gid, 1, "one ")])  # what reached Redis
