@@ -169,16 +169,16 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
         cursor.execute(sql, params)
         row = cursor.fetchone()
     result = _vote_outcome(row, params=params, requester=requester, choice=choice)
-    vote = result.vote
-    transaction.on_commit(lambda: _vote_announce(vote))
+    transaction.on_commit(lambda: _vote_announce(result))
     return result
 
 
-def _vote_announce(vote: Vote) -> None:
+def _vote_announce(result: VoteResult) -> None:
     """The arena's hand-off to the apps above it (see arena.signals.vote_cast)."""
+    vote = result.vote
     signals.vote_cast.send_robust(
         sender=Vote, vote_id=vote.id, battle_id=vote.battle_id, choice=vote.choice,
-        user_id=vote.user_id,
+        user_id=vote.user_id, turn_index=result.turn.index,
     )  # fmt: skip
 
 

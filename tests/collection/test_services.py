@@ -225,3 +225,21 @@ def test_it_pays_the_voting_goal_when_the_tenth_vote_arrives(bob: Any) -> None:
         quests_from_vote(vote.id)
         paid = XpEntry.objects.filter(user=bob, key__startswith="goal:votes").count()
         assert paid == (1 if k == 9 else 0)
+
+
+def test_only_a_vote_that_can_spawn_quests_costs_a_task(monkeypatch: Any) -> None:
+    """The arena's hand-off, through its signal: a first turn's verdict spawns nothing, so it
+    publishes no task; "both bad", a tie and a later turn's verdict each publish one."""
+    from arena import signals
+    from collection import tasks
+
+    published: list[int] = []
+    monkeypatch.setattr(tasks.quests_from_vote, "delay", published.append)
+    for vote_id, choice, turn_index in (
+        (1, "a", 0), (2, "b", 0), (3, "bothbad", 0), (4, "tie", 0), (5, "a", 1),
+    ):  # fmt: skip
+        signals.vote_cast.send(
+            sender=None, vote_id=vote_id, battle_id=None, choice=choice, user_id=None,
+            turn_index=turn_index,
+        )  # fmt: skip
+    assert published == [3, 4, 5]
