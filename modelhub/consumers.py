@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -30,6 +31,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
 from modelhub import services, streams
 from modelhub.models import TERMINAL_STATUSES, Generation
@@ -45,6 +47,7 @@ MAX_BATCH = 500  # frames per message at most (a long replay goes in several)
 # for have ended: an end frame that never reached Redis (Redis was down as the answer finished)
 # must not leave the page waiting forever. The row, not the stream, is the record of the end.
 QUIET_CHECK_S = 10.0
+END_WRITE_GRACE_S = 2.0
 
 
 class GenerationConsumer(AsyncJsonWebsocketConsumer):
@@ -245,17 +248,23 @@ class GenerationConsumer(AsyncJsonWebsocketConsumer):
             await self._send(frames)
 
     async def _ended_quietly(self) -> list[streams.Wire]:
-        """Snapshot and end frames, from PostgreSQL, of the answers this socket still waits for
-        that have ended there without their end frame reaching this socket."""
-        waiting = [gid for gid in self.sent if gid not in self.ended]
+        """The end of each answer this socket still waits for that ended in PostgreSQL at least
+        END_WRITE_GRACE_S ago (the row is written just before the stream's end frame): what its
+        stream holds past what was sent when that includes the end, else (the end frame never
+        reached Redis) a snapshot and the end from the row."""
+        waiting = [gid for gid in self.sent if gid not in self.ended and gid not in self.held]
         if not waiting:
             return []
-        rows = await database_sync_to_async(_finished_generations)(waiting)
+        rows = await database_sync_to_async(_finished_generations)(waiting, END_WRITE_GRACE_S)
+        rows = [g for g in rows if g.last_seq > self.sent.get(str(g.id), 0)]
+        if not rows:
+            return []
+        stored = await self.hub.replay([(str(g.id), self.sent[str(g.id)]) for g in rows])
         frames: list[streams.Wire] = []
-        for generation in rows:
+        for generation, entries in zip(rows, stored, strict=True):
             gid = str(generation.id)
-            if generation.last_seq > self.sent.get(gid, 0) and gid not in self.held:
-                frames += _from_row(generation)
+            wires = [streams.wire_entry(gid, entry_id, fields) for entry_id, fields in entries]
+            frames += wires if any(w.terminal for w in wires) else _from_row(generation)
         return frames
 
     async def _stop(self, gid: Any) -> None:
@@ -276,8 +285,13 @@ def _generation(gid: str) -> Generation | None:
     return Generation.objects.filter(id=gid).first()
 
 
-def _finished_generations(ids: list[str]) -> list[Generation]:
-    return list(Generation.objects.filter(id__in=ids, status__in=TERMINAL_STATUSES))
+def _finished_generations(ids: list[str], before_s: float) -> list[Generation]:
+    ended_before = timezone.now() - timedelta(seconds=before_s)
+    return list(
+        Generation.objects.filter(
+            id__in=ids, status__in=TERMINAL_STATUSES, finished_at__lt=ended_before
+        )
+    )
 
 
 def _from_row(generation: Generation) -> list[streams.Wire]:

@@ -254,7 +254,10 @@ def test_a_socket_whose_hub_loses_redis_is_closed_and_resumes_without_a_gap() ->
 def test_a_socket_takes_an_end_that_never_reached_redis_from_postgresql(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Redis was down as the answer finished: its row says done, its stream holds no end frame.
     The watching socket, hearing nothing, reads the end from PostgreSQL."""
+    from datetime import timedelta
+
     from django.contrib.sessions.backends.cached_db import SessionStore
+    from django.utils import timezone
 
     from modelhub import consumers, services
     from modelhub.models import Generation, GenerationStatus
@@ -273,7 +276,11 @@ def test_a_socket_takes_an_end_that_never_reached_redis_from_postgresql(monkeypa
     gid = str(generation.id)
     streams.add_many(redis_client(), [(gid, 1, "one ")])  # what reached Redis
     Generation.objects.filter(id=generation.id).update(
-        status=GenerationStatus.DONE, text="one two", last_seq=3, finish_reason="stop"
+        status=GenerationStatus.DONE,
+        text="one two",
+        last_seq=3,
+        finish_reason="stop",
+        finished_at=timezone.now() - timedelta(seconds=5),
     )
 
     async def scenario() -> list[dict[str, Any]]:
