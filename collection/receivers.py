@@ -14,7 +14,7 @@ def quests_from_vote_enqueue(
     votes are a first turn's verdict and spawn nothing."""
     from collection.tasks import quests_from_vote
 
-    if choice in ("a", "b") and turn_index == 0:
+    if choice in ("a", "b") and turn_index == 1:
         return
     quests_from_vote.delay(vote_id)
 

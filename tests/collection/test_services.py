@@ -236,7 +236,7 @@ def test_only_a_vote_that_can_spawn_quests_costs_a_task(monkeypatch: Any) -> Non
     published: list[int] = []
     monkeypatch.setattr(tasks.quests_from_vote, "delay", published.append)
     for vote_id, choice, turn_index in (
-        (1, "a", 0), (2, "b", 0), (3, "bothbad", 0), (4, "tie", 0), (5, "a", 1),
+        (1, "a", 1), (2, "b", 1), (3, "bothbad", 1), (4, "tie", 1), (5, "a", 2),
     ):  # fmt: skip
         signals.vote_cast.send(
             sender=None, vote_id=vote_id, battle_id=None, choice=choice, user_id=None,
