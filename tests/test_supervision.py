@@ -348,6 +348,7 @@ def _battle_streams_and_takes_a_vote(url: str) -> None:
     import aiohttp
 
     from arena.models import Vote
+    from modelhub.models import Generation
 
     csrf = secrets.token_hex(16)  # an unmasked secret: Django takes it from cookie and header
     with httpx.Client(
@@ -363,8 +364,8 @@ def _battle_streams_and_takes_a_vote(url: str) -> None:
         answers = re.findall(r'data-gen="([0-9a-f-]+)" data-token="([^"]+)"', page.text)
         assert len(answers) == 2, page.text[:2000]
 
-        async def watch() -> dict[str, int]:
-            deltas = {gid: 0 for gid, _ in answers}
+        async def watch() -> dict[str, str]:
+            texts = {gid: "" for gid, _ in answers}
             ended: set[str] = set()
             subscribe = [{"id": gid, "after": 0, "token": token} for gid, token in answers]
             headers = {"Cookie": f"sessionid={client.cookies['sessionid']}", "Origin": url}
@@ -374,18 +375,23 @@ def _battle_streams_and_takes_a_vote(url: str) -> None:
                 session.ws_connect(ws_url, headers=headers) as ws,
             ):
                 await ws.send_json({"type": "subscribe", "generations": subscribe})
-                while ended != set(deltas):
+                while ended != set(texts):
                     message = await ws.receive_json(timeout=120)
                     for frame in message if isinstance(message, list) else [message]:
                         assert frame["type"] in {"delta", "done", "snapshot"}, frame
                         if frame["type"] == "done":
                             ended.add(frame["id"])
                         elif frame["type"] == "delta":
-                            deltas[frame["id"]] += 1
-            return deltas
+                            texts[frame["id"]] += frame["text"]
+                        else:  # a snapshot holds the whole text so far
+                            texts[frame["id"]] = frame["text"]
+            return texts
 
-        deltas = run_async(asyncio.wait_for(watch(), 180))
-        assert all(deltas.values()), deltas  # each answer streamed, not only its end
+        texts = run_async(asyncio.wait_for(watch(), 180))
+        # What the page showed is what was stored, and the battle said something.
+        stored = dict(Generation.objects.filter(id__in=texts).values_list("id", "text"))
+        assert {str(gid): text for gid, text in stored.items()} == texts
+        assert any(texts.values()), texts
         turn = re.search(r'name="turn" value="(\d+)"', client.get(f"/b/{battle_id}/").text)
         assert turn is not None
         vote = client.post(

@@ -56,21 +56,21 @@ def _vote_sql() -> str:
             LEFT JOIN {generation} gb ON gb.id = t.generation_b_id
             JOIN {model} ma ON ma.id = b.model_a_id
             LEFT JOIN {model} mb ON mb.id = b.model_b_id
-            WHERE t.id = %(turn)s AND t.battle_id = %(battle)s AND ({{owner}})
+            WHERE t.id = %(turn)s::bigint AND t.battle_id = %(battle)s::uuid AND ({{owner}})
             FOR UPDATE OF t
         ), ins AS (
             INSERT INTO {vote} (turn_id, battle_id, choice, user_id, session_key, ip_hash, anony,
                                 leaked, time_to_vote_ms, created_at)
-            SELECT t.id, t.battle_id, %(choice)s, %(user)s, %(session)s, %(ip)s,
-                   t.mode = %(anonymous)s AND NOT t.revealed, t.leaked,
+            SELECT t.id, t.battle_id, %(choice)s::text, %(user)s::bigint, %(session)s::text, %(ip)s::text,
+                   t.mode = %(anonymous)s::text AND NOT t.revealed, t.leaked,
                    GREATEST(0, (EXTRACT(EPOCH FROM %(now)s::timestamptz
                                 - GREATEST(t.finished_a, t.finished_b)) * 1000))::integer,
-                   %(now)s
+                   %(now)s::timestamptz
             FROM t
             WHERE NOT t.superseded AND NOT t.has_later
               AND t.status_a = ANY(%(terminal)s::text[])
               AND (t.model_b_id IS NULL OR t.status_b = ANY(%(terminal)s::text[]))
-              AND %(choice)s = ANY(CASE WHEN t.mode = %(direct)s THEN %(direct_choices)s::text[]
+              AND %(choice)s::text = ANY(CASE WHEN t.mode = %(direct)s::text THEN %(direct_choices)s::text[]
                                         ELSE %(pair_choices)s::text[] END)
             ON CONFLICT (turn_id) DO NOTHING
             RETURNING id
@@ -88,10 +88,10 @@ def _owner_sql(requester: Requester) -> tuple[str, dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if requester.user_id is not None:
-        clauses.append("b.user_id = %(owner_user)s")
+        clauses.append("b.user_id = %(owner_user)s::bigint")
         params["owner_user"] = requester.user_id
     if requester.session_key:
-        clauses.append("b.session_key = %(owner_session)s")
+        clauses.append("b.session_key = %(owner_session)s::text")
         params["owner_session"] = requester.session_key
     return " OR ".join(clauses), params
 
