@@ -106,3 +106,13 @@ async def receive_frame(comm: Any, timeout: float = 10) -> Any:
         data = await comm.receive_json_from(timeout=timeout)
         buffered.extend(data if isinstance(data, list) else [data])
     return buffered.pop(0)
+
+
+def rate_window_fresh(margin_s: float = 5.0) -> None:
+    """Wait out the last seconds of the rate limits' current minute (arena.ratelimit counts in
+    fixed one-minute windows), so that a test's few requests all count in one window."""
+    from arena.ratelimit import WINDOW_S
+
+    left = WINDOW_S - time.time() % WINDOW_S
+    if left < margin_s:
+        time.sleep(left + 0.05)

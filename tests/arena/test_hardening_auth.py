@@ -9,9 +9,16 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
+from tests.helpers import rate_window_fresh
+
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "a-Long-pass-123"
+
+
+@pytest.fixture(autouse=True)
+def _one_window() -> None:
+    rate_window_fresh()
 
 
 def _address() -> str:
