@@ -202,6 +202,10 @@ class LeaderboardSnapshot(models.Model):
     # Sorted ids of the counted votes, delta-encoded and zlib-compressed.
     vote_ids = models.BinaryField(editable=False)
     data = models.JSONField(default=dict)
+    # A live snapshot: the last full snapshot's counts plus the counted votes since, refitted
+    # (Bradley-Terry only, sandwich intervals) within seconds of a vote; the other boards are the
+    # full snapshot's (data["live"] names it). Its vote_hash is empty.
+    live = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -254,3 +258,47 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class HoldStatus(models.TextChoices):
+    HELD = "held", "Held, waiting for review"
+    CONFIRMED = "confirmed", "Held: staff confirmed the anomaly"
+    RELEASED = "released", "Released: staff cleared the voter"
+
+
+HELD_STATUSES = (HoldStatus.HELD, HoldStatus.CONFIRMED)
+
+
+class VoterHold(models.Model):
+    """A voter whose votes are held out of the published leaderboards (while ``status`` is held or
+    confirmed). A voter is an account, or for anonymous votes a browser session. Written by the
+    arena's leaderboard services; the anomaly scan that finds the voter lives above the arena and
+    stores its evidence here for the staff who review it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    session_key = models.CharField(max_length=64, blank=True)
+    judge = models.CharField(max_length=80, help_text="The voter's name in battle-log exports.")
+    status = models.CharField(max_length=10, choices=HoldStatus.choices, default=HoldStatus.HELD)
+    reasons = models.JSONField(default=list)
+    evidence = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["judge"], name="voter_hold_one_per_judge"),
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False) | ~models.Q(session_key=""),
+                name="voter_hold_names_a_voter",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "session_key"], name="voter_hold_session")]
+
+    def __str__(self) -> str:
+        return f"{self.judge} ({self.status})"
