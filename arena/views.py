@@ -57,7 +57,7 @@ def _context(
         "battle": battle,
         "error": error,
         "tools": tools,  # a tools battle, or the page that starts one
-        "home_url": reverse("arena-tools" if tools else MODE_HOME[Mode(mode)]),
+        "home_url": _mode_home_url(mode, tools=tools),
     }
     if mode == Mode.ANONYMOUS:
         # An image battle draws two vision models: with fewer up, the page says so where the
@@ -292,8 +292,9 @@ def vote_refused(exc: services.ArenaError) -> HttpResponse:
 
 
 @lru_cache(maxsize=8)
-def _mode_home_url(mode: str) -> str:
-    return reverse(MODE_HOME[Mode(mode)])
+def _mode_home_url(mode: str, *, tools: bool = False) -> str:
+    """Where "New round" goes: the page that started the battle (a tools battle's is /tools/)."""
+    return reverse("arena-tools" if tools else MODE_HOME[Mode(mode)])
 
 
 @lru_cache(maxsize=1)
@@ -321,7 +322,7 @@ def vote_verdict(request: HttpRequest, result: services.VoteResult) -> HttpRespo
             "last_vote": result.vote,
             "finished": True,
             "two_sided": battle.model_b_id is not None,
-            "home_url": _mode_home_url(battle.mode),
+            "home_url": _mode_home_url(battle.mode, tools=bool(battle.tools)),
             "share_url": request.build_absolute_uri(_share_path(battle.id)),
         }
     )

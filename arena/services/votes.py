@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,7 +45,7 @@ def _vote_sql() -> str:
                    EXISTS (SELECT 1 FROM {turn} l
                            WHERE l.battle_id = t.battle_id AND l."index" > t."index") AS has_later,
                    EXISTS (SELECT 1 FROM {vote} v WHERE v.battle_id = t.battle_id) AS revealed,
-                   b.mode, b.leaked, b.model_b_id,
+                   b.mode, b.leaked, b.model_b_id, b.tools,
                    ga.status AS status_a, ga.finished_at AS finished_a,
                    gb.status AS status_b, gb.finished_at AS finished_b,
                    ma.id AS ma_id, ma.name AS ma_name, ma.display_name AS ma_display,
@@ -78,7 +79,7 @@ def _vote_sql() -> str:
         SELECT t.superseded, t."index", t.has_later, t.revealed, t.mode, t.leaked, t.model_b_id,
                t.status_a, t.finished_a, t.status_b, t.finished_b,
                t.ma_id, t.ma_name, t.ma_display, t.ma_org, t.mb_name, t.mb_display, t.mb_org,
-               (SELECT id FROM ins)
+               t.tools, (SELECT id FROM ins)
         FROM t"""
     return cast
 
@@ -195,7 +196,7 @@ def _vote_result(
     row: Any, *, params: dict[str, Any], requester: Requester, choice: str
 ) -> VoteResult:
     (_s, index, _h, revealed, mode, leaked, model_b_id, _sa, finished_a, _sb, finished_b,
-     model_a_id, name_a, display_a, org_a, name_b, display_b, org_b, vote_id) = row  # fmt: skip
+     model_a_id, name_a, display_a, org_a, name_b, display_b, org_b, tools, vote_id) = row  # fmt: skip
     now, battle_uuid, turn_pk = params["now"], params["battle"], params["turn"]
     finished = max((f for f in (finished_a, finished_b) if f is not None), default=None)
     two_sided = model_b_id is not None
@@ -206,7 +207,11 @@ def _vote_result(
         if two_sided
         else None
     )
-    battle = Battle(id=battle_uuid, mode=mode, leaked=leaked, model_a=model_a, model_b=model_b)
+    # Django's psycopg setup hands jsonb over as text (its fields decode it themselves).
+    tools = json.loads(tools) if isinstance(tools, str) else tools or []
+    battle = Battle(
+        id=battle_uuid, mode=mode, leaked=leaked, tools=tools, model_a=model_a, model_b=model_b
+    )
     turn = Turn(id=turn_pk, index=index, superseded=False, battle=battle)
     vote = Vote(
         id=vote_id, turn=turn, battle=battle, choice=choice, user_id=requester.user_id,

@@ -99,6 +99,31 @@ def test_it_shows_stored_calls_normalised_and_votes_count_in_the_tools_category(
     assert "tools" in row["categories"] and row["winner"] == "model_a"
 
 
+def test_it_starts_a_new_tools_battle_from_new_round_after_the_vote(
+    tool_models: list[Model],
+) -> None:
+    client = Client()
+    battle = _start(client)
+    turn = last_turn(battle)
+    finish_turn(turn)
+    new_round = 'href="/tools/" data-testid="new-round"'
+    assert new_round in client.get(f"/b/{battle.id}/").content.decode()
+    verdict = client.post(
+        f"/b/{battle.id}/vote/", {"turn": turn.id, "choice": "tie"}, HTTP_HX_REQUEST="true"
+    )
+    assert verdict.status_code == 200 and new_round in verdict.content.decode()
+    assert new_round in client.get(f"/b/{battle.id}/").content.decode()
+    # An ordinary battle's new round stays in the plain arena.
+    plain = Battle.objects.get(
+        id=client.post("/battles/", {"prompt": "Hi"})["Location"].split("/")[-2]
+    )
+    finish_turn(last_turn(plain))
+    verdict = client.post(
+        f"/b/{plain.id}/vote/", {"turn": last_turn(plain).id, "choice": "a"}, HTTP_HX_REQUEST="true"
+    )
+    assert 'href="/" data-testid="new-round"' in verdict.content.decode()
+
+
 pool = pytest.mark.django_db(transaction=True)
 
 
