@@ -300,6 +300,9 @@ class ReviewItem(models.Model):
     status = models.CharField(
         max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.PENDING, db_index=True
     )
+    # Curators' redactions and edits, in order: [{"find": passage, "replace": text}], applied to
+    # every text of the source when a dataset reads it (the arena keeps what was said).
+    edits = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -309,11 +312,24 @@ class ReviewItem(models.Model):
         return f"{self.kind} {self.source_key} ({self.status})"
 
 
+class ReviewActionKind(models.TextChoices):
+    DECIDE = "decide", "Decided"
+    REDACT = "redact", "Redacted"
+    EDIT = "edit", "Edited"
+
+
 class ReviewAction(models.Model):
     """One decision on a review item, append-only: the item's history."""
 
     item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="actions")
+    action = models.CharField(
+        max_length=8, choices=ReviewActionKind.choices, default=ReviewActionKind.DECIDE
+    )
+    # The item's status after the action.
     status = models.CharField(max_length=10, choices=ReviewStatus.choices)
+    # What a redaction or an edit changed: an edit keeps the passage and its replacement; a
+    # redaction keeps only the passage's length and SHA-256, so the history leaks nothing.
+    change = models.JSONField(default=dict, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -325,3 +341,26 @@ class ReviewAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} -> {self.status}"
+
+
+# -- curators' saved filters --------------------------------------------------------------------
+
+
+class SavedReviewFilter(models.Model):
+    """A named view of the review queue (status, kind, text), kept per staff user."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_filters"
+    )
+    name = models.CharField(max_length=60)
+    params = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="review_filter_name_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user_id})"
