@@ -8,7 +8,7 @@ class ArenaConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_in
 
-        from arena.signals import battle_leak_on_finish, battles_adopt_on_login
+        from arena.receivers import battle_leak_on_finish, battles_adopt_on_login
         from modelhub.signals import generation_finishing
 
         user_logged_in.connect(battles_adopt_on_login, dispatch_uid="arena.battles_adopt_on_login")

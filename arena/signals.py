@@ -1,9 +1,7 @@
-"""The arena's signal (vote_cast) and its receivers of others' signals (connected in
-ArenaConfig.ready)."""
+"""The arena's signal (vote_cast) and the session key its anonymous battles are kept under. The
+receivers of other apps' signals are in arena.receivers."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from django.dispatch import Signal
 from django.http import HttpRequest
@@ -27,25 +25,3 @@ def session_owner_remember(request: HttpRequest) -> None:
     key = request.session.session_key
     if key and request.session.get(SESSION_OWNER_KEY) != key:
         request.session[SESSION_OWNER_KEY] = key
-
-
-def battles_adopt_on_login(
-    sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any
-) -> None:
-    """user_logged_in: the battles this browser started anonymously now belong to the account."""
-    from arena.services import battles_adopt
-
-    session = getattr(request, "session", None)
-    if session is None or user is None or user.pk is None:
-        return
-    keys = {session.get(SESSION_OWNER_KEY) or "", session.session_key or ""} - {""}
-    for key in keys:
-        battles_adopt(session_key=key, user_id=user.pk)
-
-
-def battle_leak_on_finish(sender: Any, generation: Any, **kwargs: Any) -> None:
-    """generation_finishing: flag the battle when the finished answer names one of its models,
-    before the answer is stored as finished (which it is all the same if this fails)."""
-    from arena.services import generation_leak_flag
-
-    generation_leak_flag(generation=generation)

@@ -1,7 +1,7 @@
 """The one hand-off from the model hub to the apps above it: an answer is about to be stored as
 finished. The hub knows nothing of those apps; they connect receivers in their AppConfig.ready
-(today: arena.apps connects arena.signals.battle_leak_on_finish, which flags a battle whose answer
-names one of its models).
+(today: arena.apps connects arena.receivers.battle_leak_on_finish, which flags a battle whose
+answer names one of its models).
 
 `generation_finishing` — the contract:
 
