@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from ludus_dev import chaos, supervision
+from ludus_dev.readiness import wait_battle_ready
 from ludus_dev.services import Services, embedded_redis_url, ensure_services, stop_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,41 +71,6 @@ def gen_processes() -> int:
     GEN_CONCURRENCY threads each served 256 streams with half the added first-token latency of one
     (bench/serving.py); three did worse."""
     return max(1, int(os.environ.get("GEN_PROCESSES", "2")))
-
-
-def battle_ready(report: dict[str, Any], *, since: datetime) -> bool:
-    """Whether a /healthz report says the arena can start a battle: no part down, and at least two
-    arena models each with an endpoint that a probe made since `since` found healthy. (Health
-    left from an earlier run says nothing about the engine this run started: a battle sent on it
-    would be refused until the first probe.)"""
-    if report.get("down"):
-        return False
-    answering = {
-        endpoint["model"]
-        for endpoint in report.get("endpoints", [])
-        if endpoint["healthy"]
-        and endpoint.get("arena_eligible", True)
-        and endpoint["last_checked_at"]
-        and datetime.fromisoformat(endpoint["last_checked_at"]) >= since
-    }
-    return len(answering) >= 2
-
-
-def wait_battle_ready(url: str, *, since: datetime, timeout_s: float, token: str) -> bool:
-    """Poll `url`/healthz (with the metrics `token`, for its details) until `battle_ready`; False
-    if that takes longer than timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    request = urllib.request.Request(url + "/healthz", headers={"Authorization": f"Bearer {token}"})
-    while True:
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                if battle_ready(json.load(response), since=since):
-                    return True
-        except (OSError, ValueError):
-            pass  # not listening yet, or 503 while workers start
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(1)
 
 
 def _announce_ready(url: str, since: datetime, token: str, timeout_s: float = 180.0) -> None:

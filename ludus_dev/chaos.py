@@ -397,7 +397,7 @@ def _wait(check: Callable[[], bool], timeout_s: float) -> bool:
 
 
 def _battle_ready(arena: Formation, since: datetime, timeout_s: float = 120) -> bool:
-    from ludus_dev.__main__ import wait_battle_ready
+    from ludus_dev.readiness import wait_battle_ready
 
     return wait_battle_ready(arena.url, since=since, timeout_s=timeout_s, token=TOKEN)
 
