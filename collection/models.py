@@ -343,6 +343,95 @@ class ReviewAction(models.Model):
         return f"{self.item_id} -> {self.status}"
 
 
+# -- fine-tuning jobs -------------------------------------------------------------------------
+
+
+class TrainMethod(models.TextChoices):
+    SFT = "sft", "Supervised fine-tuning (SFT)"
+    DPO = "dpo", "Direct preference optimisation (DPO)"
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Training"
+    EVALUATING = "evaluating", "Evaluating"
+    DONE = "done", "Trained and evaluated"
+    PROMOTED = "promoted", "Promoted into the arena"
+    CANCELLING = "cancelling", "Cancelling"
+    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed", "Failed"
+
+
+class FinetuneJob(models.Model):
+    """A fine-tuning run of a base model on a frozen dataset version (SFT or DPO, full or LoRA),
+    its progress, its outputs (model or adapter, log, model card, under ``output_dir``), its
+    evaluation gate (held-out loss before and after, judge verdicts) and, once promoted, the hub
+    model it became."""
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="jobs")
+    method = models.CharField(max_length=3, choices=TrainMethod.choices)
+    # The base: a hub model (its local directory) or any local Hugging Face directory.
+    base_model = models.ForeignKey(
+        "modelhub.Model", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    base_path = models.CharField(max_length=500, blank=True)
+    judge_model = models.ForeignKey(
+        "modelhub.Model", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    hyperparameters = models.JSONField(default=dict)
+    seed = models.IntegerField(default=0)
+    state = models.CharField(
+        max_length=10, choices=JobState.choices, default=JobState.QUEUED, db_index=True
+    )
+    step = models.PositiveIntegerField(default=0)
+    max_steps = models.PositiveIntegerField(default=0)
+    # [[step, loss], ...] in order: the live loss curve.
+    loss_history = models.JSONField(default=list, blank=True)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    resumed_from_step = models.PositiveIntegerField(null=True, blank=True)
+    output_dir = models.CharField(max_length=500, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    promoted_model = models.ForeignKey(
+        "modelhub.Model", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"job {self.id} {self.method} on {self.version_id} ({self.state})"
+
+
+class JudgeVerdict(models.Model):
+    """One judge verdict of the evaluation gate: a held-out prompt, the two replies in the order
+    the judge saw them, and which it preferred (``a``, ``b`` or ``tie``) with its probabilities."""
+
+    job = models.ForeignKey(FinetuneJob, on_delete=models.CASCADE, related_name="verdicts")
+    prompt = models.TextField()
+    # Which model stood first: "new" (the fine-tuned model as A) or "base".
+    first = models.CharField(max_length=4)
+    reply_a = models.TextField()
+    reply_b = models.TextField()
+    verdict = models.CharField(max_length=3)
+    p_a = models.FloatField()
+    p_b = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.verdict} ({self.first} first)"
+
+
 # -- curators' saved filters --------------------------------------------------------------------
 
 
