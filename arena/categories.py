@@ -22,6 +22,9 @@ VISION = "vision"
 HARD_PROMPT = "hard_prompt"
 TOOLS = "tools"
 BUILTIN = (CODING, MATH, LONG_QUERY, MULTI_TURN, VISION, HARD_PROMPT, TOOLS)
+# Categories ranked on their own board only: their battles are left out of the overall board (a
+# tools battle judges models with tools, a different contest from the plain arena's).
+OWN_BOARD_ONLY = (TOOLS,)
 
 LONG_QUERY_CHARS = 500
 
@@ -44,6 +47,13 @@ _HARD_SIGNALS = (
     re.compile(r"\b(design|optimi[sz]e|implement|architecture|analy[sz]e|compare)\b", re.I),
     re.compile(r"^\s*(?:\d+[.)]|[-*])\s+\S", re.M),
 )
+
+
+def on_board(board: str, categories: Iterable[str]) -> bool:
+    """Whether a battle of ``categories`` counts on the board of category ``board`` ("" is the
+    overall board, which leaves out the OWN_BOARD_ONLY categories)."""
+    found = set(categories)
+    return board in found if board else not found.intersection(OWN_BOARD_ONLY)
 
 
 def category_rules() -> list[tuple[str, re.Pattern[str]]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from arena.categories import OWN_BOARD_ONLY, on_board
 from arena.leaderboard.selectors import CountRow
 from arena.ratings import PairCounts, compute_leaderboard, load_battles, ratings_over_time
 
@@ -28,8 +29,9 @@ def commands(params: dict[str, Any], categories: list[str]) -> dict[str, str]:
         f" --prior {params['prior']:g} --min-votes {params['min_votes']}"
     )
     out = {}
+    overall = "".join(f" --exclude-category {c}" for c in OWN_BOARD_ONLY)
     for category in [ALL, *categories]:
-        suffix = shared + (f" --category {category}" if category else "")
+        suffix = shared + (f" --category {category}" if category else overall)
         out[f"bt:{category}"] = f"{base} --bootstrap {params['rounds']}{suffix}"
         out[f"bt_ipw:{category}"] = f"{base} --bootstrap {params['rounds']}{suffix} --ipw"
         if category == ALL:
@@ -68,33 +70,41 @@ def boards_fit(
     for category in [ALL, *categories]:
         merged: dict[tuple[str, str, str], int] = defaultdict(int)
         for a, b, winner, cats, n in count_rows:
-            if not category or category in cats:
+            if on_board(category, cats):
                 merged[(a, b, winner)] += n
         rows = [(a, b, w, n) for (a, b, w), n in sorted(merged.items())]
         cells[category] = [list(r) for r in rows]
         # The full model list, as the command line keeps every model of the file in a category.
-        boards["bt"][category] = _board(PairCounts.from_rows(rows, models=models), category, **bt)
+        # The overall board leaves out the categories ranked on their own board only.
+        apart = {} if category else {"exclude_categories": OWN_BOARD_ONLY}
+        counts = PairCounts.from_rows(rows, models=models)
+        boards["bt"][category] = _board(counts, category, **bt, **apart)
         if battles is None:
             continue
         in_category = category or None
-        boards["bt_ipw"][category] = _board(battles, category, **bt, category=in_category, ipw=True)
+        bt_apart = bt | apart
+        boards["bt_ipw"][category] = _board(
+            battles, category, **bt_apart, category=in_category, ipw=True
+        )
         if category == ALL:
             # Online Elo's bootstrap replays every vote per round in Python (about 0.5 s per
             # round per million votes): published for all categories together only.
             boards["elo"][category] = _board(
-                battles, category, **shared, method="elo", rounds=params["elo_rounds"]
+                battles, category, **shared, **apart, method="elo", rounds=params["elo_rounds"]
             )
         boards["style"][category] = _board(
             battles,
             category,
             **shared,
+            **apart,
             method="style",
             rounds=params["style_rounds"],
             category=in_category,
         )
+    overall = battles.outside(OWN_BOARD_ONLY) if battles else None
     over_time = (
-        ratings_over_time(battles, points=OVER_TIME_POINTS, prior=params["prior"])
-        if battles
+        ratings_over_time(overall, points=OVER_TIME_POINTS, prior=params["prior"])
+        if overall
         else []
     )
     return {"boards": boards, "categories": categories, "cells": cells, "over_time": over_time}

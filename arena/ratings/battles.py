@@ -118,6 +118,15 @@ class Battles:
             mask = np.zeros(len(self), dtype=bool)
         return self.select(mask)
 
+    def outside(self, categories: Iterable[str]) -> Battles:
+        """Battles whose category list contains none of ``categories``."""
+        keep = np.ones(len(self), dtype=bool)
+        for category in categories:
+            mask = self.categories.get(category)
+            if mask is not None:
+                keep &= ~mask
+        return self if keep.all() else self.select(keep)
+
     def time_order(self) -> IntArray:
         """Indices in time order (stable, so file order breaks ties and missing stamps)."""
         if self.tstamp is None:

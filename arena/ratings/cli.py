@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=None, help="rounds (1000; 100 for style)")
     p.add_argument("--method", choices=["bt", "elo", "style"], default="bt")
     p.add_argument("--category")
+    p.add_argument(
+        "--exclude-category",
+        action="append",
+        default=[],
+        metavar="CATEGORY",
+        help="leave out the battles of this category (repeatable)",
+    )
     p.add_argument("--format", choices=["json", "csv"], default="json")
     p.add_argument("--output", help="file to write (default: stdout)")
     p.add_argument("--anchor", type=_anchor, help="MODEL=RATING instead of centring on 1000")
@@ -134,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ties=args.ties,
             bothbad=args.bothbad,
             category=args.category,
+            exclude_categories=args.exclude_category,
             ipw=args.ipw,
             prior=args.prior,
             min_votes=args.min_votes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -162,11 +163,13 @@ def compute_leaderboard(
     ipw: bool = False,
     prior: float = DEFAULT_PRIOR,
     min_votes: int = 0,
+    exclude_categories: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The published JSON object: method, parameters, counts and the sorted model rows.
 
     ``battles`` may be PairCounts (method "bt" only; ``category`` and ``ipw`` must then already be
-    applied by whoever built the counts). ``prior`` is the ridge of the fits (``DEFAULT_PRIOR``: a
+    applied by whoever built the counts; so must ``exclude_categories``, the categories whose
+    battles are left out, as the arena's tools battles are of its overall board). ``prior`` is the ridge of the fits (``DEFAULT_PRIOR``: a
     weak prior that keeps separated models finite); models with fewer than ``min_votes`` battles
     are provisional (no rank). Elo and style control have no tie model: under ``bothbad
     "davidson"`` they count "both bad" as a tie, and say so in ``bothbad``. Deterministic for a
@@ -188,6 +191,8 @@ def compute_leaderboard(
         "prior": prior,
         "min_votes": min_votes,
     }
+    if exclude_categories:
+        result["exclude_categories"] = list(exclude_categories)
     if isinstance(battles, PairCounts):
         if method != "bt" or category is not None or ipw:
             raise ValueError("counts only support method 'bt' without category or ipw")
@@ -195,7 +200,7 @@ def compute_leaderboard(
         result["skipped"] = 0
     else:
         result["skipped"] = battles.skipped
-        battles = battles.in_category(category)
+        battles = battles.in_category(category).outside(exclude_categories)
         counts = counts_from_battles(battles, ipw=ipw)
     result["battles"] = round(counts.total)
     present = counts.battles > 0
