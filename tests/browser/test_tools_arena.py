@@ -73,3 +73,11 @@ def test_it_runs_a_tools_battle_shows_the_calls_and_reveals_the_names_on_vote(
     # The stored calls come back with the page after the vote.
     page.reload()
     expect(page.get_by_test_id("tool-call")).to_have_count(2)
+    # "New round" goes back to the tools arena and starts another tools battle there.
+    page.get_by_test_id("new-round").click()
+    expect(page.locator("h1")).to_have_text("Which model uses its tools better?")
+    page.get_by_test_id("prompt-input").fill("What is 2 + 3?")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("answer-a")).to_contain_text("The tool said:")
+    second = Battle.objects.exclude(id=battle.id).get()
+    assert second.tools == battle.tools and "tools" in second.categories
