@@ -65,6 +65,7 @@ def test_it_runs_a_tools_battle_shows_the_calls_and_reveals_the_names_on_vote(
 
     page.get_by_test_id("vote-a").click()
     expect(page.get_by_test_id("verdict")).to_be_visible()
+    expect(page.get_by_test_id("new-round")).to_have_attribute("href", "/tools/")
     battle = Battle.objects.get()
     expect(page.get_by_test_id("model-name-a")).to_have_text(battle.model_a.display_name)
     expect(page.get_by_test_id("model-name-b")).to_have_text(battle.model_b.display_name)  # type: ignore[union-attr]
