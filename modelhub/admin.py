@@ -1,6 +1,10 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 
 from modelhub.models import Endpoint, Generation, Model, ToolDocument
+from modelhub.tools import validate_tool_names
 
 
 class EndpointInline(admin.TabularInline):
@@ -10,8 +14,16 @@ class EndpointInline(admin.TabularInline):
     readonly_fields = ("healthy", "last_checked_at", "last_error")
 
 
+class ModelForm(forms.ModelForm):
+    def clean_tools(self) -> Any:
+        tools = self.cleaned_data["tools"]
+        validate_tool_names(tools)
+        return tools
+
+
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
+    form = ModelForm
     list_display = (
         "name",
         "display_name",

@@ -45,16 +45,6 @@ def validate_api_key_env(value: str) -> None:
         )
 
 
-def validate_tool_names(value: list[str]) -> None:
-    from modelhub.tools import tool_names
-
-    unknown = sorted(set(value) - set(tool_names()))
-    if unknown:
-        raise ValidationError(
-            f"Unknown tools: {', '.join(unknown)}. Choose from {', '.join(tool_names())}."
-        )
-
-
 class Engine(models.TextChoices):
     VLLM = "vllm", "vLLM"
     OPENAI = "openai", "OpenAI-compatible"
@@ -112,12 +102,13 @@ class Model(models.Model):
     heldout_loss = models.FloatField(null=True, blank=True)
     # Phrases by which a reply gives away this model's identity (leak detection). Lowercased.
     identity_patterns = ArrayField(models.CharField(max_length=200), default=list, blank=True)
-    # Tools this model may be given (modelhub.tools names); a request offers some of them.
+    # Tools this model may be given (modelhub.tools names); a request offers some of them. The
+    # names are checked against the tool registry where they are written (the registry service
+    # and the admin), since the registry's tools read these tables.
     tools = ArrayField(
         models.CharField(max_length=50),
         default=list,
         blank=True,
-        validators=[validate_tool_names],
         help_text="Tools it may call, comma separated: calculator, convert, date, search, "
         "crop_image (vision models).",
     )

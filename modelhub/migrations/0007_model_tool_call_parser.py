@@ -3,8 +3,6 @@
 import django.contrib.postgres.fields
 from django.db import migrations, models
 
-import modelhub.models
-
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -26,7 +24,6 @@ class Migration(migrations.Migration):
                 default=list,
                 help_text="Tools it may call, comma separated: calculator, convert, date, search, crop_image (vision models).",
                 size=None,
-                validators=[modelhub.models.validate_tool_names],
             ),
         ),
     ]

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from modelhub.models import Endpoint, Model
+from modelhub.tools import validate_tool_names
 
 MODEL_FIELDS = {
     "display_name", "organization", "license", "modalities", "engine", "served_name", "queue",
@@ -45,6 +46,10 @@ def models_load(*, entries: list[dict[str, Any]]) -> list[Model]:
                 model.full_clean()
             except ValidationError as exc:
                 raise ModelConfigError(f"model {entry['name']}: {exc.message_dict}") from None
+            try:
+                validate_tool_names(model.tools)
+            except ValidationError as exc:
+                raise ModelConfigError(f"model {entry['name']}: {exc.message}") from None
             model.save()
             seen: list[int] = []
             for ep in entry.get("endpoints") or []:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
+from django.core.exceptions import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,15 @@ def registry() -> dict[str, Tool]:
 
 def tool_names() -> list[str]:
     return sorted(registry())
+
+
+def validate_tool_names(value: Sequence[str]) -> None:
+    """ValidationError unless every name is a registered tool (a model's `tools`)."""
+    unknown = sorted(set(value) - set(tool_names()))
+    if unknown:
+        raise ValidationError(
+            f"Unknown tools: {', '.join(unknown)}. Choose from {', '.join(tool_names())}."
+        )
 
 
 def tool_specs(names: Sequence[str]) -> list[dict[str, Any]]:

@@ -9,10 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+from django.forms import modelform_factory
 from PIL import Image
 
 from modelhub import client as oai
 from modelhub import tools
+from modelhub.admin import ModelForm
 from modelhub.models import Model
 from modelhub.services import ModelConfigError, models_load
 from modelhub.supervisor import spec_from_model, vllm_command
@@ -180,3 +182,12 @@ def test_it_loads_a_models_tools_from_configuration_and_refuses_unknown_ones() -
     assert model.tools == ["calculator", "search"] and model.tool_call_parser == "hermes"
     with pytest.raises(ModelConfigError, match="Unknown tools: shell"):
         models_load(entries=[{"name": "tooled", "tools": ["calculator", "shell"]}])
+
+
+@pytest.mark.django_db
+def test_it_refuses_unknown_tools_in_the_admins_model_form() -> None:
+    form_class = modelform_factory(Model, form=ModelForm, fields=["name", "tools"])
+    refused = form_class(data={"name": "tooled", "tools": "calculator,shell"})
+    assert not refused.is_valid()
+    assert "Unknown tools: shell" in refused.errors["tools"][0]
+    assert form_class(data={"name": "tooled", "tools": "calculator,search"}).is_valid()
