@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from arena import selectors as arena_selectors
+from arena.services import Conflict, NotFound, ServiceError
 from collection import rules, selectors
 from collection.models import (
     Assignment,
@@ -28,21 +29,13 @@ from collection.models import (
     XpState,
 )
 
-
-class QuestError(Exception):
-    status = 400
-
-
-class NotFound(QuestError):
-    status = 404
+# A quest request refused: `status` is the HTTP status and the message is for the user. The
+# refusals are the arena's (NotFound, Conflict), shared by every app's services.
+QuestError = ServiceError
 
 
-class LeaseExpired(QuestError):
-    status = 409
-
-
-class Conflict(QuestError):
-    status = 409
+class LeaseExpired(Conflict):
+    """The assignment's lease ran out; its slot went back to the queue."""
 
 
 # -- items -----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from arena.services.base import (
     Conflict,
     NotFound,
     RateLimited,
+    ServiceError,
     TooEarly,
     ip_hash,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Conflict",
     "NotFound",
     "RateLimited",
+    "ServiceError",
     "TooEarly",
     "VoteResult",
     "battle_continue",

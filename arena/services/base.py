@@ -1,4 +1,5 @@
-"""What the arena's services share: the refusals they raise and the requester's IP hash."""
+"""What the arena's services share: the refusals they raise (which the apps above the arena
+raise too) and the requester's IP hash."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from functools import lru_cache
 from django.conf import settings
 
 
-class ArenaError(Exception):
-    """A request the arena refuses; `status` is the HTTP status and the message is for the user."""
+class ServiceError(Exception):
+    """A request a service refuses; `status` is the HTTP status and the message is for the user.
+    The subclasses below name the usual refusals; collection's services raise them too."""
 
     status = 400
 
@@ -22,23 +24,27 @@ class ArenaError(Exception):
             self.status = status
 
 
-class NotFound(ArenaError):
+# The arena's name for a refusal of its own.
+ArenaError = ServiceError
+
+
+class NotFound(ServiceError):
     status = 404
 
 
-class Conflict(ArenaError):
+class Conflict(ServiceError):
     status = 409
 
 
-class TooEarly(ArenaError):
+class TooEarly(ServiceError):
     status = 425
 
 
-class RateLimited(ArenaError):
+class RateLimited(ServiceError):
     status = 429
 
 
-class Blocked(ArenaError):
+class Blocked(ServiceError):
     status = 422
 
 
