@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from arena import apitokens, ratelimit
-from arena.models import ApiToken
+from arena.models import API_SCOPES, ApiToken
 from arena.services import battles_adopt, ip_hash
 
 TOO_MANY_ATTEMPTS = "Too many attempts. Please wait a minute."
@@ -85,11 +85,20 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
             _, created = apitokens.token_create(
                 user=request.user,  # type: ignore[arg-type]
                 name=request.POST.get("name", "")[:100],
+                # The page's form always says which scopes it offered; a post without the
+                # scope choice (an older form, a script) asks for every scope as before.
+                scopes=request.POST.getlist("scopes") if "scopes_offered" in request.POST else None,
             )
         except apitokens.TokenError as exc:
             error = str(exc)
     tokens = ApiToken.objects.filter(user=request.user.pk)
-    context = {"tokens": tokens, "created": created, "error": error}
+    chosen = request.POST.getlist("scopes") if error else API_SCOPES
+    context = {
+        "tokens": tokens,
+        "created": created,
+        "error": error,
+        "scopes": [(scope, apitokens.SCOPE_LABELS[scope], scope in chosen) for scope in API_SCOPES],
+    }
     return render(request, "registration/api_tokens.html", context, status=400 if error else 200)
 
 

@@ -25,6 +25,12 @@ from arena import ratelimit
 from arena.models import API_SCOPES, ApiToken
 from arena.services import ip_hash
 
+# What each scope lets a token read, in the words of the tokens page.
+SCOPE_LABELS = {
+    "leaderboard:read": "Leaderboards: the current one and every snapshot",
+    "battles:read": "Battles: votes in the public battle-log format",
+    "datasets:read": "Datasets: frozen versions, their manifests and files",
+}
 PREFIX = "ludus_"
 MAX_PER_USER = 20
 # last_used_at is written at most this often per token, so that a script polling an export does
@@ -54,6 +60,9 @@ def token_create(
     scopes = list(API_SCOPES if scopes is None else scopes)
     if unknown := sorted(set(scopes) - set(API_SCOPES)):
         raise TokenError(f"Unknown scope(s) {', '.join(unknown)}.")
+    if not scopes:
+        raise TokenError("Choose at least one scope.")
+    scopes = [scope for scope in API_SCOPES if scope in scopes]  # once each, in a fixed order
     if ApiToken.objects.filter(user=user).count() >= MAX_PER_USER:
         raise TokenError(f"You have {MAX_PER_USER} tokens already. Revoke one first.")
     raw = PREFIX + secrets.token_urlsafe(32)

@@ -285,3 +285,20 @@ def battles_for_review() -> Iterator[dict[str, Any]]:
             "flag_reason": battle.flag_reason,
             "leaked": battle.leaked,
         }
+
+
+def battle_transcript(*, battle_id: str) -> list[dict[str, str]]:
+    """A battle's current turns for a curator (prompt, then each side's answer): ``[{"role",
+    "name", "content"}]`` with name "model_a" / "model_b" on answers; [] when there is none."""
+    turns = (
+        Turn.objects.filter(battle_id=battle_id, superseded=False)
+        .select_related("generation_a", "generation_b")
+        .order_by("index", "attempt")
+    )
+    messages: list[dict[str, str]] = []
+    for turn in turns:
+        messages.append({"role": "user", "name": "", "content": turn.prompt})
+        for name, generation in (("model_a", turn.generation_a), ("model_b", turn.generation_b)):
+            if generation is not None:
+                messages.append({"role": "assistant", "name": name, "content": generation.text})
+    return messages

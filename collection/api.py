@@ -191,8 +191,11 @@ def _version(request: HttpRequest, version: Any) -> dict[str, Any]:
         "frozen_at": version.frozen_at,
         "manifest": data["manifest"],
         "report": data["report"],
+        # "sft": JSON Lines, "sft.parquet": Parquet, for each format.
         "files": {
-            name: f"/api/v1/datasets/versions/{version.id}/files/{name}" for name in exports.FORMATS
+            key: f"/api/v1/datasets/versions/{version.id}/files/{key}"
+            for name in exports.FORMATS
+            for key in (name, f"{name}.parquet")
         },
     }
 
@@ -227,19 +230,28 @@ def dataset_version(request: HttpRequest, version_id: int) -> dict[str, Any]:
     tags=["datasets"],
     response={200: None, **ERRORS},
     openapi_extra={
-        "responses": {200: {"description": "JSON Lines", "content": {"application/x-ndjson": {}}}}
+        "responses": {
+            200: {
+                "description": "JSON Lines or Parquet",
+                "content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}},
+            }
+        }
     },
 )
 def dataset_file(request: HttpRequest, version_id: int, export_format: str) -> Any:
-    """One export format of a version as JSON Lines (sft, dpo, kto, battles), streamed; rows
-    revoked since the freeze are left out."""
+    """One export format of a version (sft, dpo, kto, battles, trees) as JSON Lines
+    (``sft.jsonl``, or plain ``sft``) or Parquet (``sft.parquet``, the version's manifest in the
+    file's metadata), streamed; rows revoked since the freeze are left out."""
     _grant(request, "datasets:read")
-    if export_format not in exports.FORMATS:
-        raise HttpError(404, f"Formats: {', '.join(exports.FORMATS)}.")
+    name, _, file_type = export_format.partition(".")
+    file_type = file_type or "jsonl"
+    if name not in exports.FORMATS or file_type not in dataset_views.FILE_TYPES:
+        names = ", ".join(f"{f}.jsonl, {f}.parquet" for f in exports.FORMATS)
+        raise HttpError(404, f"Files: {names}.")
     version = _frozen(version_id)
     response = StreamingHttpResponse(
-        dataset_views.version_lines(export_format, version),
-        content_type="application/x-ndjson; charset=utf-8",
+        dataset_views.version_file(name, file_type, version),
+        content_type=dataset_views.FILE_TYPES[file_type],
     )
     response["X-Content-SHA256"] = version.content_hash
     return response

@@ -19,23 +19,27 @@ import hashlib
 import importlib.metadata
 import json
 import subprocess
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from itertools import islice
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, QuerySet
+from django.db.models import Max, ProtectedError, QuerySet
 from django.utils import timezone
 
 from arena import selectors as arena_selectors
 from collection.models import (
+    Assignment,
+    AssignmentState,
     Dataset,
     DatasetRow,
+    DatasetRun,
     DatasetSource,
     DatasetVersion,
+    QuestItem,
+    QuestType,
     RevokedSource,
     VersionStatus,
 )
@@ -45,6 +49,9 @@ Row = dict[str, Any]
 BATCH = 500
 # Freezing runs where the pipeline workers are: a worker host added is throughput added.
 PIPELINE_QUEUE = "pipeline"
+# The freeze task (collection.tasks.dataset_freeze, which runs collection.shards), by name.
+FREEZE_TASK = "collection.tasks.dataset_freeze"
+SHARD_ROWS = 2000
 
 
 class DatasetError(Exception):
@@ -89,24 +96,112 @@ def _direct_row(entry: dict[str, Any]) -> Row:
     }
 
 
+def _reference_rows(*, until: datetime) -> Iterator[Row]:
+    """Reference answers whose latest review (up to ``until``) accepted them: SFT examples."""
+    reviews = (
+        Assignment.objects.filter(
+            item__type=QuestType.REVIEW,
+            item__reviewed__isnull=False,
+            state=AssignmentState.SUBMITTED,
+            submitted_at__lte=until,
+        )
+        .order_by("item__reviewed_id", "submitted_at", "id")
+        .values_list("item__reviewed_id", "answer")
+    )
+    verdicts = {reference_id: answer["verdict"] for reference_id, answer in reviews.iterator()}
+    accepted = sorted(i for i, verdict in verdicts.items() if verdict == "accept")
+    references = Assignment.objects.filter(id__in=accepted).select_related("item").order_by("id")
+    for reference in references.iterator(chunk_size=BATCH):
+        yield {
+            "id": f"reference:{reference.id}",
+            "source": DatasetSource.QUESTS.value,
+            "kind": "reference",
+            "source_key": f"answer:{reference.id}",
+            "messages": [
+                {"role": "user", "content": reference.item.prompt},
+                {"role": "assistant", "content": reference.answer["text"]},
+            ],
+            "quest_item": reference.item_id,
+        }
+
+
+def _rank_rows(*, until: datetime) -> Iterator[Row]:
+    """Rank quests that reached consensus by ``until``: the prompt with its replies (interleaved
+    like a battle's, so every pipeline step sees every text) and the crowd's ranking, best first
+    (by Borda points; ties in the order shown)."""
+    items = (
+        QuestItem.objects.filter(type=QuestType.RANK, consensus__isnull=False)
+        .annotate(done_at=Max("assignments__submitted_at"))
+        .filter(done_at__lte=until)
+        .order_by("id")
+    )
+    for item in items.iterator(chunk_size=BATCH):
+        points = item.consensus.get("points", {})
+        keys = [reply["key"] for reply in item.replies]
+        ranking = sorted(keys, key=lambda k: (-points.get(k, 0), keys.index(k)))
+        yield {
+            "id": f"rank:{item.id}",
+            "source": DatasetSource.QUESTS.value,
+            "kind": "rank",
+            "source_key": f"battle:{item.battle_id}" if item.battle_id else f"quest:{item.id}",
+            "messages": [
+                {"role": "user", "content": item.prompt},
+                *[
+                    {"role": "assistant", "name": reply["key"], "content": reply["text"]}
+                    for reply in item.replies
+                ],
+            ],
+            "ranking": ranking,
+            "points": {key: points.get(key, 0) for key in keys},
+            "all_bad": item.consensus.get("top") == "all_bad",
+            "quest_item": item.id,
+        }
+
+
+def quest_rows(*, until: datetime) -> Iterator[Row]:
+    yield from _reference_rows(until=until)
+    yield from _rank_rows(until=until)
+
+
 def source_key(row: Row) -> str:
-    return f"battle:{row['battle_id']}"
+    """What a row came from, for revocation and review: its battle, or a quest answer's own key."""
+    return row.get("source_key") or f"battle:{row['battle_id']}"
 
 
 def source_rows(*, sources: Iterable[str], until: datetime) -> Iterator[Row]:
     """The rows of the named sources up to ``until``, without revoked ones or ones a curator
     rejected, in a fixed order."""
-    from collection.review import rejected_keys
+    from collection.review import edits_by_key, rejected_keys
 
     revoked = set(RevokedSource.objects.values_list("key", flat=True)) | rejected_keys()
+    edits = edits_by_key()
     for name in sources:
         if name == DatasetSource.BATTLES:
             rows = map(_battle_row, arena_selectors.dataset_battle_rows(until=until))
         elif name == DatasetSource.DIRECT:
             rows = map(_direct_row, arena_selectors.dataset_direct_rows(until=until))
+        elif name == DatasetSource.QUESTS:
+            rows = quest_rows(until=until)
         else:
             raise DatasetError(f"unknown source {name!r}; known: {', '.join(DatasetSource)}")
-        yield from (row for row in rows if source_key(row) not in revoked)
+        for row in rows:
+            key = source_key(row)
+            if key in revoked:
+                continue
+            if key in edits:
+                row = _edited(row, edits[key])
+            yield row
+
+
+def _edited(row: Row, edits: list[dict[str, str]]) -> Row:
+    """A row with a curator's redactions and edits applied to each message's text."""
+    from collection.review import edits_apply
+
+    messages = [
+        m | {"content": edits_apply(m["content"], edits)} if isinstance(m["content"], str) else m
+        for m in row["messages"]
+    ]
+    return row | {"messages": messages}
 
 
 # -- hashing and the code version ---------------------------------------------------------------
@@ -117,7 +212,9 @@ def row_bytes(row: Row) -> bytes:
     return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class _Hasher:
+class ContentHasher:
+    """sha256 over the rows' canonical JSON Lines, in order (a version's content hash)."""
+
     def __init__(self) -> None:
         self.digest = hashlib.sha256()
 
@@ -161,7 +258,7 @@ def manifest_run(manifest: dict[str, Any]) -> tuple[Iterator[Row], Log]:
 def manifest_hash(manifest: dict[str, Any]) -> str:
     """Re-run a manifest and return the content hash of what it produces (reproducibility)."""
     rows, _ = manifest_run(manifest)
-    hasher = _Hasher()
+    hasher = ContentHasher()
     for row in rows:
         hasher.add(row)
     return hasher.hexdigest()
@@ -170,11 +267,11 @@ def manifest_hash(manifest: dict[str, Any]) -> str:
 # -- services ---------------------------------------------------------------------------------
 
 
-def dataset_version_create(*, dataset: Dataset) -> DatasetVersion:
+def dataset_version_create(*, dataset: Dataset, shard_rows: int | None = None) -> DatasetVersion:
     """A new pending version of ``dataset`` whose manifest fixes everything the freeze will read
-    (sources, cut-off time, steps, parameters); enqueues the freeze on the pipeline queue."""
-    from collection.tasks import dataset_freeze
-
+    (sources, cut-off time, steps, parameters); enqueues the freeze on the pipeline queue, which
+    cuts it into shards of ``shard_rows`` rows (collection.shards; the rows, not the result,
+    depend on it)."""
     try:
         build_steps(dataset.steps, dataset.params)
     except ValueError as error:
@@ -198,60 +295,39 @@ def dataset_version_create(*, dataset: Dataset) -> DatasetVersion:
                 "code_version": code_version(),
             },
         )
+        DatasetRun.objects.create(version=version, shard_rows=shard_rows or SHARD_ROWS)
+        # By the task's name: the tasks call these services, the services import no task.
         transaction.on_commit(
-            lambda: dataset_freeze.apply_async((version.id,), queue=PIPELINE_QUEUE)
+            lambda: current_app.send_task(FREEZE_TASK, args=(version.id,), queue=PIPELINE_QUEUE)
         )
     return version
 
 
-def dataset_version_freeze(*, version_id: int) -> DatasetVersion | None:
-    """Run a pending version's manifest and store its rows, report, hash and datasheet. Idempotent:
-    a version already frozen is left alone; one interrupted mid-way starts over."""
+def dataset_version_delete(*, version: DatasetVersion) -> None:
+    """Delete a version and its rows (a version being frozen, or one a fine-tuning job used,
+    stays: what was trained on must remain traceable)."""
     with transaction.atomic():
-        version = DatasetVersion.objects.select_for_update().filter(id=version_id).first()
-        if version is None or version.status == VersionStatus.DONE:
-            return version
-        version.status = VersionStatus.RUNNING
-        version.save(update_fields=["status"])
-    try:
-        with transaction.atomic():
-            DatasetRow.objects.filter(version=version).delete()
-            rows, log = manifest_run(version.manifest)
-            hasher = _Hasher()
-            languages: Counter[str] = Counter()
-            count = 0
-            while batch := list(islice(rows, BATCH)):
-                for row in batch:
-                    hasher.add(row)
-                    languages[str(row.get("lang") or row.get("language") or "unknown")] += 1
-                DatasetRow.objects.bulk_create(
-                    DatasetRow(
-                        version=version, position=count + i, source_key=source_key(row), data=row
-                    )
-                    for i, row in enumerate(batch)
-                )
-                count += len(batch)
-            report = log.report()
-            version.report = {"steps": report["steps"], "languages": dict(languages.most_common())}
-            version.rows_read = report["steps"][0]["rows_in"] if report["steps"] else count
-            version.row_count = count
-            version.content_hash = hasher.hexdigest()
-            version.datasheet = datasheet(version)
-            version.status = VersionStatus.DONE
-            version.frozen_at = timezone.now()
-            version.save()
-    except Exception as error:
-        DatasetVersion.objects.filter(id=version.id).update(
-            status=VersionStatus.FAILED, error=f"{type(error).__name__}: {error}"
-        )
-        raise
-    return version
+        locked = DatasetVersion.objects.select_for_update().filter(id=version.id).first()
+        if locked is None:
+            return
+        if locked.status in (VersionStatus.PENDING, VersionStatus.RUNNING):
+            raise DatasetError("This version is being frozen; delete it once it is done.")
+        try:
+            locked.delete()  # its rows go with it
+        except ProtectedError:
+            raise DatasetError("A fine-tuning job used this version; it stays.") from None
 
 
 def contributor_revoke(*, user_id: int) -> int:
     """Take every battle the account started or voted in out of all datasets (before the account
     is deleted: afterwards nothing ties the battles to it). Returns how many sources were revoked."""
     keys = [f"battle:{i}" for i in arena_selectors.battle_ids_of_user(user_id=user_id)]
+    keys += [  # the reference answers they wrote
+        f"answer:{i}"
+        for i in Assignment.objects.filter(
+            user_id=user_id, item__type=QuestType.REFERENCE
+        ).values_list("id", flat=True)
+    ]
     before = RevokedSource.objects.count()
     RevokedSource.objects.bulk_create(
         [RevokedSource(key=key) for key in keys], ignore_conflicts=True

@@ -192,6 +192,7 @@ class Contributor(models.Model):
 class DatasetSource(models.TextChoices):
     BATTLES = "battles", "Arena battles (pairwise votes)"
     DIRECT = "direct", "Direct chats (thumbs up/down)"
+    QUESTS = "quests", "Quest results (accepted reference answers, ranked replies)"
 
 
 class Dataset(models.Model):
@@ -453,3 +454,199 @@ class SavedReviewFilter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.user_id})"
+
+
+# -- quality control: gold items, reliabilities, held XP -------------------------------------------
+
+
+GOLD_TYPES = ("rank", "image", "label")
+
+
+class GoldItem(models.Model):
+    """An item whose right answer staff know (a reply with a planted factual error, an answer that
+    ignores the image, broken code; a label that must be given). Never routed as it is: each time
+    the router picks one for a contributor it makes a fresh QuestItem copy (GoldCopy), so a gold
+    item looks like any other on the page, with an ID from the same sequence, once per person.
+
+    ``answer``: rank and image quests ``{"top": "<reply key>"}`` (or ``{"all_bad": true}``); label
+    quests ``{"labels": [...], "rating": 1-5}``: right when every listed label is given and the
+    rating is within one of it."""
+
+    type = models.CharField(max_length=10, choices=[(t, QuestType(t).label) for t in GOLD_TYPES])
+    prompt = models.TextField()
+    replies = models.JSONField(default=list, help_text='[{"key": "a", "text": "..."}, ...]')
+    # Image quests: the battle whose image the replies describe.
+    battle = models.ForeignKey(
+        "arena.Battle", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    answer = models.JSONField(
+        help_text='{"top": "b"} or {"labels": ["factual_error"], "rating": 1}'
+    )
+    note = models.CharField(max_length=200, blank=True, help_text="What is planted (staff only).")
+    name = models.SlugField(max_length=80, unique=True, help_text="A stable name (seeding).")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"gold {self.type} {self.name}"
+
+
+class GoldCopy(models.Model):
+    """The copy of a gold item served to one contributor, and whether they got it right (null
+    until they answer). The copy's QuestItem is CLOSED from the start, so the router never offers
+    it to anyone else, and a skipped or expired lease gives no slot back."""
+
+    item = models.OneToOneField(QuestItem, on_delete=models.CASCADE, related_name="gold_copy")
+    gold = models.ForeignKey(GoldItem, on_delete=models.CASCADE, related_name="copies")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The gold answer in this copy's reply keys (the copy shuffles the replies).
+    answer = models.JSONField()
+    right = models.BooleanField(null=True, blank=True)
+    # Whether the refresh has settled or reversed its XP yet.
+    resolved = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["gold", "user"], name="gold_copy_once_per_user"),
+        ]
+        indexes = [
+            models.Index(fields=["user"], name="gold_copy_unresolved", condition=Q(resolved=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gold_id} for {self.user_id}: {self.right}"
+
+
+class Reliability(models.Model):
+    """One contributor's reliability: the chance their answer agrees with the truth, estimated
+    from gold items and agreement with others (Crowd-BT on rankings, Dawid-Skene on labels), and
+    Krippendorff's alpha of the items they answered. Rewritten by each refresh."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reliability"
+    )
+    value = models.FloatField()
+    gold_answered = models.PositiveIntegerField(default=0)
+    gold_right = models.PositiveIntegerField(default=0)
+    rankings = models.PositiveIntegerField(default=0)
+    labels = models.PositiveIntegerField(default=0)
+    alpha = models.FloatField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.value:.2f}"
+
+
+class XpHold(models.Model):
+    """XP that consensus or a gold check would settle, held pending while its owner's reliability
+    is below the bar; the refresh settles it once the reliability clears the bar."""
+
+    entry = models.OneToOneField(XpEntry, on_delete=models.CASCADE, related_name="hold")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    resolution = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"hold on {self.entry_id}"
+
+
+# -- sharded pipeline runs and augmentation ---------------------------------------------------
+
+
+class DatasetRun(models.Model):
+    """How a version's freeze is split: the stages of its pipeline (collection.pipeline.shards),
+    the stage being worked on, and the rows per shard. Its shards hold each stage's results, so a
+    freeze interrupted mid-way goes on from the shards already done."""
+
+    version = models.OneToOneField(DatasetVersion, on_delete=models.CASCADE, related_name="run")
+    shard_rows = models.PositiveIntegerField(default=2000)
+    shard_count = models.PositiveIntegerField(default=0)
+    stages = models.JSONField(default=list)
+    stage = models.PositiveIntegerField(default=0, help_text="0: the sources are not read yet")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"run of {self.version_id}: stage {self.stage}/{len(self.stages)}"
+
+
+class DatasetShard(models.Model):
+    """One shard's result for one stage: its kept rows, the keys of the stage's global step and
+    (after the global pass) the drops the next stage applies, and per-step counts. Stage 0 holds
+    the rows read from the sources. ``runs`` counts how many times a worker finished it (one)."""
+
+    run = models.ForeignKey(DatasetRun, on_delete=models.CASCADE, related_name="shards")
+    stage = models.PositiveIntegerField()
+    index = models.PositiveIntegerField()
+    done = models.BooleanField(default=False)
+    runs = models.PositiveIntegerField(default=0)
+    rows_in = models.PositiveIntegerField(default=0)
+    rows_out = models.PositiveIntegerField(default=0)
+    rows = models.JSONField(default=list)
+    keys = models.JSONField(null=True, blank=True)
+    drops = models.JSONField(default=dict)
+    stats = models.JSONField(default=dict)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "stage", "index"], name="dataset_shard_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} stage {self.stage} shard {self.index}"
+
+
+class AugmentationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Augmentation(models.Model):
+    """Synthetic rows made from a frozen version through the serving pool: paraphrased prompts,
+    replies from other models, and an LLM judge's pairwise labels (both orders)."""
+
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="augmentations"
+    )
+    kinds = models.JSONField(default=list, help_text="paraphrase, replies, judge")
+    paraphrase_model = models.CharField(max_length=100, blank=True)
+    reply_models = models.JSONField(default=list)
+    judge_model = models.CharField(max_length=100, blank=True)
+    limit = models.PositiveIntegerField(default=100, help_text="source rows read, at most")
+    status = models.CharField(
+        max_length=10, choices=AugmentationStatus.choices, default=AugmentationStatus.PENDING
+    )
+    error = models.TextField(blank=True)
+    counts = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"augmentation {self.id} of {self.version_id}"
+
+
+class AugmentedRow(models.Model):
+    """One synthetic row; ``data["synthetic"]`` names the model, the prompt and the generation
+    that made it, and the source row it came from."""
+
+    augmentation = models.ForeignKey(Augmentation, on_delete=models.CASCADE, related_name="rows")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20)
+    data = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["augmentation", "position"], name="augmented_row_position"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.augmentation_id}:{self.position} {self.kind}"

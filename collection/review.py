@@ -1,19 +1,40 @@
 """The curators' review queue: arena battles someone reported or whose answers leaked a model's
-identity wait here; a curator approves or rejects each (with a note), every decision kept. A
-rejected battle is left out of every later dataset version."""
+identity wait here. A curator approves or rejects each (alone or a selection at once), redacts a
+passage or edits one, every action kept as the item's history. A rejected battle is left out of
+every later dataset version; redactions and edits are applied to every text of the battle when a
+dataset reads it (the arena keeps what was said). Curators save named filters of the queue."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
 from django.contrib.auth.models import User
-from django.db import transaction
-from django.db.models import QuerySet
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
 
 from arena import selectors as arena_selectors
-from collection.models import ReviewAction, ReviewItem, ReviewKind, ReviewStatus
+from collection.models import (
+    ReviewAction,
+    ReviewActionKind,
+    ReviewItem,
+    ReviewKind,
+    ReviewStatus,
+    SavedReviewFilter,
+)
+
+REDACTED = "[REDACTED]"
+MAX_BULK = 500
+MAX_FILTERS = 30
+FILTER_KEYS = ("status", "kind", "q")
 
 
 class ReviewError(Exception):
     """A decision that cannot be taken (the message is shown to the curator)."""
+
+
+# -- services ---------------------------------------------------------------------------------
 
 
 def review_queue_sync() -> int:
@@ -32,18 +53,155 @@ def review_queue_sync() -> int:
     return ReviewItem.objects.count() - before
 
 
-def review_decide(*, item_id: int, user: User, status: str, note: str = "") -> ReviewItem:
-    """Approve or reject one item (a later decision may overturn an earlier one)."""
+def _status_check(status: str) -> None:
     if status not in (ReviewStatus.APPROVED, ReviewStatus.REJECTED):
         raise ReviewError("Approve or reject.")
+
+
+def review_decide(*, item_id: int, user: User, status: str, note: str = "") -> ReviewItem:
+    """Approve or reject one item (a later decision may overturn an earlier one)."""
+    return review_decide_many(item_ids=[item_id], user=user, status=status, note=note)[0]
+
+
+def review_decide_many(
+    *, item_ids: Iterable[int], user: User, status: str, note: str = ""
+) -> list[ReviewItem]:
+    """Approve or reject a selection of items at once, one history entry each; all or none (an
+    unknown item refuses the whole selection)."""
+    _status_check(status)
+    ids = sorted(set(item_ids))
+    if not ids:
+        raise ReviewError("Select at least one item.")
+    if len(ids) > MAX_BULK:
+        raise ReviewError(f"Select at most {MAX_BULK} items at once.")
+    with transaction.atomic():
+        items = list(ReviewItem.objects.select_for_update().filter(id__in=ids).order_by("id"))
+        if len(items) != len(ids):
+            raise ReviewError("No such item.")
+        ReviewItem.objects.filter(id__in=ids).update(status=status)
+        ReviewAction.objects.bulk_create(
+            ReviewAction(item=item, status=status, user=user, note=note.strip()[:200])
+            for item in items
+        )
+        for item in items:
+            item.status = status
+    return items
+
+
+def _texts(item: ReviewItem) -> list[str]:
+    kind, _, battle_id = item.source_key.partition(":")
+    if kind != "battle":
+        return []
+    return [m["content"] for m in arena_selectors.battle_transcript(battle_id=battle_id)]
+
+
+def review_change(
+    *, item_id: int, user: User, action: str, passage: str, replacement: str = "", note: str = ""
+) -> ReviewItem:
+    """Redact a passage of the item's battle (it becomes ``[REDACTED]``) or edit it (it becomes
+    ``replacement``) wherever it appears, in every dataset that reads the battle from now on.
+    The passage must occur in the battle as it stands after the item's earlier changes. A
+    redaction's history keeps the passage's length and SHA-256, never the passage."""
+    if action not in (ReviewActionKind.REDACT, ReviewActionKind.EDIT):
+        raise ReviewError("Redact or edit.")
+    if not passage.strip():
+        raise ReviewError("Give the passage to change, exactly as it appears.")
+    if len(passage) > 2000 or len(replacement) > 10_000:
+        raise ReviewError("The passage or its replacement is too long.")
     with transaction.atomic():
         item = ReviewItem.objects.select_for_update().filter(id=item_id).first()
         if item is None:
             raise ReviewError("No such item.")
-        item.status = status
-        item.save(update_fields=["status"])
-        ReviewAction.objects.create(item=item, status=status, user=user, note=note.strip()[:200])
+        texts = [edits_apply(text, item.edits) for text in _texts(item)]
+        if not any(passage in text for text in texts):
+            raise ReviewError("That passage does not appear in this battle.")
+        if action == ReviewActionKind.REDACT:
+            replacement = REDACTED
+            change: dict[str, Any] = {
+                "length": len(passage),
+                "sha256": hashlib.sha256(passage.encode()).hexdigest(),
+            }
+        else:
+            if replacement == passage:
+                raise ReviewError("The edit changes nothing.")
+            change = {"before": passage, "after": replacement}
+        item.edits = [*item.edits, {"find": passage, "replace": replacement}]
+        item.save(update_fields=["edits"])
+        ReviewAction.objects.create(
+            item=item,
+            action=action,
+            status=item.status,
+            user=user,
+            note=note.strip()[:200],
+            change=change,
+        )
     return item
+
+
+def review_filter_save(*, user: User, name: str, params: dict[str, str]) -> SavedReviewFilter:
+    """Save (or replace) the user's filter ``name`` with the queue's current parameters."""
+    name = name.strip()
+    if not name or len(name) > 60:
+        raise ReviewError("Name the filter (up to 60 characters).")
+    clean = filter_params(params)
+    if not any(clean.values()):
+        raise ReviewError("Set a filter before saving it.")
+    try:
+        with transaction.atomic():
+            if (
+                not SavedReviewFilter.objects.filter(user=user, name=name).exists()
+                and SavedReviewFilter.objects.filter(user=user).count() >= MAX_FILTERS
+            ):
+                raise ReviewError(f"You have {MAX_FILTERS} saved filters. Delete one first.")
+            saved, _ = SavedReviewFilter.objects.update_or_create(
+                user=user, name=name, defaults={"params": clean}
+            )
+    except IntegrityError:  # the same name saved twice at once: the other one stands
+        raise ReviewError("A filter of that name was just saved.") from None
+    return saved
+
+
+def review_filter_delete(*, user: User, filter_id: int) -> bool:
+    deleted, _ = SavedReviewFilter.objects.filter(user=user, id=filter_id).delete()
+    return deleted > 0
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+
+def edits_apply(text: str, edits: Iterable[dict[str, str]]) -> str:
+    """``text`` with every edit applied in order (each replaces every occurrence)."""
+    for edit in edits:
+        text = text.replace(edit["find"], edit["replace"])
+    return text
+
+
+def filter_params(params: dict[str, str]) -> dict[str, str]:
+    """The queue's filter parameters, cleaned: unknown values dropped."""
+    status = params.get("status", "")
+    kind = params.get("kind", "")
+    return {
+        "status": status if status in ReviewStatus.values or status == "all" else "",
+        "kind": kind if kind in ReviewKind.values else "",
+        "q": str(params.get("q", "")).strip()[:100],
+    }
+
+
+# -- selectors --------------------------------------------------------------------------------
+
+
+def review_items(*, params: dict[str, str]) -> QuerySet[ReviewItem]:
+    """The queue as a filter shows it: waiting items by default, or one status, or all."""
+    clean = filter_params(params)
+    items = ReviewItem.objects.prefetch_related("actions__user")
+    status = clean["status"] or ReviewStatus.PENDING
+    if status != "all":
+        items = items.filter(status=status)
+    if clean["kind"]:
+        items = items.filter(kind=clean["kind"])
+    if clean["q"]:
+        items = items.filter(Q(source_key__icontains=clean["q"]) | Q(reason__icontains=clean["q"]))
+    return items
 
 
 def review_pending() -> QuerySet[ReviewItem]:
@@ -55,7 +213,27 @@ def review_decided(*, limit: int = 50) -> list[ReviewItem]:
     return list(decided.order_by("-id")[:limit])
 
 
+def review_transcript(*, item: ReviewItem) -> list[dict[str, str]]:
+    """The item's battle as datasets will read it (its edits applied)."""
+    kind, _, battle_id = item.source_key.partition(":")
+    if kind != "battle":
+        return []
+    return [
+        m | {"content": edits_apply(m["content"], item.edits)}
+        for m in arena_selectors.battle_transcript(battle_id=battle_id)
+    ]
+
+
+def review_filters(*, user: User) -> QuerySet[SavedReviewFilter]:
+    return SavedReviewFilter.objects.filter(user=user)
+
+
 def rejected_keys() -> set[str]:
     return set(
         ReviewItem.objects.filter(status=ReviewStatus.REJECTED).values_list("source_key", flat=True)
     )
+
+
+def edits_by_key() -> dict[str, list[dict[str, str]]]:
+    """Every source's curator edits, by source key (what a dataset applies as it reads)."""
+    return dict(ReviewItem.objects.exclude(edits=[]).values_list("source_key", "edits"))

@@ -9,6 +9,7 @@ urlpatterns = [
     path("quests/", views.quests_home, name="quests"),
     path("quests/rules/", views.rules_page, name="quest-rules"),
     path("quests/leaderboard/", views.contributor_leaderboard, name="contributor-leaderboard"),
+    path("quests/quality/", views.quality_page, name="quest-quality"),
     path("quests/a/<int:assignment_id>/submit/", views.quest_submit, name="quest-submit"),
     path("quests/a/<int:assignment_id>/skip/", views.quest_skip, name="quest-skip"),
     path("quests/i/<int:item_id>/draft/", views.quest_draft, name="quest-draft"),
@@ -24,6 +25,22 @@ urlpatterns = [
         dataset_views.review_decide,
         name="datasets-review-decide",
     ),
+    path(
+        "datasets/review/<int:item_id>/change/",
+        dataset_views.review_change,
+        name="datasets-review-change",
+    ),
+    path("datasets/review/bulk/", dataset_views.review_bulk, name="datasets-review-bulk"),
+    path(
+        "datasets/review/filters/",
+        dataset_views.review_filter_save,
+        name="datasets-review-filter-save",
+    ),
+    path(
+        "datasets/review/filters/<int:filter_id>/delete/",
+        dataset_views.review_filter_delete,
+        name="datasets-review-filter-delete",
+    ),
     path("datasets/<int:dataset_id>/freeze/", dataset_views.dataset_freeze, name="dataset-freeze"),
     path("datasets/v/<int:version_id>/", dataset_views.version_page, name="dataset-version"),
     path(
@@ -37,8 +54,19 @@ urlpatterns = [
         name="dataset-manifest",
     ),
     path(
+        "datasets/v/<int:version_id>/delete/",
+        dataset_views.version_delete,
+        name="dataset-version-delete",
+    ),
+    path(
         "datasets/v/<int:version_id>/<slug:export_format>.jsonl",
         dataset_views.version_download,
         name="dataset-download",
+    ),
+    path(
+        "datasets/v/<int:version_id>/<slug:export_format>.parquet",
+        dataset_views.version_download,
+        {"file_type": "parquet"},
+        name="dataset-download-parquet",
     ),
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from collection import datasets, tasks
@@ -126,6 +126,7 @@ def test_it_leaves_a_deleted_account_out_of_later_versions_and_downloads(
     kept = list(datasets.version_rows(version=first))
     assert len(kept) == 3 and all(r["battle_id"] != bob_battle for r in kept)
     staff = Client()
+    alice.groups.add(Group.objects.get(name="curator"))
     staff.force_login(alice)
     download = staff.get(f"/datasets/v/{first.id}/battles.jsonl")
     body = b"".join(download.streaming_content)  # type: ignore[attr-defined]
@@ -140,6 +141,7 @@ def test_it_lets_staff_freeze_from_the_datasets_page(
 ) -> None:
     dataset = _dataset()
     staff, contributor = Client(), Client()
+    alice.groups.add(Group.objects.get(name="curator"))
     staff.force_login(alice)
     contributor.force_login(bob)
     assert contributor.post(f"/datasets/{dataset.id}/freeze/").status_code == 302  # to admin login

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from arena.models import Battle
@@ -42,6 +42,7 @@ def test_it_queues_reported_and_leaked_battles_once(marked: dict[str, str]) -> N
 def test_it_keeps_every_decision_and_leaves_rejected_battles_out_of_later_versions(
     marked: dict[str, str], alice: User, bob: User, django_capture_on_commit_callbacks: Any
 ) -> None:
+    alice.groups.add(Group.objects.get(name="curator"))
     staff, contributor = Client(), Client()
     staff.force_login(alice)
     contributor.force_login(bob)

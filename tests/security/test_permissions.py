@@ -70,11 +70,19 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "datasets/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
     "datasets/review/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
     "datasets/review/<int:item_id>/decide/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/review/<int:item_id>/change/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/review/bulk/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/review/filters/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/review/filters/<int:filter_id>/delete/": (
+        ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN,
+    ),  # fmt: skip
     "datasets/<int:dataset_id>/freeze/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/datasheet.md": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/manifest.json": (401, 404, 404, 404),
+    "datasets/v/<int:version_id>/delete/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/<slug:export_format>.jsonl": (401, 404, 404, 404),
+    "datasets/v/<int:version_id>/<slug:export_format>.parquet": (401, 404, 404, 404),
     # The researcher API: a token (with the scope) or nothing, a session included; its schema is
     # public.
     "api/v1/": (404, 404, 404, 404),

@@ -1,0 +1,41 @@
+"""Staff roles for curation, as Django groups holding model permissions (made by a data
+migration; an operator adds people to a group in the admin, a superuser holds every permission).
+
+- **curator**: works the review queue (approve, reject, redact, edit, bulk, saved filters), builds
+  datasets (defines them in the admin) and freezes new versions, reads versions and datasheets.
+- **admin**: all a curator does, plus what cannot be undone or reaches outside curation: deleting
+  dataset versions and datasets, revoking anyone's API tokens, reading revocations.
+
+Views check these permissions, not merely ``is_staff``: staff without a role see no curation page.
+"""
+
+from __future__ import annotations
+
+CURATOR = "curator"
+ADMIN = "admin"
+
+# Permission codenames as "app_label.codename".
+REVIEW = "collection.change_reviewitem"
+REVIEW_VIEW = "collection.view_reviewitem"
+DATASETS_VIEW = "collection.view_dataset"
+VERSION_FREEZE = "collection.add_datasetversion"
+VERSION_DELETE = "collection.delete_datasetversion"
+
+CURATOR_PERMISSIONS = (
+    REVIEW_VIEW,
+    REVIEW,
+    DATASETS_VIEW,
+    "collection.add_dataset",
+    "collection.change_dataset",
+    "collection.view_datasetversion",
+    VERSION_FREEZE,
+)
+ADMIN_PERMISSIONS = (
+    *CURATOR_PERMISSIONS,
+    VERSION_DELETE,
+    "collection.delete_dataset",
+    "collection.view_revokedsource",
+    "arena.view_apitoken",
+    "arena.delete_apitoken",
+)
+ROLES: dict[str, tuple[str, ...]] = {CURATOR: CURATOR_PERMISSIONS, ADMIN: ADMIN_PERMISSIONS}
