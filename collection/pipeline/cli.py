@@ -17,27 +17,15 @@ from typing import IO, Any
 
 import orjson
 
+from collection.jsonl import LineError, json_objects
+
 from . import STEPS, Log, Row, build_steps, stream
 
 
-class InputError(ValueError):
-    pass
-
-
 def read_rows(handle: IO[bytes]) -> Iterator[Row]:
-    for number, line in enumerate(handle, 1):
-        if not line.strip():
-            continue
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
-            raise InputError(f"line {number}: not JSON ({error})") from None
-        if (
-            not isinstance(row, dict)
-            or "id" not in row
-            or not isinstance(row.get("messages"), list)
-        ):
-            raise InputError(f'line {number}: expected {{"id": ..., "messages": [...]}}')
+    for number, row in json_objects(handle):
+        if "id" not in row or not isinstance(row.get("messages"), list):
+            raise LineError(f'line {number}: expected {{"id": ..., "messages": [...]}}')
         yield row
 
 
@@ -100,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in stream(steps, rows, log):
             sink.write(orjson.dumps(row))
             sink.write(b"\n")
-    except InputError as error:
+    except LineError as error:
         print(f"error: {args.input}: {error}", file=sys.stderr)
         return 1
     finally:

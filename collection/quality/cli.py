@@ -19,28 +19,19 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from arena.ratings.battles import BattleLogError, load_battles
+from collection.jsonl import LineError, json_objects
 
 from .labels import dawid_skene, krippendorff_alpha
 from .votes import ALPHA, GoldAnswers, assess_voters
 
 
 def _rows(path: str) -> list[dict[str, Any]]:
-    rows = []
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {number}: invalid JSON: {exc}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {number}: a JSON object was expected")
-            rows.append(row)
-    return rows
+        try:
+            return [row for _number, row in json_objects(handle)]
+        except LineError as exc:
+            raise ValueError(f"{path} {exc}") from None
 
 
 def _voters(args: argparse.Namespace) -> dict[str, Any]:
