@@ -208,6 +208,7 @@ def test_the_systemd_units_in_deploy_are_made_from_the_procfile(tmp_path: Path) 
     assert wanted == [
         "ludus-web.service", "ludus-worker.service", "ludus-gen@1.service",
         "ludus-gen@2.service", "ludus-beat.service", "ludus-engine.service",
+        "ludus-train.service",
     ]  # fmt: skip
     analyze = subprocess.run(["sh", "-c", "command -v systemd-analyze"], capture_output=True)
     if analyze.returncode == 0:  # systemd's own check, where this machine has it
@@ -265,7 +266,7 @@ def test_healthz_and_the_status_page_show_each_process_its_restarts_and_last_exi
 
 # The whole formation under the run command.
 
-KINDS = ("web", "worker", "gen", "beat", "engine")
+KINDS = ("web", "worker", "gen", "beat", "engine", "train")
 TOKEN = "supervision-test-token"
 
 

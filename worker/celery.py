@@ -21,6 +21,7 @@ app.conf.task_queues = [
 app.conf.task_default_queue = "default"
 app.conf.task_routes = {
     "modelhub.tasks.*": {"queue": "default"},
+    "collection.training.tasks.*": {"queue": "train"},
 }
 app.conf.beat_schedule = {
     "probe-endpoints": {"task": "modelhub.tasks.probe_endpoints", "schedule": 5.0},
@@ -38,6 +39,7 @@ app.conf.beat_schedule = {
     },
 }
 app.autodiscover_tasks()
+app.autodiscover_tasks(["collection.training"])  # fine-tuning jobs
 
 # -- worker presence ---------------------------------------------------------------------------
 # Each worker announces the queues it consumes through modelhub.presence, which /healthz reads.

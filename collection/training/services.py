@@ -1,0 +1,405 @@
+"""Fine-tuning jobs: launching, running (on the ``train`` queue), cancelling, resuming,
+evaluating and promoting. The only code that writes FinetuneJob and JudgeVerdict rows.
+
+A job's state moves queued -> running -> evaluating -> done -> promoted; cancelling -> cancelled
+and failed are the other ends; resume puts a cancelled or failed job back in the queue, and the
+run goes on from its last checkpoint. A worker killed mid-run leaves the job running: the task is
+acknowledged late, so the broker hands it to the next worker, which resumes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from collection.datasets import version_rows
+from collection.models import (
+    DatasetVersion,
+    FinetuneJob,
+    JobState,
+    JudgeVerdict,
+    TrainMethod,
+    VersionStatus,
+)
+from collection.training import data, hyper
+from modelhub.models import Engine, Model
+
+TRAIN_QUEUE = "train"
+ACTIVE = (JobState.QUEUED, JobState.RUNNING, JobState.EVALUATING, JobState.CANCELLING)
+
+
+class JobError(Exception):
+    """A request on a job that cannot be honoured as asked (the message is shown to staff)."""
+
+
+# -- paths ------------------------------------------------------------------------------------
+
+
+def model_dir(model: Model) -> Path:
+    """Where a hub model's files lie (its path, relative to the models directory)."""
+    path = Path(model.path or model.name)
+    return path if path.is_absolute() else Path(settings.MODELS_DIR) / path
+
+
+def base_dir(job: FinetuneJob) -> Path:
+    return model_dir(job.base_model) if job.base_model else Path(job.base_path)
+
+
+def base_label(job: FinetuneJob) -> str:
+    return job.base_model.name if job.base_model else job.base_path
+
+
+def job_dir(job_id: int) -> Path:
+    return Path(settings.DATA_DIR) / "training" / f"job-{job_id}"
+
+
+# -- launching --------------------------------------------------------------------------------
+
+
+def _local_dir(model: Model, role: str) -> Path:
+    if model.engine != Engine.LOCAL:
+        raise JobError(f"The {role} must be a model with local files; {model.name} is not.")
+    path = model_dir(model)
+    if not (path / "config.json").exists():
+        raise JobError(f"The {role} {model.name} has no Hugging Face files at {path}.")
+    return path
+
+
+def job_create(
+    *,
+    version: DatasetVersion,
+    method: str,
+    base_model: Model | None = None,
+    base_path: str = "",
+    judge_model: Model | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    seed: int = 0,
+    user: Any = None,
+) -> FinetuneJob:
+    """A queued job, checked before anything is stored; its run is sent to the train queue."""
+    if method not in TrainMethod.values:
+        raise JobError(f"Choose a method among {', '.join(TrainMethod.values)}.")
+    if version.status != VersionStatus.DONE:
+        raise JobError(f"{version} is not frozen.")
+    if (base_model is None) == (not base_path):
+        raise JobError("Name the base: a hub model or a local Hugging Face directory.")
+    if base_model is not None:
+        _local_dir(base_model, "base model")
+    elif not (Path(base_path) / "config.json").exists():
+        raise JobError(f"{base_path} is not a Hugging Face model directory.")
+    if judge_model is not None:
+        _local_dir(judge_model, "judge")
+    try:
+        values = hyper.resolve(hyperparameters)
+    except hyper.HyperparameterError as error:
+        raise JobError(str(error)) from None
+    train, _ = data.split(version_rows(version=version), values["test_fraction"])
+    if not data.records(method, train):
+        raise JobError(f"{version} has no {method.upper()} records to train on.")
+    with transaction.atomic():
+        job = FinetuneJob.objects.create(
+            version=version,
+            method=method,
+            base_model=base_model,
+            base_path=base_path if base_model is None else "",
+            judge_model=judge_model,
+            hyperparameters=values,
+            seed=seed,
+            max_steps=values["max_steps"],
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        job.output_dir = str(job_dir(job.id))
+        job.save(update_fields=["output_dir"])
+        _enqueue(job.id)
+    return job
+
+
+def _enqueue(job_id: int) -> None:
+    from collection.training.tasks import finetune_run
+
+    transaction.on_commit(lambda: finetune_run.apply_async((job_id,), queue=TRAIN_QUEUE))
+
+
+def job_cancel(*, job_id: int) -> FinetuneJob:
+    """A queued job is cancelled at once; a running one stops at its next logged step (after a
+    checkpoint, so a resume goes on from there)."""
+    with transaction.atomic():
+        job = FinetuneJob.objects.select_for_update().get(id=job_id)
+        if job.state == JobState.QUEUED:
+            job.state = JobState.CANCELLED
+            job.finished_at = timezone.now()
+        elif job.state in (JobState.RUNNING, JobState.EVALUATING):
+            job.state = JobState.CANCELLING
+        else:
+            raise JobError(f"A {job.get_state_display().lower()} job cannot be cancelled.")
+        job.save(update_fields=["state", "finished_at"])
+    return job
+
+
+def job_resume(*, job_id: int) -> FinetuneJob:
+    """Put a cancelled or failed job back in the queue; it goes on from its last checkpoint."""
+    with transaction.atomic():
+        job = FinetuneJob.objects.select_for_update().get(id=job_id)
+        if job.state not in (JobState.CANCELLED, JobState.FAILED):
+            raise JobError("Only a cancelled or failed job can be resumed.")
+        job.state = JobState.QUEUED
+        job.error = ""
+        job.finished_at = None
+        job.save(update_fields=["state", "error", "finished_at"])
+        _enqueue(job.id)
+    return job
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def _claim(job_id: int) -> FinetuneJob | None:
+    """The job, now running, or None when there is nothing to run (gone, cancelled, finished)."""
+    with transaction.atomic():
+        job = (
+            FinetuneJob.objects.select_for_update(of=("self",))
+            .select_related("version", "version__dataset", "base_model", "judge_model")
+            .filter(id=job_id)
+            .first()
+        )
+        if job is None:
+            return None
+        if job.state == JobState.CANCELLING:
+            job.state = JobState.CANCELLED
+            job.finished_at = timezone.now()
+            job.save(update_fields=["state", "finished_at"])
+            return None
+        if job.state not in (JobState.QUEUED, JobState.RUNNING, JobState.EVALUATING):
+            return None
+        job.state = JobState.RUNNING
+        job.started_at = job.started_at or timezone.now()
+        job.save(update_fields=["state", "started_at"])
+    return job
+
+
+def _records(job: FinetuneJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    hp = job.hyperparameters
+    train, test = data.split(version_rows(version=job.version), hp["test_fraction"])
+    return data.records(job.method, train), data.records(job.method, test)
+
+
+def job_run(*, job_id: int, stop_at_step: int | None = None) -> FinetuneJob | None:
+    """Train the job (from its last checkpoint, if any), then evaluate it. ``stop_at_step`` stops
+    after that step's checkpoint and leaves the job running, as a killed worker would."""
+    from collection.training import runner
+
+    job = _claim(job_id)
+    if job is None:
+        return FinetuneJob.objects.filter(id=job_id).first()
+    hp = job.hyperparameters
+    out = Path(job.output_dir or job_dir(job.id))
+    try:
+        train, test = _records(job)
+        if "heldout_loss_before" not in job.metrics:
+            before = _heldout(base_dir(job), job.method, test, hp["max_length"])
+            FinetuneJob.objects.filter(id=job.id).update(
+                metrics={**job.metrics, "heldout_loss_before": before}
+            )
+            job.metrics["heldout_loss_before"] = before
+
+        def on_progress(progress: runner.Progress) -> bool:
+            return _progress(job.id, progress)
+
+        outcome = runner.train(
+            method=job.method,
+            base_dir=base_dir(job),
+            out_dir=out,
+            records=train,
+            hyperparameters=hp,
+            seed=job.seed,
+            on_progress=on_progress,
+            stop_at_step=stop_at_step,
+        )
+        if outcome.resumed_from_step is not None:
+            FinetuneJob.objects.filter(id=job.id).update(
+                resumed_from_step=outcome.resumed_from_step
+            )
+        if not outcome.finished:
+            return _stopped(job.id)
+        FinetuneJob.objects.filter(id=job.id).update(
+            state=JobState.EVALUATING, step=outcome.step, eta_seconds=0
+        )
+        metrics = {**job.metrics, **outcome.metrics}
+        metrics.update(_evaluate(job, out / "model", test))
+        (out / "model" / "README.md").write_text(card(job, metrics))
+        with transaction.atomic():
+            current = FinetuneJob.objects.select_for_update().get(id=job.id)
+            current.metrics = metrics
+            current.state = (
+                JobState.CANCELLED if current.state == JobState.CANCELLING else JobState.DONE
+            )
+            current.finished_at = timezone.now()
+            current.save(update_fields=["metrics", "state", "finished_at"])
+        # Promoted without staff when the judge's win rate reaches the configured threshold.
+        threshold = getattr(settings, "FINETUNE_PROMOTE_WIN_RATE", None)
+        rate = metrics.get("judge_win_rate")
+        if (
+            current.state == JobState.DONE
+            and threshold is not None
+            and rate is not None
+            and rate >= threshold
+        ):
+            return job_promote(job_id=job.id)
+        return current
+    except Exception as error:
+        FinetuneJob.objects.filter(id=job.id).update(
+            state=JobState.FAILED,
+            error=f"{type(error).__name__}: {error}",
+            finished_at=timezone.now(),
+        )
+        raise
+
+
+def _progress(job_id: int, progress: Any) -> bool:
+    """Record one logged step; True when the job is being cancelled (the trainer stops)."""
+    with transaction.atomic():
+        job = FinetuneJob.objects.select_for_update().get(id=job_id)
+        if progress.loss is not None and math.isfinite(progress.loss):
+            job.loss_history = [
+                *[p for p in job.loss_history if p[0] < progress.step],
+                [progress.step, round(progress.loss, 5)],
+            ]
+        job.step = progress.step
+        job.max_steps = progress.max_steps
+        job.tokens_per_second = progress.tokens_per_second
+        job.eta_seconds = progress.eta_seconds
+        job.save(
+            update_fields=["loss_history", "step", "max_steps", "tokens_per_second", "eta_seconds"]
+        )
+        return job.state == JobState.CANCELLING
+
+
+def _stopped(job_id: int) -> FinetuneJob:
+    with transaction.atomic():
+        job = FinetuneJob.objects.select_for_update().get(id=job_id)
+        if job.state == JobState.CANCELLING:
+            job.state = JobState.CANCELLED
+            job.finished_at = timezone.now()
+            job.save(update_fields=["state", "finished_at"])
+    return job
+
+
+def _heldout(model_path: Path, method: str, test: list[dict[str, Any]], max_length: int) -> Any:
+    from collection.training import evaluation
+
+    conversations = [data.conversation(method, record) for record in test]
+    loss = evaluation.heldout_loss(model_path, conversations, max_length)
+    return None if math.isnan(loss) else round(loss, 5)
+
+
+def _evaluate(job: FinetuneJob, trained: Path, test: list[dict[str, Any]]) -> dict[str, Any]:
+    """The gate: held-out loss after training and, with a judge, verdicts in both orders."""
+    from collection.training import evaluation
+
+    hp = job.hyperparameters
+    metrics: dict[str, Any] = {
+        "heldout_loss_after": _heldout(trained, job.method, test, hp["max_length"]),
+        "heldout_records": len(test),
+    }
+    prompts = [data.prompt(job.method, record) for record in test][: hp["judge_prompts"]]
+    if job.judge_model is None or not prompts:
+        return metrics
+    new = evaluation.replies(trained, prompts, hp["max_new_tokens"])
+    base = evaluation.replies(base_dir(job), prompts, hp["max_new_tokens"])
+    questions = [p[-1]["content"] if p else "" for p in prompts]
+    verdicts = evaluation.judge(model_dir(job.judge_model), questions, new, base)
+    with transaction.atomic():
+        JudgeVerdict.objects.filter(job=job).delete()
+        JudgeVerdict.objects.bulk_create(
+            JudgeVerdict(
+                job=job,
+                prompt=v.question,
+                first=v.first,
+                reply_a=v.reply_a,
+                reply_b=v.reply_b,
+                verdict=v.verdict,
+                p_a=v.p_a,
+                p_b=v.p_b,
+            )
+            for v in verdicts
+        )
+    metrics["judge_model"] = job.judge_model.name
+    metrics["judge_verdicts"] = len(verdicts)
+    metrics["judge_win_rate"] = evaluation.win_rate(v.winner for v in verdicts)
+    return metrics
+
+
+def card(job: FinetuneJob, metrics: dict[str, Any]) -> str:
+    from collection.training.runner import model_card
+
+    return model_card(
+        model_name=promoted_name(job),
+        base=base_label(job),
+        method=job.method,
+        dataset=f"{job.version} (version id {job.version_id})",
+        dataset_hash=job.version.content_hash,
+        hyperparameters=job.hyperparameters,
+        seed=job.seed,
+        metrics=metrics,
+    )
+
+
+# -- promotion --------------------------------------------------------------------------------
+
+
+def promoted_name(job: FinetuneJob) -> str:
+    stem = job.base_model.name if job.base_model else Path(job.base_path).name
+    return f"{stem}-ft{job.id}"[:100]
+
+
+def job_promote(*, job_id: int) -> FinetuneJob:
+    """Register a trained, evaluated job's model in the hub, served by the local engine from the
+    models directory; it enters pair sampling as a new model (boosted until it has votes)."""
+    from modelhub.services.registry import models_load
+
+    with transaction.atomic():
+        job = (
+            FinetuneJob.objects.select_for_update(of=("self",))
+            .select_related("version", "version__dataset", "base_model")
+            .get(id=job_id)
+        )
+        if job.state != JobState.DONE:
+            raise JobError("Only a trained and evaluated job can be promoted.")
+        source = Path(job.output_dir) / "model"
+        if not (source / "config.json").exists():
+            raise JobError(f"The job's model is missing from {source}.")
+        name = promoted_name(job)
+        target = Path(settings.MODELS_DIR) / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target)
+        base = job.base_model
+        (model,) = models_load(
+            entries=[
+                {
+                    "name": name,
+                    "display_name": f"{base.label if base else name} + {job.version}"[:200],
+                    "organization": "Ludus fine-tune",
+                    "license": base.license if base else "",
+                    "engine": Engine.LOCAL,
+                    "path": name,
+                    "max_model_len": base.max_model_len if base else None,
+                    "heldout_loss": job.metrics.get("heldout_loss_after"),
+                    "endpoints": [{"base_url": settings.LOCAL_ENGINE_URL}],
+                }
+            ]
+        )
+        (target / "ludus_job.json").write_text(
+            json.dumps({"job": job.id, "dataset_version": job.version_id}) + "\n"
+        )
+        job.promoted_model = model
+        job.state = JobState.PROMOTED
+        job.save(update_fields=["promoted_model", "state"])
+    return job
