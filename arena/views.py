@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from arena import images, selectors, services
+from arena import images, ratelimit, selectors, services
 from arena.forms import BattleStartForm, FlagForm, PromptForm, VoteForm
 from arena.models import Battle, Mode
 from arena.selectors import Requester
@@ -266,6 +266,11 @@ def _verdict_template() -> Any:
     return loader.get_template(f"{PAGE}#verdict")
 
 
+VOTE_BUDGET_SPENT = (
+    "You have cast today's {budget} votes, the daily budget. It renews at midnight UTC."
+)
+
+
 @require_POST
 def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     """The hot path: one rate-limit round trip to Redis, then one statement (lock, checks and
@@ -273,14 +278,23 @@ def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
     form = VoteForm(request.POST)
     if not form.is_valid():
         return HttpResponse("Choose an answer.", status=400, content_type="text/plain")
+    requester = _requester(request, create_session=False)
+    # The daily budget is taken first and given back when the vote is refused: only stored votes
+    # spend it.
+    budget = [(requester.ident, settings.ARENA_VOTES_PER_DAY)]
+    if not ratelimit.hit(ratelimit.VOTE_DAY_SCOPE, budget, window_s=ratelimit.DAY_S):
+        spent = VOTE_BUDGET_SPENT.format(budget=settings.ARENA_VOTES_PER_DAY)
+        return vote_refused(services.RateLimited(spent))
     try:
         result = services.vote_cast(
             battle_id=battle_id,
             turn_id=form.cleaned_data["turn"],
-            requester=_requester(request, create_session=False),
+            requester=requester,
             choice=form.cleaned_data["choice"],
         )
     except services.ArenaError as exc:
+        if settings.ARENA_VOTES_PER_DAY > 0:
+            ratelimit.refund(ratelimit.VOTE_DAY_SCOPE, requester.ident, window_s=ratelimit.DAY_S)
         return vote_refused(exc)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect("battle", battle_id=battle_id)

@@ -1,13 +1,16 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from collection import services
 from collection.models import (
     Assignment,
     Contributor,
     Dataset,
     DatasetVersion,
+    GoldItem,
     QuestItem,
     XpEntry,
 )
@@ -70,3 +73,32 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class GoldItemForm(forms.ModelForm):
+    class Meta:
+        model = GoldItem
+        fields = ("name", "type", "prompt", "replies", "answer", "battle", "note", "active")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        battle = data.get("battle")
+        problems = services.gold_item_check(
+            type=data.get("type", ""), replies=data.get("replies"), answer=data.get("answer"),
+            battle_id=battle.pk if battle is not None else None,
+        )  # fmt: skip
+        if problems:
+            raise forms.ValidationError(problems)
+        return data
+
+
+@admin.register(GoldItem)
+class GoldItemAdmin(admin.ModelAdmin):
+    """Staff write gold items here (known answers, mixed into the quests unmarked); each person
+    is served a fresh copy, so editing one changes only later copies."""
+
+    form = GoldItemForm
+    list_display = ("name", "type", "active", "note", "created_at")
+    list_filter = ("type", "active")
+    search_fields = ("name", "prompt", "note")
+    raw_id_fields = ("battle",)

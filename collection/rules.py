@@ -25,6 +25,16 @@ LABELS = (
 )
 
 
+# Reliability at which an answer earns its full XP; below it the XP shrinks linearly to none for a
+# coin (0.5). Below settings.QUEST_RELIABILITY_MIN, XP is also held pending.
+RELIABLE = 0.8
+
+
+def xp_factor(reliability: float) -> float:
+    """The share of the base XP an answer earns from its author's reliability."""
+    return min(max((reliability - 0.5) / (RELIABLE - 0.5), 0.0), 1.0)
+
+
 def level_for(xp: int) -> int:
     """The level a settled XP total reaches (1-based)."""
     return sum(1 for threshold in LEVELS if xp >= threshold)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from arena import ratelimit
 from arena import selectors as arena_selectors
+from arena.ratings.counts import reliability_weight
 from collection import rules
 from collection.models import (
     Assignment,
@@ -23,9 +27,12 @@ from collection.models import (
     ItemStatus,
     QuestItem,
     QuestType,
+    Reliability,
     XpEntry,
+    XpHold,
     XpState,
 )
+from collection.quality import krippendorff_alpha
 
 BACKLOG_CACHE_KEY = "collection:backlog"
 BACKLOG_CACHE_SECONDS = 10
@@ -95,10 +102,60 @@ def draft_text(*, user_id: int, item_id: int) -> str:
     return draft.text if draft else ""
 
 
+def reliability_of(*, user_id: int) -> float | None:
+    """The contributor's stored reliability (collection.reliabilities), None before the first
+    estimate."""
+    return Reliability.objects.filter(user_id=user_id).values_list("value", flat=True).first()
+
+
 def contributor_reliability(*, user_id: int) -> float:
-    """The weight of this contributor's XP and answers. Hook for collection.quality (gold accuracy
-    and agreement): 1.0 for everyone until its reliabilities are stored."""
-    return 1.0
+    """The share of the base XP this contributor's answers earn (rules.xp_factor of their
+    reliability); 1.0 before the first estimate."""
+    value = reliability_of(user_id=user_id)
+    return 1.0 if value is None else rules.xp_factor(value)
+
+
+def consensus_weights(*, user_ids: list[int]) -> dict[int, float]:
+    """Each contributor's weight in an item's consensus: 2 * reliability - 1 clipped to [0, 1]
+    (arena.ratings.counts.reliability_weight: a coin counts for nothing), 1.0 before the first
+    estimate."""
+    stored = dict(Reliability.objects.filter(user_id__in=user_ids).values_list("user_id", "value"))
+    return {uid: reliability_weight(stored[uid]) if uid in stored else 1.0 for uid in user_ids}
+
+
+def quests_answered_today(*, user_id: int) -> int:
+    return Assignment.objects.filter(
+        user_id=user_id, state=AssignmentState.SUBMITTED, submitted_at__gte=_start_of_today()
+    ).count()
+
+
+def quests_left_today(*, user_id: int) -> int | None:
+    """Quest answers the user may still submit today; None without a budget."""
+    budget = settings.QUEST_ANSWERS_PER_DAY
+    if budget <= 0:
+        return None
+    return max(budget - quests_answered_today(user_id=user_id), 0)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """What the user may still do today (None: no budget), for the quest page and the profile."""
+
+    quests_left: int | None
+    quests_budget: int
+    votes_left: int | None
+    votes_budget: int
+
+
+def budgets_today(*, user_id: int) -> Budgets:
+    return Budgets(
+        quests_left=quests_left_today(user_id=user_id),
+        quests_budget=settings.QUEST_ANSWERS_PER_DAY,
+        votes_left=ratelimit.votes_left_today(
+            arena_selectors.Requester(user_id, "").ident, settings.ARENA_VOTES_PER_DAY
+        ),
+        votes_budget=settings.ARENA_VOTES_PER_DAY,
+    )
 
 
 def xp_totals(*, user_id: int) -> tuple[int, int]:
@@ -245,3 +302,91 @@ def contributor_board(
     top_rows = [BoardRow(r[0], r[1], r[2], r[3]) for r in rows if r[4]]
     near_rows = [BoardRow(r[0], r[1], r[2], r[3]) for r in rows if r[5]]
     return top_rows, near_rows
+
+
+# -- quality (staff) -------------------------------------------------------------------------------
+
+# Answers per quest type read for the staff page's agreement figures.
+AGREEMENT_SAMPLE = 5000
+
+
+@dataclass(frozen=True)
+class TypeAgreement:
+    type: str
+    title: str
+    answers: int
+    items: int
+    alpha: float | None
+
+
+@dataclass(frozen=True)
+class ContributorQuality:
+    username: str
+    reliability: float
+    gold_answered: int
+    gold_right: int
+    rankings: int
+    labels: int
+    alpha: float | None
+    held: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class QualityOverview:
+    types: list[TypeAgreement]
+    contributors: list[ContributorQuality]
+
+
+def _type_alpha(quest_type: str) -> TypeAgreement:
+    """Krippendorff's alpha of the recent answers of one type: the reply ranked first (or "all
+    bad") as a nominal value for rankings, the 1-5 rating as an ordinal one for labels."""
+    rows = list(
+        Assignment.objects.filter(state=AssignmentState.SUBMITTED, item__type=quest_type)
+        .order_by("-id")
+        .values_list("item_id", "answer")[:AGREEMENT_SAMPLE]
+    )
+    items: list[int] = []
+    values: list[Any] = []
+    for item_id, answer in rows:
+        answer = answer or {}
+        if quest_type == QuestType.LABEL:
+            values.append(int(answer.get("rating", 0)))
+        elif answer.get("all_bad"):
+            values.append("all_bad")
+        else:
+            values.append((answer.get("order") or [""])[0])
+        items.append(item_id)
+    alpha = None
+    if rows:
+        ordinal = quest_type == QuestType.LABEL
+        value = krippendorff_alpha(items, values, level="ordinal" if ordinal else "nominal")
+        alpha = None if math.isnan(value) else value
+    return TypeAgreement(
+        type=quest_type, title=QuestType(quest_type).label, answers=len(rows),
+        items=len(set(items)), alpha=alpha,
+    )  # fmt: skip
+
+
+def quality_overview(*, limit: int = 500) -> QualityOverview:
+    """Agreement per quest type and each contributor's stored reliability, least reliable first
+    (where review is most needed), with the XP held for each."""
+    held = dict(
+        XpHold.objects.values("user_id").annotate(n=Count("id")).values_list("user_id", "n")
+    )
+    contributors = [
+        ContributorQuality(
+            username=r.user.get_username(),
+            reliability=r.value,
+            gold_answered=r.gold_answered,
+            gold_right=r.gold_right,
+            rankings=r.rankings,
+            labels=r.labels,
+            alpha=r.alpha,
+            held=held.get(r.user_id, 0),
+            updated_at=r.updated_at,
+        )
+        for r in Reliability.objects.select_related("user").order_by("value", "user_id")[:limit]
+    ]
+    types = [_type_alpha(t) for t in (QuestType.RANK, QuestType.IMAGE, QuestType.LABEL)]
+    return QualityOverview(types=types, contributors=contributors)

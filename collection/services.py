@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections import Counter
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
@@ -15,17 +17,21 @@ from django.db.models import F
 from django.utils import timezone
 
 from arena import selectors as arena_selectors
-from arena.services import Conflict, NotFound, ServiceError
+from arena.services import Conflict, NotFound, RateLimited, ServiceError
 from collection import rules, selectors
 from collection.models import (
+    GOLD_TYPES,
     Assignment,
     AssignmentState,
     Contributor,
     Draft,
+    GoldCopy,
+    GoldItem,
     ItemStatus,
     QuestItem,
     QuestType,
     XpEntry,
+    XpHold,
     XpState,
 )
 
@@ -36,6 +42,17 @@ QuestError = ServiceError
 
 class LeaseExpired(Conflict):
     """The assignment's lease ran out; its slot went back to the queue."""
+
+
+class BudgetSpent(RateLimited):
+    """The daily budget of quest answers is spent (429)."""
+
+
+def budget_spent_message() -> str:
+    return (
+        f"You have answered today's {settings.QUEST_ANSWERS_PER_DAY} quests, the daily budget."
+        " It renews at midnight UTC."
+    )
 
 
 # -- items -----------------------------------------------------------------------------------------
@@ -205,6 +222,9 @@ def assignment_claim(*, user_id: int, quest_type: str | None = None) -> Assignme
     new lease on the best open item of the type asked, or of the type with the highest bounty
     that has work for them. None when there is nothing for them. One round trip per type tried."""
     now = timezone.now()
+    gold = _gold_claim(user_id=user_id, quest_type=quest_type, now=now)
+    if gold is not None:
+        return gold
     types = [quest_type] if quest_type else [t for t, _b in selectors.quest_bounties_ranked()]
     params: dict[str, Any] = {
         "user": user_id,
@@ -219,6 +239,140 @@ def assignment_claim(*, user_id: int, quest_type: str | None = None) -> Assignme
         if row is not None:
             return _claimed(row)
     return None
+
+
+# -- gold items ------------------------------------------------------------------------------------
+
+
+def _gold_due(*, user_id: int, quest_type: str | None, now: Any) -> bool:
+    """Whether this claim serves a gold item: a new contributor's first items, then a share of
+    QUEST_GOLD_RATE; never while the user holds a live lease the claim would resume."""
+    if quest_type is not None and quest_type not in GOLD_TYPES:
+        return False
+    onboarding = settings.QUEST_ONBOARDING_GOLD
+    new = (
+        onboarding > 0
+        and Assignment.objects.filter(user_id=user_id)[:onboarding].count() < onboarding
+    )
+    if not new and random.random() >= settings.QUEST_GOLD_RATE:
+        return False
+    live = Assignment.objects.filter(
+        user_id=user_id, state=AssignmentState.LEASED, leased_until__gte=now,
+        item__type__in=[quest_type] if quest_type else QuestType.values,
+    )  # fmt: skip
+    return not live.exists()
+
+
+def _gold_copy_answer(gold: GoldItem, keys: dict[str, str]) -> dict[str, Any]:
+    if "top" in gold.answer:
+        return {"top": keys[gold.answer["top"]]}
+    return dict(gold.answer)
+
+
+def _gold_claim(*, user_id: int, quest_type: str | None, now: Any) -> Assignment | None:
+    """A lease on a fresh copy of a gold item the user has not seen, when one is due: a new
+    QuestItem from the same ID sequence as any other, its replies in a random order, CLOSED so
+    that nobody else is ever routed to it. None when none is due or left."""
+    if not _gold_due(user_id=user_id, quest_type=quest_type, now=now):
+        return None
+    types = [quest_type] if quest_type else list(GOLD_TYPES)
+    gold = (
+        GoldItem.objects.filter(active=True, type__in=types)
+        .exclude(copies__user_id=user_id)
+        .order_by("?")
+        .first()
+    )
+    if gold is None:
+        return None
+    replies = list(gold.replies)
+    texts = [r["text"] for r in replies]
+    order = random.sample(range(len(texts)), len(texts))
+    keys = [r["key"] for r in replies]
+    shuffled = [{"key": keys[k], "text": texts[j]} for k, j in enumerate(order)]
+    moved = {keys[j]: keys[k] for k, j in enumerate(order)}  # gold key -> the copy's key
+    try:
+        with transaction.atomic():
+            item = QuestItem.objects.create(
+                type=gold.type, status=ItemStatus.CLOSED, overlap=1, open_slots=0,
+                prompt=gold.prompt, replies=shuffled, battle_id=gold.battle_id,
+            )  # fmt: skip
+            assignment = Assignment.objects.create(
+                item=item, user_id=user_id, state=AssignmentState.LEASED,
+                leased_until=now + timedelta(seconds=rules.LEASE_SECONDS),
+            )  # fmt: skip
+            GoldCopy.objects.create(
+                item=item, gold=gold, user_id=user_id, answer=_gold_copy_answer(gold, moved)
+            )
+    except IntegrityError:  # the same gold item claimed twice at once: route ordinary work
+        return None
+    return assignment
+
+
+def gold_item_check(*, type: str, replies: Any, answer: Any, battle_id: Any = None) -> list[str]:
+    """What is wrong with a gold item's definition, in words (empty when it is sound)."""
+    problems = []
+    if type not in GOLD_TYPES:
+        return [f"Gold items are rankings, image comparisons or labels, not {type!r}."]
+    if not isinstance(replies, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("key"), str) and isinstance(r.get("text"), str)
+        for r in replies
+    ):
+        return ['Replies are a list of {"key": ..., "text": ...}.']
+    keys = [r["key"] for r in replies]
+    wanted = (1, 1) if type == QuestType.LABEL else (2, 4)
+    if not wanted[0] <= len(keys) <= wanted[1] or len(set(keys)) != len(keys):
+        problems.append(f"{QuestType(type).label} takes {wanted[0]}-{wanted[1]} distinct replies.")
+    if not isinstance(answer, dict):
+        return [*problems, "The answer is a JSON object."]
+    if type == QuestType.LABEL:
+        known = {key for key, _t in rules.LABELS}
+        labels = answer.get("labels", [])
+        if not isinstance(labels, list) or not set(labels) <= known:
+            problems.append(f"Labels are among {', '.join(sorted(known))}.")
+        if answer.get("rating") is not None and answer.get("rating") not in range(1, 6):
+            problems.append("The rating is 1 to 5.")
+    elif not answer.get("all_bad") and answer.get("top") not in keys:
+        problems.append('The answer names the best reply ({"top": key}) or {"all_bad": true}.')
+    if type == QuestType.IMAGE and battle_id is None:
+        problems.append("An image comparison needs the battle whose image it shows.")
+    return problems
+
+
+def gold_item_save(
+    *,
+    name: str,
+    type: str,
+    prompt: str,
+    replies: list[dict[str, str]],
+    answer: dict[str, Any],
+    note: str = "",
+    battle_id: Any = None,
+) -> tuple[GoldItem, bool]:
+    """Create or update the gold item of this name; (item, created). ValueError when its
+    definition is unsound."""
+    problems = gold_item_check(type=type, replies=replies, answer=answer, battle_id=battle_id)
+    if problems:
+        raise ValueError(" ".join(problems))
+    return GoldItem.objects.update_or_create(
+        name=name,
+        defaults={
+            "type": type, "prompt": prompt, "replies": replies, "answer": answer,
+            "note": note, "battle_id": battle_id,
+        },
+    )  # fmt: skip
+
+
+def gold_is_right(*, expected: dict[str, Any], answer: dict[str, Any]) -> bool:
+    """Whether an answer matches a gold answer (see GoldItem.answer)."""
+    if expected.get("all_bad"):
+        return bool(answer.get("all_bad"))
+    if "top" in expected:
+        order = answer.get("order") or []
+        return not answer.get("all_bad") and bool(order) and order[0] == expected["top"]
+    wanted = set(expected.get("labels", []))
+    rating = expected.get("rating")
+    close = rating is None or abs(int(answer.get("rating", 0)) - int(rating)) <= 1
+    return wanted <= set(answer.get("labels", [])) and close
 
 
 def _slot_return(item_id: int) -> None:
@@ -339,6 +493,8 @@ def assignment_submit(*, user_id: int, assignment_id: int, data: dict[str, Any])
             return assignment
         if assignment.state != AssignmentState.LEASED:
             raise Conflict("This item was skipped or its time ran out.")
+        if selectors.quests_left_today(user_id=user_id) == 0:
+            raise BudgetSpent(budget_spent_message())
         item = QuestItem.objects.select_for_update().get(id=assignment.item_id)
         answer = _answer_clean(item, data)
         assignment.state = AssignmentState.SUBMITTED
@@ -366,6 +522,16 @@ def assignment_submit(*, user_id: int, assignment_id: int, data: dict[str, Any])
                 replies=[{"key": "reference", "text": answer["text"]}], author_id=user_id,
                 reviewed=assignment, priority=1, source=f"review:{assignment.id}",
             )  # fmt: skip
+        # A gold copy is checked against its known answer; its XP waits for the next
+        # reliability refresh, as an ordinary item's waits for the others' answers.
+        gold = GoldCopy.objects.filter(item_id=item.id).first() if item.status == "closed" else None
+        if gold is not None:
+            gold.right = gold_is_right(expected=gold.answer, answer=answer)
+            gold.save(update_fields=["right"])
+            item.status = ItemStatus.DONE
+            item.save(update_fields=["status"])
+            goals_settle(user_id=user_id)
+            return assignment
         done = item.assignments.filter(state=AssignmentState.SUBMITTED).count()
         if done >= item.overlap:
             item.status = ItemStatus.DONE
@@ -397,10 +563,19 @@ def _consensus_apply(item: QuestItem) -> None:
     submitted = list(item.assignments.filter(state=AssignmentState.SUBMITTED))
     answers: list[tuple[Assignment, dict[str, Any]]] = [(a, a.answer or {}) for a in submitted]
     n = len(answers)
+    # Each answer counts by its author's reliability (1 for everyone until one is estimated).
+    weights = selectors.consensus_weights(user_ids=[a.user_id for a in submitted])
+    weight = {a.id: weights[a.user_id] for a in submitted}
+    if not any(weight.values()):
+        weight = dict.fromkeys(weight, 1.0)
+    total = sum(weight.values())
     if item.type == QuestType.LABEL:
-        median = statistics.median(int(ans["rating"]) for _a, ans in answers)
-        counts = Counter(label for _a, ans in answers for label in ans["labels"])
-        majority = sorted(label for label, c in counts.items() if c * 2 > n)
+        median = _weighted_median([(int(ans["rating"]), weight[a.id]) for a, ans in answers])
+        counts: dict[str, float] = {}
+        for a, ans in answers:
+            for label in ans["labels"]:
+                counts[label] = counts.get(label, 0.0) + weight[a.id]
+        majority = sorted(label for label, c in counts.items() if c * 2 > total)
         item.consensus = {"rating": median, "labels": majority}
         for a, ans in answers:
             agrees = abs(ans["rating"] - median) <= 1
@@ -412,12 +587,18 @@ def _consensus_apply(item: QuestItem) -> None:
             )  # fmt: skip
     else:
         all_bad = sum(1 for _a, ans in answers if ans["all_bad"])
-        points: Counter[str] = Counter()
-        for _a, ans in answers:
+        bad_weight = sum(weight[a.id] for a, ans in answers if ans["all_bad"])
+        points: dict[str, float] = {}
+        for a, ans in answers:
             for place, key in enumerate(ans["order"]):
-                points[key] += len(ans["order"]) - place
+                points[key] = points.get(key, 0.0) + weight[a.id] * (len(ans["order"]) - place)
+        points = {key: round(value, 3) for key, value in points.items()}
         firsts = Counter(ans["order"][0] for _a, ans in answers if ans["order"])
-        top = "all_bad" if all_bad * 2 > n else max(points, key=lambda k: (points[k], k == "a"))
+        top = (
+            "all_bad"
+            if bad_weight * 2 > total or not points
+            else max(points, key=lambda k: (points[k], k == "a"))
+        )
         item.consensus = {"top": top, "points": dict(points), "all_bad": all_bad}
         for a, ans in answers:
             mine = "all_bad" if ans["all_bad"] else ans["order"][0]
@@ -432,6 +613,21 @@ def _consensus_apply(item: QuestItem) -> None:
                 resolution="agreed with consensus" if agrees else f"consensus chose {top}",
             )  # fmt: skip
     item.save(update_fields=["consensus"])
+
+
+def _weighted_median(values: list[tuple[int, float]]) -> float:
+    """The median of equally weighted values (as statistics.median), else the lowest value whose
+    cumulative weight reaches half."""
+    if len({w for _v, w in values}) <= 1:
+        return statistics.median(v for v, _w in values)
+    ordered = sorted(values)
+    half = sum(w for _v, w in ordered) / 2
+    running = 0.0
+    for value, w in ordered:
+        running += w
+        if running >= half:
+            return value
+    return ordered[-1][0]
 
 
 # -- the ledger ------------------------------------------------------------------------------------
@@ -464,10 +660,33 @@ def xp_post(
     return entry
 
 
+XP_HELD = "held until your answers' accuracy is established"
+
+
 def xp_resolve(*, assignment_id: int, settle: bool, resolution: str) -> int:
     """Settle or reverse the pending XP of an assignment (entries already resolved stay as they
-    are: the ledger only moves forward); returns how many entries changed."""
-    return XpEntry.objects.filter(assignment_id=assignment_id, state=XpState.PENDING).update(
+    are: the ledger only moves forward); returns how many entries changed. XP that would settle
+    for a contributor whose reliability is below QUEST_RELIABILITY_MIN is held instead: it stays
+    pending (with XP_HELD as its resolution) and the reliability refresh settles it once the
+    contributor's reliability clears the bar."""
+    pending = XpEntry.objects.filter(assignment_id=assignment_id, state=XpState.PENDING)
+    if settle:
+        entries = list(pending.values_list("id", "user_id"))
+        low = {
+            uid
+            for uid in {uid for _e, uid in entries}
+            if (r := selectors.reliability_of(user_id=uid)) is not None
+            and r < settings.QUEST_RELIABILITY_MIN
+        }
+        held = [(entry_id, uid) for entry_id, uid in entries if uid in low]
+        for entry_id, uid in held:
+            XpHold.objects.get_or_create(
+                entry_id=entry_id, defaults={"user_id": uid, "resolution": resolution[:200]}
+            )
+        if held:
+            XpEntry.objects.filter(id__in=[e for e, _u in held]).update(resolution=XP_HELD)
+            pending = pending.exclude(id__in=[e for e, _u in held])
+    return pending.update(
         state=XpState.SETTLED if settle else XpState.REVERSED,
         resolution=resolution[:200],
         resolved_at=timezone.now(),

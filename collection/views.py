@@ -3,6 +3,7 @@ visitors are sent to log in."""
 
 from __future__ import annotations
 
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -29,6 +30,7 @@ def quests_home(request: HttpRequest) -> HttpResponse:
         "goals": selectors.goals_progress(user_id=user_id),
         "settled": settled,
         "level": rules.level_for(settled),
+        "budgets": selectors.budgets_today(user_id=user_id),
     }
     return render(request, "collection/quests.html", context)
 
@@ -57,6 +59,8 @@ def quest_page(request: HttpRequest, quest_type: str) -> HttpResponse:
     next one)."""
     if quest_type not in QuestType.values:
         raise Http404("No such quest.")
+    if selectors.quests_left_today(user_id=_user_id(request)) == 0:
+        return _refusal(request, services.BudgetSpent(services.budget_spent_message()))
     return render(request, QUEST_PAGE, _quest_context(request, quest_type))
 
 
@@ -167,8 +171,18 @@ def contributor_leaderboard(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def profile_page(request: HttpRequest) -> HttpResponse:
-    profile = selectors.contributor_profile(user_id=_user_id(request))
-    return render(request, "collection/me.html", {"profile": profile})
+    user_id = _user_id(request)
+    profile = selectors.contributor_profile(user_id=user_id)
+    context = {"profile": profile, "budgets": selectors.budgets_today(user_id=user_id)}
+    return render(request, "collection/me.html", context)
+
+
+@staff_member_required
+@require_GET
+def quality_page(request: HttpRequest) -> HttpResponse:
+    """Staff: each contributor's reliability (gold accuracy, agreement) and Krippendorff's alpha
+    per quest type and per contributor."""
+    return render(request, "collection/quality.html", {"quality": selectors.quality_overview()})
 
 
 @login_required

@@ -296,8 +296,33 @@ ARENA_IMAGE_DECODES = env_int("LUDUS_ARENA_IMAGE_DECODES", 2)
 ARENA_IMAGE_DECODE_WAIT_S = env_float("LUDUS_ARENA_IMAGE_DECODE_WAIT_S", 2.0)
 ARENA_VOTES_PER_MINUTE = env_int("LUDUS_ARENA_VOTES_PER_MINUTE", 60)
 ARENA_VOTES_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_VOTES_PER_MINUTE_PER_IP", 600)
+# Daily vote budget per account (or browser session), counted from midnight UTC (0: no budget).
+ARENA_VOTES_PER_DAY = env_int("LUDUS_ARENA_VOTES_PER_DAY", 500)
 ARENA_EXPORTS_PER_MINUTE = env_int("LUDUS_ARENA_EXPORTS_PER_MINUTE", 30)
 ARENA_EXPORTS_PER_MINUTE_PER_IP = env_int("LUDUS_ARENA_EXPORTS_PER_MINUTE_PER_IP", 60)
 # Log-in and sign-up attempts per minute, per client address and per username tried.
 AUTH_ATTEMPTS_PER_MINUTE_PER_IP = env_int("LUDUS_AUTH_ATTEMPTS_PER_MINUTE_PER_IP", 30)
 AUTH_ATTEMPTS_PER_MINUTE_PER_USERNAME = env_int("LUDUS_AUTH_ATTEMPTS_PER_MINUTE_PER_USERNAME", 10)
+
+
+# Quest quality control: the share of served items that are gold items (known answers), how many a
+# new contributor answers first, the reliability below which settled XP is held, and the daily
+# budget of quest answers per contributor (0: no budget).
+def _env_fraction(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
+def _env_count(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value
+
+
+QUEST_GOLD_RATE = _env_fraction("LUDUS_QUEST_GOLD_RATE", 0.1)
+QUEST_ONBOARDING_GOLD = _env_count("LUDUS_QUEST_ONBOARDING_GOLD", 3)
+QUEST_RELIABILITY_MIN = _env_fraction("LUDUS_QUEST_RELIABILITY_MIN", 0.6)
+QUEST_ANSWERS_PER_DAY = _env_count("LUDUS_QUEST_ANSWERS_PER_DAY", 200)
