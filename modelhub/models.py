@@ -265,3 +265,27 @@ class ToolDocument(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class ToolCallEvaluation(models.Model):
+    """One run of the function-calling evaluation (modelhub.zoo.toolcheck) against a model's
+    endpoint: the share of the test set's cases whose calls matched the expected ones on name and
+    arguments. The latest run per model is its score on the tools leaderboard."""
+
+    model = models.ForeignKey(
+        Model, on_delete=models.CASCADE, related_name="tool_call_evaluations"
+    )
+    accuracy = models.FloatField()
+    cases = models.PositiveIntegerField()
+    by_category = models.JSONField(default=dict)
+    called_by_category = models.JSONField(default=dict)
+    # The test set file's digest: scores are comparable when it is the same.
+    test_set_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["model", "-created_at"], name="toolcall_eval_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} {self.accuracy:.1%} of {self.cases}"
