@@ -272,9 +272,7 @@ class ToolCallEvaluation(models.Model):
     endpoint: the share of the test set's cases whose calls matched the expected ones on name and
     arguments. The latest run per model is its score on the tools leaderboard."""
 
-    model = models.ForeignKey(
-        Model, on_delete=models.CASCADE, related_name="tool_call_evaluations"
-    )
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="tool_call_evaluations")
     accuracy = models.FloatField()
     cases = models.PositiveIntegerField()
     by_category = models.JSONField(default=dict)
