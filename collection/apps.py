@@ -23,3 +23,11 @@ class CollectionConfig(AppConfig):
         pre_delete.connect(
             datasets_revoke_user, sender=get_user_model(), dispatch_uid="collection-revoke-user"
         )
+
+        # The curation roles: made by a migration, and again after a database flush (tests that
+        # run in transactions) when they are missing; an operator's changes to them stand.
+        from django.db.models.signals import post_migrate
+
+        from collection.roles import roles_ensure
+
+        post_migrate.connect(roles_ensure, sender=self, dispatch_uid="collection-roles")

@@ -11,6 +11,8 @@ Views check these permissions, not merely ``is_staff``: staff without a role see
 
 from __future__ import annotations
 
+from typing import Any
+
 CURATOR = "curator"
 ADMIN = "admin"
 
@@ -39,3 +41,29 @@ ADMIN_PERMISSIONS = (
     "arena.delete_apitoken",
 )
 ROLES: dict[str, tuple[str, ...]] = {CURATOR: CURATOR_PERMISSIONS, ADMIN: ADMIN_PERMISSIONS}
+
+
+def roles_ensure(**kwargs: Any) -> None:
+    """Create each role that is missing with its permissions (a post_migrate receiver: after the
+    migrations and after a flush); a role that exists is left as the operator set it."""
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.auth.models import Group, Permission
+
+    missing = [name for name in ROLES if not Group.objects.filter(name=name).exists()]
+    if not missing:
+        return
+    for label in ("collection", "arena"):  # their permissions may come after this receiver
+        create_permissions(apps.get_app_config(label), verbosity=0)
+    for name in missing:
+        group, created = Group.objects.get_or_create(name=name)
+        if not created:
+            continue
+        codenames = ROLES[name]
+        for full in codenames:
+            app_label, codename = full.split(".")
+            permission = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if permission is not None:
+                group.permissions.add(permission)
