@@ -43,6 +43,9 @@ STATIC_SECURITY_HEADERS = {
     "X-Frame-Options": settings.X_FRAME_OPTIONS,
     "Referrer-Policy": settings.SECURE_REFERRER_POLICY,
 }
+if settings.SECURE_HSTS_SECONDS:
+    # Browsers heed it only over TLS (RFC 6797), where SecurityMiddleware sends it on pages.
+    STATIC_SECURITY_HEADERS["Strict-Transport-Security"] = f"max-age={settings.SECURE_HSTS_SECONDS}"
 
 
 def static_headers(headers: Headers, path: str, url: str) -> None:

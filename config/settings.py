@@ -228,6 +228,10 @@ MEDIA_ROOT = DATA_DIR / "media"
 SECURE_COOKIES = env_bool("LUDUS_SECURE_COOKIES", not DEBUG)
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
+# Strict-Transport-Security while cookies are secure (SecurityMiddleware sends it on answers over
+# TLS, or X-Forwarded-Proto https behind a trusted proxy): browsers then refuse plain HTTP to this
+# host for that many seconds. 0 sends none.
+SECURE_HSTS_SECONDS = env_int("LUDUS_HSTS_SECONDS", 31_536_000 if SECURE_COOKIES else 0)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False
