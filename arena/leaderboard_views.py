@@ -14,9 +14,11 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from arena.apitokens import researcher_access
+from arena.categories import TOOLS
 from arena.leaderboard import export, page, selectors
 from arena.leaderboard.boards import ALL
 from arena.models import LeaderboardSnapshot
+from modelhub.selectors import tool_call_scores
 
 PAGE = "arena/leaderboard.html"
 
@@ -53,6 +55,8 @@ def leaderboard_page(request: HttpRequest) -> HttpResponse:
         data = page.leaderboard_page_data(snapshot=snapshot, options=options)
         data["plots"] = {k: mark_safe(v) for k, v in data["plots"].items()}
         context |= data
+        if data["category"] == TOOLS:
+            context["function_calling"] = _function_calling_scores(data)
         context["reasons"] = [
             (selectors.EXCLUSION_REASONS.get(k, k), n) for k, n in snapshot.votes_excluded.items()
         ]
@@ -60,6 +64,16 @@ def leaderboard_page(request: HttpRequest) -> HttpResponse:
         context["weights_history"] = selectors.sampling_weights_history()
     template = f"{PAGE}#board" if getattr(request, "htmx", False) else PAGE
     return render(request, template, context)
+
+
+def _function_calling_scores(data: dict[str, Any]) -> bool:
+    """The tools board's column: each model's latest function-calling accuracy, in percent (None
+    for a model never evaluated), set on the board's rows."""
+    scores = tool_call_scores()
+    for row in [*data["rows"], *data["provisional"]]:
+        score = scores.get(row["model"])
+        row["function_calling"] = None if score is None else round(100 * score, 1)
+    return True
 
 
 def _snapshot(snapshot_id: int) -> LeaderboardSnapshot:

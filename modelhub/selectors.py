@@ -10,7 +10,14 @@ from functools import lru_cache
 
 from django.db.models import QuerySet
 
-from modelhub.models import Endpoint, Generation, GenerationStatus, Model, api_key_env_allowed
+from modelhub.models import (
+    Endpoint,
+    Generation,
+    GenerationStatus,
+    Model,
+    ToolCallEvaluation,
+    api_key_env_allowed,
+)
 
 
 def model_list(*, enabled_only: bool = False) -> QuerySet[Model]:
@@ -98,3 +105,13 @@ def generation_for_viewer(*, generation_id: str, viewer: Viewer) -> Generation |
     if generation.session_key and generation.session_key == viewer.session_key:
         return generation
     return None
+
+
+def tool_call_scores() -> dict[str, float]:
+    """Each model's latest function-calling accuracy (0 to 1), by model name."""
+    latest = (
+        ToolCallEvaluation.objects.order_by("model_id", "-created_at", "-id")
+        .distinct("model_id")
+        .values_list("model__name", "accuracy")
+    )
+    return dict(latest)

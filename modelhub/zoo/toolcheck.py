@@ -3,9 +3,9 @@
     python -m modelhub.zoo.toolcheck --base-url http://127.0.0.1:8100/v1 --model zoo-llama-tools \
         [--cases data/models/evals/tool_calls.jsonl]
 
-Each case (see ``tooluse``) sends its messages and tools with the official ``openai`` client and
-compares the reply's ``tool_calls`` with the expected calls: same number of calls, same names,
-and for every argument a value among the accepted ones. Values compare by type: numbers within a
+Each case (see ``tooluse``) sends its messages and tools with the official ``openai`` client
+(streamed, as the arena asks) and compares the reply's ``tool_calls`` with the expected calls:
+same number of calls, same names, and for every argument a value among the accepted ones. Values compare by type: numbers within a
 relative tolerance (an int equals the same float, never a bool or a string), strings after
 case-folding, trimming and collapsing whitespace, lists item by item, objects key by key; an
 argument the case does not expect fails the call, an expected one may be left out only when its
@@ -94,6 +94,29 @@ def calls_match(calls: list[tuple[str, str]], expected: list[dict[str, Any]]) ->
     return True
 
 
+def _streamed_calls(stream: Any) -> list[tuple[str, str]]:
+    """The ``(name, arguments JSON)`` of a streamed reply's function calls, assembled from their
+    deltas by index (streamed, as the arena asks every engine for its answers)."""
+    calls: dict[int, list[str]] = {}
+    kinds: dict[int, str] = {}
+    for chunk in stream:
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                name, arguments = calls.setdefault(delta.index, ["", ""])
+                if delta.type:
+                    kinds[delta.index] = delta.type
+                if delta.function is not None:
+                    calls[delta.index] = [
+                        name + (delta.function.name or ""),
+                        arguments + (delta.function.arguments or ""),
+                    ]
+    return [
+        (name, arguments)
+        for index, (name, arguments) in sorted(calls.items())
+        if kinds.get(index, "function") == "function"
+    ]
+
+
 def evaluate(
     base_url: str, model: str, cases: list[tooluse.Case], api_key: str = "unused"
 ) -> dict[str, Any]:
@@ -105,16 +128,17 @@ def evaluate(
     right: dict[str, list[bool]] = defaultdict(list)
     called: dict[str, list[bool]] = defaultdict(list)
     for case in cases:
-        reply = client.chat.completions.create(
-            model=model,
-            messages=case["messages"],
-            tools=case["tools"],
-            temperature=0.0,
-            max_tokens=64,
+        pairs = _streamed_calls(
+            client.chat.completions.create(
+                model=model,
+                messages=case["messages"],
+                tools=case["tools"],
+                temperature=0.0,
+                max_tokens=64,
+                stream=True,
+            )
         )
-        got = reply.choices[0].message.tool_calls or []
-        called[case["category"]].append(bool(got))
-        pairs = [(c.function.name, c.function.arguments) for c in got if c.type == "function"]
+        called[case["category"]].append(bool(pairs))
         right[case["category"]].append(calls_match(pairs, case["expected"]))
     total = [ok for oks in right.values() for ok in oks]
     return {
