@@ -19,12 +19,11 @@ import hashlib
 import importlib.metadata
 import json
 import subprocess
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from itertools import islice
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, ProtectedError, QuerySet
@@ -36,6 +35,7 @@ from collection.models import (
     AssignmentState,
     Dataset,
     DatasetRow,
+    DatasetRun,
     DatasetSource,
     DatasetVersion,
     QuestItem,
@@ -49,6 +49,9 @@ Row = dict[str, Any]
 BATCH = 500
 # Freezing runs where the pipeline workers are: a worker host added is throughput added.
 PIPELINE_QUEUE = "pipeline"
+# The freeze task (collection.tasks.dataset_freeze, which runs collection.shards), by name.
+FREEZE_TASK = "collection.tasks.dataset_freeze"
+SHARD_ROWS = 2000
 
 
 class DatasetError(Exception):
@@ -209,7 +212,9 @@ def row_bytes(row: Row) -> bytes:
     return json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class _Hasher:
+class ContentHasher:
+    """sha256 over the rows' canonical JSON Lines, in order (a version's content hash)."""
+
     def __init__(self) -> None:
         self.digest = hashlib.sha256()
 
@@ -253,7 +258,7 @@ def manifest_run(manifest: dict[str, Any]) -> tuple[Iterator[Row], Log]:
 def manifest_hash(manifest: dict[str, Any]) -> str:
     """Re-run a manifest and return the content hash of what it produces (reproducibility)."""
     rows, _ = manifest_run(manifest)
-    hasher = _Hasher()
+    hasher = ContentHasher()
     for row in rows:
         hasher.add(row)
     return hasher.hexdigest()
@@ -262,11 +267,11 @@ def manifest_hash(manifest: dict[str, Any]) -> str:
 # -- services ---------------------------------------------------------------------------------
 
 
-def dataset_version_create(*, dataset: Dataset) -> DatasetVersion:
+def dataset_version_create(*, dataset: Dataset, shard_rows: int | None = None) -> DatasetVersion:
     """A new pending version of ``dataset`` whose manifest fixes everything the freeze will read
-    (sources, cut-off time, steps, parameters); enqueues the freeze on the pipeline queue."""
-    from collection.tasks import dataset_freeze
-
+    (sources, cut-off time, steps, parameters); enqueues the freeze on the pipeline queue, which
+    cuts it into shards of ``shard_rows`` rows (collection.shards; the rows, not the result,
+    depend on it)."""
     try:
         build_steps(dataset.steps, dataset.params)
     except ValueError as error:
@@ -290,53 +295,11 @@ def dataset_version_create(*, dataset: Dataset) -> DatasetVersion:
                 "code_version": code_version(),
             },
         )
+        DatasetRun.objects.create(version=version, shard_rows=shard_rows or SHARD_ROWS)
+        # By the task's name: the tasks call these services, the services import no task.
         transaction.on_commit(
-            lambda: dataset_freeze.apply_async((version.id,), queue=PIPELINE_QUEUE)
+            lambda: current_app.send_task(FREEZE_TASK, args=(version.id,), queue=PIPELINE_QUEUE)
         )
-    return version
-
-
-def dataset_version_freeze(*, version_id: int) -> DatasetVersion | None:
-    """Run a pending version's manifest and store its rows, report, hash and datasheet. Idempotent:
-    a version already frozen is left alone; one interrupted mid-way starts over."""
-    with transaction.atomic():
-        version = DatasetVersion.objects.select_for_update().filter(id=version_id).first()
-        if version is None or version.status == VersionStatus.DONE:
-            return version
-        version.status = VersionStatus.RUNNING
-        version.save(update_fields=["status"])
-    try:
-        with transaction.atomic():
-            DatasetRow.objects.filter(version=version).delete()
-            rows, log = manifest_run(version.manifest)
-            hasher = _Hasher()
-            languages: Counter[str] = Counter()
-            count = 0
-            while batch := list(islice(rows, BATCH)):
-                for row in batch:
-                    hasher.add(row)
-                    languages[str(row.get("lang") or row.get("language") or "unknown")] += 1
-                DatasetRow.objects.bulk_create(
-                    DatasetRow(
-                        version=version, position=count + i, source_key=source_key(row), data=row
-                    )
-                    for i, row in enumerate(batch)
-                )
-                count += len(batch)
-            report = log.report()
-            version.report = {"steps": report["steps"], "languages": dict(languages.most_common())}
-            version.rows_read = report["steps"][0]["rows_in"] if report["steps"] else count
-            version.row_count = count
-            version.content_hash = hasher.hexdigest()
-            version.datasheet = datasheet(version)
-            version.status = VersionStatus.DONE
-            version.frozen_at = timezone.now()
-            version.save()
-    except Exception as error:
-        DatasetVersion.objects.filter(id=version.id).update(
-            status=VersionStatus.FAILED, error=f"{type(error).__name__}: {error}"
-        )
-        raise
     return version
 
 

@@ -454,3 +454,101 @@ class SavedReviewFilter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.user_id})"
+
+
+# -- sharded pipeline runs and augmentation ---------------------------------------------------
+
+
+class DatasetRun(models.Model):
+    """How a version's freeze is split: the stages of its pipeline (collection.pipeline.shards),
+    the stage being worked on, and the rows per shard. Its shards hold each stage's results, so a
+    freeze interrupted mid-way goes on from the shards already done."""
+
+    version = models.OneToOneField(DatasetVersion, on_delete=models.CASCADE, related_name="run")
+    shard_rows = models.PositiveIntegerField(default=2000)
+    shard_count = models.PositiveIntegerField(default=0)
+    stages = models.JSONField(default=list)
+    stage = models.PositiveIntegerField(default=0, help_text="0: the sources are not read yet")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"run of {self.version_id}: stage {self.stage}/{len(self.stages)}"
+
+
+class DatasetShard(models.Model):
+    """One shard's result for one stage: its kept rows, the keys of the stage's global step and
+    (after the global pass) the drops the next stage applies, and per-step counts. Stage 0 holds
+    the rows read from the sources. ``runs`` counts how many times a worker finished it (one)."""
+
+    run = models.ForeignKey(DatasetRun, on_delete=models.CASCADE, related_name="shards")
+    stage = models.PositiveIntegerField()
+    index = models.PositiveIntegerField()
+    done = models.BooleanField(default=False)
+    runs = models.PositiveIntegerField(default=0)
+    rows_in = models.PositiveIntegerField(default=0)
+    rows_out = models.PositiveIntegerField(default=0)
+    rows = models.JSONField(default=list)
+    keys = models.JSONField(null=True, blank=True)
+    drops = models.JSONField(default=dict)
+    stats = models.JSONField(default=dict)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "stage", "index"], name="dataset_shard_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} stage {self.stage} shard {self.index}"
+
+
+class AugmentationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Augmentation(models.Model):
+    """Synthetic rows made from a frozen version through the serving pool: paraphrased prompts,
+    replies from other models, and an LLM judge's pairwise labels (both orders)."""
+
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="augmentations"
+    )
+    kinds = models.JSONField(default=list, help_text="paraphrase, replies, judge")
+    paraphrase_model = models.CharField(max_length=100, blank=True)
+    reply_models = models.JSONField(default=list)
+    judge_model = models.CharField(max_length=100, blank=True)
+    limit = models.PositiveIntegerField(default=100, help_text="source rows read, at most")
+    status = models.CharField(
+        max_length=10, choices=AugmentationStatus.choices, default=AugmentationStatus.PENDING
+    )
+    error = models.TextField(blank=True)
+    counts = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"augmentation {self.id} of {self.version_id}"
+
+
+class AugmentedRow(models.Model):
+    """One synthetic row; ``data["synthetic"]`` names the model, the prompt and the generation
+    that made it, and the source row it came from."""
+
+    augmentation = models.ForeignKey(Augmentation, on_delete=models.CASCADE, related_name="rows")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20)
+    data = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["augmentation", "position"], name="augmented_row_position"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.augmentation_id}:{self.position} {self.kind}"

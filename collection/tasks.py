@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from collection import services
+from collection import augment, services, shards
 
 
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=30, time_limit=60)
@@ -19,10 +19,18 @@ def expire_leases() -> int:
     return services.assignments_expire()
 
 
-# Sent to the pipeline queue (datasets.PIPELINE_QUEUE) by the service that creates the version.
+# Sent to the pipeline queue (datasets.PIPELINE_QUEUE) by name (datasets.FREEZE_TASK): by the
+# service that creates the version, and again for each stage so that idle pipeline workers help.
 @shared_task(ignore_result=True, acks_late=True, soft_time_limit=3300, time_limit=3600)
 def dataset_freeze(version_id: int) -> None:
-    """Freeze one dataset version (idempotent: a frozen one is left alone; a retry starts over)."""
-    from collection import datasets
+    """Work on one version's freeze: claim its pending shards one by one, run the global passes,
+    store the rows. Idempotent: a frozen version is left alone; shards already done are kept."""
+    shards.dataset_version_freeze(version_id=version_id)
 
-    datasets.dataset_version_freeze(version_id=version_id)
+
+# Sent to the pipeline queue by name (augment.AUGMENT_TASK) by the service that creates the job.
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=3300, time_limit=3600)
+def dataset_augment(augmentation_id: int) -> None:
+    """Make one augmentation's synthetic rows through the serving pool (idempotent: a finished
+    job is left alone; an interrupted one starts over)."""
+    augment.augmentation_run(augmentation_id=augmentation_id)

@@ -6,6 +6,7 @@ same rows, and say in the log which kept row a dropped one repeats.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import os
@@ -14,7 +15,7 @@ import re
 import tempfile
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ from rensa import RMinHash, RMinHashLSH
 from .core import Log, Row, message_text, role_text
 
 _WORD = re.compile(r"\w+")
+# One drop decided by a global step: the row's index in input order, the reason, the detail.
+Decision = tuple[int, str, dict[str, Any]]
 
 
 def _conversation_key(row: Row) -> bytes:
@@ -54,6 +57,19 @@ class ExactDedup:
                 continue
             first[key] = row.get("id")
             yield row
+
+    # The sharded form (collection.pipeline.shards): keys per shard in parallel, then one pass in
+    # input order deciding what to drop, with the same rule as ``__call__``.
+    def keys(self, rows: Sequence[Row]) -> list[Any]:
+        return [_conversation_key(row).hex() for row in rows]
+
+    def decide(self, items: Callable[[], Iterable[tuple[Any, Any]]]) -> Iterator[Decision]:
+        first: dict[str, Any] = {}
+        for index, (row_id, key) in enumerate(items()):
+            if key in first:
+                yield index, "exact_duplicate", {"of": first[key]}
+                continue
+            first[key] = row_id
 
 
 def shingles(text: str, n: int = 3) -> list[str]:
@@ -127,6 +143,33 @@ class NearDedup:
                 pending = []
         yield from self._batch(pending, lsh, kept, log)
 
+    def _signatures(self, rows: Sequence[Row]) -> list[tuple[RMinHash, np.ndarray] | None]:
+        """Each row's MinHash and sorted unique shingle hashes (None: no user text to compare)."""
+        token_sets = [shingles(role_text(row, "user"), self.ngram) for row in rows]
+        minhashes = RMinHash.from_token_sets(token_sets, self.num_perm, self.seed)
+        hashed = RMinHash.hash_token_sets(token_sets)
+        out: list[tuple[RMinHash, np.ndarray] | None] = []
+        for tokens, minhash, token_hashes in zip(token_sets, minhashes, hashed, strict=True):
+            if not tokens:  # nothing to compare: the quality step judges empty prompts
+                out.append(None)
+                continue
+            mine = np.unique(np.asarray(token_hashes, dtype=np.uint64).astype(np.uint32))
+            out.append((minhash, mine))
+        return out
+
+    def _nearest(
+        self, lsh: RMinHashLSH, kept: _KeptShingles, minhash: RMinHash, mine: np.ndarray
+    ) -> tuple[float, int]:
+        """The best Jaccard similarity to a kept row among the LSH candidates, and that row."""
+        best, best_key = 0.0, -1
+        for key in lsh.query(minhash):
+            other = kept.shingles(key)
+            common = np.intersect1d(mine, other, assume_unique=True).size
+            score = common / (mine.size + other.size - common)
+            if score > best:
+                best, best_key = score, key
+        return best, best_key
+
     def _batch(
         self,
         rows: list[Row],
@@ -136,23 +179,12 @@ class NearDedup:
     ) -> Iterator[Row]:
         if not rows:
             return
-        token_sets = [shingles(role_text(row, "user"), self.ngram) for row in rows]
-        minhashes = RMinHash.from_token_sets(token_sets, self.num_perm, self.seed)
-        hashed = RMinHash.hash_token_sets(token_sets)
-        for row, tokens, minhash, token_hashes in zip(
-            rows, token_sets, minhashes, hashed, strict=True
-        ):
-            if not tokens:  # nothing to compare: the quality step judges empty prompts
+        for row, signature in zip(rows, self._signatures(rows), strict=True):
+            if signature is None:
                 yield row
                 continue
-            mine = np.unique(np.asarray(token_hashes, dtype=np.uint64).astype(np.uint32))
-            best, best_key = 0.0, -1
-            for key in lsh.query(minhash):
-                other = kept.shingles(key)
-                common = np.intersect1d(mine, other, assume_unique=True).size
-                score = common / (mine.size + other.size - common)
-                if score > best:
-                    best, best_key = score, key
+            minhash, mine = signature
+            best, best_key = self._nearest(lsh, kept, minhash, mine)
             if best >= self.threshold:
                 log.drop(
                     self.name, row, "near_duplicate", of=kept.ids[best_key], jaccard=round(best, 3)
@@ -160,6 +192,39 @@ class NearDedup:
                 continue
             lsh.insert(kept.add(row.get("id"), mine), minhash)
             yield row
+
+    # The sharded form: signatures per shard in parallel (the costly part), serialised as JSON
+    # (the MinHash's own state bytes and the shingle hashes, base64), then one global LSH pass.
+    def keys(self, rows: Sequence[Row]) -> list[Any]:
+        out: list[Any] = []
+        for start in range(0, len(rows), self.batch):
+            for signature in self._signatures(rows[start : start + self.batch]):
+                if signature is None:
+                    out.append(None)
+                    continue
+                minhash, mine = signature
+                out.append(
+                    [
+                        base64.b64encode(minhash.__getstate__()).decode(),
+                        base64.b64encode(mine.astype("<u4").tobytes()).decode(),
+                    ]
+                )
+        return out
+
+    def decide(self, items: Callable[[], Iterable[tuple[Any, Any]]]) -> Iterator[Decision]:
+        lsh = RMinHashLSH(self.threshold, self.num_perm, self.bands)
+        kept = _KeptShingles()
+        for index, (row_id, key) in enumerate(items()):
+            if key is None:
+                continue
+            minhash = RMinHash(self.num_perm, self.seed)
+            minhash.__setstate__(base64.b64decode(key[0]))
+            mine = np.frombuffer(base64.b64decode(key[1]), dtype="<u4").astype(np.uint32)
+            best, best_key = self._nearest(lsh, kept, minhash, mine)
+            if best >= self.threshold:
+                yield index, "near_duplicate", {"of": kept.ids[best_key], "jaccard": round(best, 3)}
+                continue
+            lsh.insert(kept.add(row_id, mine), minhash)
 
 
 class _KeptShingles:
@@ -219,9 +284,7 @@ class Downsample:
                 spool.write(b"\n")
             if not counts:
                 return
-            cap = self.cap or max(
-                1, math.ceil(float(np.quantile(np.fromiter(counts.values(), int), self.quantile)))
-            )
+            cap = self._cap(counts)
             chosen: dict[bytes, set[int]] = {}
             for key, n in counts.items():
                 if n > cap:
@@ -238,3 +301,31 @@ class Downsample:
                     log.drop(self.name, row, "over_frequent_prompt", cap=cap, count=counts[key])
                     continue
                 yield row
+
+    def _cap(self, counts: Counter[bytes]) -> int:
+        return self.cap or max(
+            1, math.ceil(float(np.quantile(np.fromiter(counts.values(), int), self.quantile)))
+        )
+
+    def keys(self, rows: Sequence[Row]) -> list[Any]:
+        return [
+            hashlib.blake2b(prompt_key(row).encode(), digest_size=8).hexdigest() for row in rows
+        ]
+
+    def decide(self, items: Callable[[], Iterable[tuple[Any, Any]]]) -> Iterator[Decision]:
+        counts: Counter[bytes] = Counter(bytes.fromhex(key) for _, key in items())
+        if not counts:
+            return
+        cap = self._cap(counts)
+        chosen: dict[bytes, set[int]] = {}
+        for key, n in counts.items():
+            if n > cap:
+                rng = random.Random(int.from_bytes(key, "big") ^ self.seed)
+                chosen[key] = set(rng.sample(range(n), cap))
+        seen: defaultdict[bytes, int] = defaultdict(int)
+        for index, (_, hex_key) in enumerate(items()):
+            key = bytes.fromhex(hex_key)
+            nth = seen[key]
+            seen[key] += 1
+            if key in chosen and nth not in chosen[key]:
+                yield index, "over_frequent_prompt", {"cap": cap, "count": counts[key]}
