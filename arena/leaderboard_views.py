@@ -31,6 +31,8 @@ class LeaderboardOptionsForm(forms.Form):
     ipw = forms.BooleanField(required=False)
     category = forms.CharField(required=False, max_length=60)
     deprecated = forms.BooleanField(required=False)
+    # The snapshot the open page shows: its board polls with it and gets 204 while it is current.
+    since = forms.IntegerField(required=False, min_value=1)
 
 
 def _options(request: HttpRequest) -> page.PageOptions:
@@ -46,9 +48,19 @@ def _options(request: HttpRequest) -> page.PageOptions:
     )
 
 
+def _since(request: HttpRequest) -> int | None:
+    form = LeaderboardOptionsForm(request.GET)
+    return form.cleaned_data["since"] if form.is_valid() else None
+
+
 @require_GET
 def leaderboard_page(request: HttpRequest) -> HttpResponse:
+    """The latest snapshot. The open page's board polls (htmx) with the snapshot it shows and is
+    swapped as soon as a newer one is published; 204 (no swap) while it is still the latest."""
     snapshot = selectors.snapshot_latest()
+    htmx = bool(getattr(request, "htmx", False))
+    if htmx and snapshot is not None and _since(request) == snapshot.id:
+        return HttpResponse(status=204)
     options = _options(request)
     context: dict[str, Any] = {"snapshot": snapshot, "options": options}
     if snapshot is not None:
@@ -62,7 +74,7 @@ def leaderboard_page(request: HttpRequest) -> HttpResponse:
         ]
         context["excluded_total"] = sum(snapshot.votes_excluded.values())
         context["weights_history"] = selectors.sampling_weights_history()
-    template = f"{PAGE}#board" if getattr(request, "htmx", False) else PAGE
+    template = f"{PAGE}#board" if htmx else PAGE
     return render(request, template, context)
 
 

@@ -141,9 +141,14 @@ def generation_in_battle(*, battle: Battle, generation_id: Any) -> tuple[Generat
 
 
 def _judge(vote: Vote) -> str:
-    if vote.user_id is not None:
-        return f"arena_user_{vote.user_id}"
-    digest = hashlib.sha256(vote.session_key.encode()).hexdigest()[:16]
+    return vote_judge(user_id=vote.user_id, session_key=vote.session_key)
+
+
+def vote_judge(*, user_id: int | None, session_key: str) -> str:
+    """The voter's name in battle logs (``judge``): the account, else a hash of the session."""
+    if user_id is not None:
+        return f"arena_user_{user_id}"
+    digest = hashlib.sha256(session_key.encode()).hexdigest()[:16]
     return f"arena_session_{digest}"
 
 

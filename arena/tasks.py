@@ -16,6 +16,15 @@ def refresh_leaderboard() -> int:
     return leaderboard_services.leaderboard_refresh().id
 
 
+# Scheduled by a counted vote (leaderboard_publish_soon), about a second after it; a publish that
+# waited longer than the live board promises is dropped (the full refresh follows).
+@shared_task(ignore_result=True, expires=30, soft_time_limit=20, time_limit=30)
+def publish_live_leaderboard() -> int | None:
+    """Publish a live snapshot with the votes counted since the last full one; returns its id."""
+    snapshot = leaderboard_services.leaderboard_publish_live()
+    return None if snapshot is None else snapshot.id
+
+
 # Beat runs it hourly. Sessions expire but stay stored until deleted; every anonymous visitor who
 # starts a battle gets one.
 @shared_task(ignore_result=True, expires=3000, soft_time_limit=600, time_limit=900)

@@ -108,3 +108,58 @@ def boards_fit(
         else []
     )
     return {"boards": boards, "categories": categories, "cells": cells, "over_time": over_time}
+
+
+def live_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A live snapshot's parameters: the full snapshot's, with sandwich intervals for its
+    Bradley-Terry boards (a bootstrap would not fit in the live refit's budget)."""
+    return params | {"live_interval": "sandwich"}
+
+
+def live_commands(params: dict[str, Any], categories: list[str]) -> dict[str, str]:
+    """The live snapshot's command lines: its Bradley-Terry boards with ``--interval sandwich``;
+    the other boards are its base snapshot's, reproduced from that snapshot's battles."""
+    out = commands(params, categories)
+    for category in [ALL, *categories]:
+        out[f"bt:{category}"] = out[f"bt:{category}"].replace(
+            f"--bootstrap {params['rounds']}", "--interval sandwich"
+        )
+    return out
+
+
+def live_boards_fit(
+    base: dict[str, Any], added: list[CountRow], params: dict[str, Any]
+) -> dict[str, Any]:
+    """A live snapshot's data: the base snapshot's count cells plus the counted votes added since
+    (``added``), refitted as Bradley-Terry with sandwich intervals per category; every other board,
+    the ratings over time and the fairness report are the base's (they need per-battle data)."""
+    categories = sorted(set(base.get("categories", [])) | {c for row in added for c in row[3]})
+    base_cells: dict[str, list[list[Any]]] = base.get("cells", {})
+    models = sorted(
+        {str(row[k]) for row in base_cells.get(ALL, []) for k in (0, 1)}
+        | {name for row in added for name in row[:2]}
+    )
+    bt = {
+        "method": "bt",
+        "interval": "sandwich",
+        "seed": params["seed"],
+        "ties": params["ties"],
+        "bothbad": params["bothbad"],
+        "prior": params["prior"],
+        "min_votes": params["min_votes"],
+    }
+    cells: dict[str, list[list[Any]]] = {}
+    bt_boards: dict[str, dict[str, Any]] = {}
+    for category in [ALL, *categories]:
+        merged: dict[tuple[str, str, str], int] = defaultdict(int)
+        for a, b, winner, n in base_cells.get(category, []):
+            merged[(a, b, winner)] += n
+        for a, b, winner, cats, n in added:
+            if not category or category in cats:
+                merged[(a, b, winner)] += n
+        rows = [(a, b, w, n) for (a, b, w), n in sorted(merged.items())]
+        cells[category] = [list(r) for r in rows]
+        bt_boards[category] = _board(PairCounts.from_rows(rows, models=models), category, **bt)
+    boards = {method: dict(base.get("boards", {}).get(method, {})) for method in METHODS}
+    boards["bt"] = bt_boards
+    return {**base, "boards": boards, "categories": categories, "cells": cells}

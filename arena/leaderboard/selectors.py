@@ -10,12 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from arena import sampling
-from arena.models import LeaderboardSnapshot, Mode, SamplingWeights, Vote
-from arena.selectors import WINNER, sampling_candidates
+from arena.models import (
+    HELD_STATUSES,
+    HoldStatus,
+    LeaderboardSnapshot,
+    Mode,
+    SamplingWeights,
+    Vote,
+    VoterHold,
+)
+from arena.selectors import WINNER, battle_log_rows, sampling_candidates, vote_judge
 from modelhub.models import GenerationStatus, Modality, Model
 
 # Votes with a pairwise verdict on a two-model battle: the ones a leaderboard could use.
@@ -32,12 +40,19 @@ _BLIND = Q(battle__flagged=False, battle__leaked=False, leaked=False) & Q(
     anony=True, battle__mode=Mode.ANONYMOUS
 )
 COUNTED = _BLIND & ANSWERED
+_HOLDS = VoterHold.objects.filter(status__in=HELD_STATUSES)
+# The voter is held out for review (an account, or for an anonymous vote its browser session).
+HELD = Q(Exists(_HOLDS.filter(user_id=OuterRef("user_id")))) | Q(
+    Exists(_HOLDS.filter(user__isnull=True, session_key=OuterRef("session_key"))),
+    user__isnull=True,
+)
 # Each excluded vote is counted once, under the first reason that applies.
 EXCLUSION_REASONS: dict[str, str] = {
     "flagged": "battle flagged for abuse or moderation",
     "leaked": "a model's identity leaked before the vote",
     "not_anonymous": "not a blind vote (side-by-side battle, or cast after the reveal)",
     "unfinished": "an answer ended in an error or was stopped",
+    "held": "the voter is held for review (anomalous voting)",
 }
 _EXCLUSION_FILTERS: dict[str, Q] = {
     "flagged": Q(battle__flagged=True),
@@ -45,13 +60,18 @@ _EXCLUSION_FILTERS: dict[str, Q] = {
     "not_anonymous": Q(battle__flagged=False, battle__leaked=False, leaked=False)
     & (Q(anony=False) | ~Q(battle__mode=Mode.ANONYMOUS)),
     "unfinished": _BLIND & ~ANSWERED,
+    "held": COUNTED & HELD,
 }
 
 CountRow = tuple[str, str, str, tuple[str, ...], int]
 
 
-def counted_votes() -> QuerySet[Vote]:
-    return Vote.objects.filter(PAIR_VOTES & COUNTED)
+def counted_votes(*, include_held: bool = False) -> QuerySet[Vote]:
+    """The votes the boards count; ``include_held`` adds those of voters held for review (what
+    the anomaly scan examines)."""
+    if include_held:
+        return Vote.objects.filter(PAIR_VOTES & COUNTED)
+    return Vote.objects.filter(PAIR_VOTES & COUNTED & ~HELD)
 
 
 def vote_exclusions() -> dict[str, int]:
@@ -64,12 +84,15 @@ def vote_exclusions() -> dict[str, int]:
     return {reason: found[f"excluded_{reason}"] for reason in _EXCLUSION_FILTERS}
 
 
-def vote_count_rows() -> list[CountRow]:
+def vote_count_rows(*, after_id: int = 0) -> list[CountRow]:
     """Counted votes aggregated in one SQL pass: (model_a, model_b, winner, categories, count),
-    grouped by the battle's models, the verdict and the battle's category list."""
+    grouped by the battle's models, the verdict and the battle's category list; ``after_id``
+    counts only the votes with a larger id (those since a snapshot)."""
+    votes = counted_votes()
+    if after_id:
+        votes = votes.filter(id__gt=after_id)
     rows = (
-        counted_votes()
-        .values_list(
+        votes.values_list(
             "battle__model_a__name", "battle__model_b__name", "choice", "battle__categories"
         )
         .annotate(n=Count("id"))
@@ -85,8 +108,12 @@ def pack_ids(ids: Iterable[int]) -> bytes:
 
 
 def unpack_ids(blob: bytes | memoryview) -> list[int]:
+    return [int(x) for x in unpack_id_array(blob)]
+
+
+def unpack_id_array(blob: bytes | memoryview) -> np.ndarray:
     deltas = np.frombuffer(zlib.decompress(bytes(blob)), dtype="<i8")
-    return [int(x) for x in np.cumsum(deltas)]
+    return np.cumsum(deltas)
 
 
 def votes_by_ids(ids: list[int]) -> QuerySet[Vote]:
@@ -107,6 +134,65 @@ def vote_set_read() -> VoteSet:
     REPEATABLE READ transaction for the parts to agree)."""
     ids = list(counted_votes().order_by("id").values_list("id", flat=True))
     return VoteSet(ids, pack_ids(ids), vote_exclusions(), vote_count_rows())
+
+
+@dataclass(frozen=True)
+class VoteDelta:
+    """The counted votes after a snapshot's last id: their ids and count rows."""
+
+    ids: list[int]
+    count_rows: list[CountRow]
+
+
+def vote_delta_read(*, after_id: int) -> VoteDelta:
+    """The counted votes with an id above ``after_id`` (run it in one REPEATABLE READ transaction
+    for the parts to agree). An index range on the primary key: cheap however large the arena."""
+    ids = list(counted_votes().filter(id__gt=after_id).order_by("id").values_list("id", flat=True))
+    return VoteDelta(ids, vote_count_rows(after_id=after_id) if ids else [])
+
+
+# -- voters under review ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewVotes:
+    """The counted votes of a period, held voters' included, as an anomaly scan reads them:
+    battle-log rows (a ``judge`` each), who each judge is (account id or browser session) and
+    each judge's seconds from the answers' end to the vote."""
+
+    rows: list[dict[str, Any]]
+    voters: dict[str, tuple[int | None, str]]
+    vote_seconds: dict[str, list[float]]
+
+
+def votes_for_review(*, since: Any) -> ReviewVotes:
+    votes = counted_votes(include_held=True).filter(created_at__gte=since)
+    rows = list(battle_log_rows(votes))
+    voters: dict[str, tuple[int | None, str]] = {}
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for user_id, session_key, ms in votes.values_list(
+        "user_id", "session_key", "time_to_vote_ms"
+    ).order_by("id"):
+        judge = vote_judge(user_id=user_id, session_key=session_key)
+        voters[judge] = (user_id, "" if user_id is not None else session_key)
+        if ms is not None:
+            seconds[judge].append(ms / 1000)
+    return ReviewVotes(rows, voters, dict(seconds))
+
+
+def voter_holds(*, limit: int = 200) -> list[VoterHold]:
+    """Voters held for review first (oldest first), then the latest reviewed ones."""
+    waiting = list(
+        VoterHold.objects.filter(status=HoldStatus.HELD)
+        .select_related("user")
+        .order_by("created_at", "id")
+    )
+    reviewed = list(
+        VoterHold.objects.exclude(status=HoldStatus.HELD)
+        .select_related("user", "reviewed_by")
+        .order_by("-reviewed_at", "-id")[:limit]
+    )
+    return waiting + reviewed
 
 
 # -- sampling weights -------------------------------------------------------------------------
@@ -174,6 +260,11 @@ def snapshot_latest() -> LeaderboardSnapshot | None:
 
 def snapshot_latest_with_ids() -> LeaderboardSnapshot | None:
     return LeaderboardSnapshot.objects.order_by("-created_at", "-id").first()
+
+
+def snapshot_full_latest() -> LeaderboardSnapshot | None:
+    """The latest full snapshot (every board refitted), the base of live snapshots."""
+    return LeaderboardSnapshot.objects.filter(live=False).order_by("-created_at", "-id").first()
 
 
 def snapshots_newest_first() -> QuerySet[LeaderboardSnapshot]:

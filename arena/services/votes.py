@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from arena import ratelimit, signals
+from arena.leaderboard.services import leaderboard_publish_soon
 from arena.models import DIRECT_CHOICES, PAIR_CHOICES, Battle, Mode, Turn, Vote
 from arena.selectors import Requester
 from arena.services.base import ArenaError, Conflict, NotFound, RateLimited, TooEarly
@@ -175,8 +176,11 @@ def vote_cast(*, battle_id: Any, turn_id: Any, requester: Requester, choice: str
 
 
 def _vote_announce(result: VoteResult) -> None:
-    """The arena's hand-off to the apps above it (see arena.signals.vote_cast)."""
+    """The arena's hand-off to the apps above it (see arena.signals.vote_cast), and a live
+    leaderboard publish for a vote the boards may count (a blind verdict on two models)."""
     vote = result.vote
+    if vote.anony and not vote.leaked and result.battle.model_b_id is not None:
+        leaderboard_publish_soon()
     signals.vote_cast.send_robust(
         sender=Vote, vote_id=vote.id, battle_id=vote.battle_id, choice=vote.choice,
         user_id=vote.user_id, turn_index=result.turn.index,

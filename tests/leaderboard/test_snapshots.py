@@ -50,6 +50,7 @@ def test_it_counts_only_anonymous_unleaked_unflagged_votes(board_models: list[Mo
         "leaked": 1,
         "not_anonymous": 2,
         "unfinished": 0,
+        "held": 0,
     }
 
 

@@ -65,6 +65,7 @@ def path_values(world: dict[str, Any], battle: Battle) -> dict[str, str]:
         "assignment_id": "987654",
         "item_id": "987654",
         "dataset_id": "987654",
+        "hold_id": "987654",
         "version_id": "987654",
         "filter_id": "987654",
         "export_format": "sft",
