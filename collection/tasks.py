@@ -34,3 +34,13 @@ def dataset_augment(augmentation_id: int) -> None:
     """Make one augmentation's synthetic rows through the serving pool (idempotent: a finished
     job is left alone; an interrupted one starts over)."""
     augment.augmentation_run(augmentation_id=augmentation_id)
+
+
+# Beat runs it every five minutes on the default queue: voters it flags are held out of the
+# published leaderboards until staff review them (/staff/anomalies/).
+@shared_task(ignore_result=True, expires=240, soft_time_limit=240, time_limit=280)
+def scan_voter_anomalies() -> int:
+    """Assess the recent votes' voters and hold the flagged ones; returns how many were held."""
+    from collection import anomalies
+
+    return len(anomalies.voter_anomalies_scan().held)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from collection import dataset_views, views
+from collection import anomaly_views, dataset_views, views
 from collection.api import api as researcher_api
 
 urlpatterns = [
@@ -17,6 +17,12 @@ urlpatterns = [
     path("me/", views.profile_page, name="me"),
     path("me/leaderboard/", views.profile_board_visibility, name="me-board-visibility"),
     path("api/v1/", researcher_api.urls),
+    path("staff/anomalies/", anomaly_views.anomalies_page, name="staff-anomalies"),
+    path(
+        "staff/anomalies/<int:hold_id>/decide/",
+        anomaly_views.anomaly_decide,
+        name="staff-anomaly-decide",
+    ),
     path("datasets/", dataset_views.datasets_page, name="datasets"),
     path("datasets/review/", dataset_views.review_page, name="datasets-review"),
     path(

@@ -32,6 +32,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"queue": "default"},
     },
+    "scan-voter-anomalies": {
+        "task": "collection.tasks.scan_voter_anomalies",
+        "schedule": 300.0,
+        "options": {"queue": "default"},
+    },
     "clear-expired-sessions": {
         "task": "arena.tasks.clear_expired_sessions",
         "schedule": 3600.0,

@@ -67,6 +67,9 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "me/leaderboard/": (LOGIN, 405, 405, LOGIN),
     # Datasets: staff build and freeze them; downloads take a session or a token (the IDs name
     # nothing, so whoever gets past the gate meets 404).
+    # Voter anomalies: staff review the voters held out of the leaderboards.
+    "staff/anomalies/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
+    "staff/anomalies/<int:hold_id>/decide/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     "datasets/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
     "datasets/review/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
     "datasets/review/<int:item_id>/decide/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
@@ -109,6 +112,10 @@ POST: dict[str, tuple[dict[str, Any], tuple[Expected, Expected, Expected, Expect
     "b/<uuid:battle_id>/flag/": ({"reason": "spam"}, (404, 302, 404, 404)),
     "accounts/tokens/": ({"name": "more"}, (LOGIN, 200, 200, LOGIN)),
     "accounts/tokens/<int:token_id>/revoke/": ({}, (LOGIN, 302, 404, LOGIN)),
+    "staff/anomalies/<int:hold_id>/decide/": (
+        {"decision": "release"},
+        (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
+    ),
 }
 
 # The admin: staff only. Others are sent to its login page; staff get a page, a redirect within
