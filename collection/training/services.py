@@ -9,14 +9,16 @@ acknowledged late, so the broker hands it to the next worker, which resumes the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from collection.datasets import version_rows
@@ -32,6 +34,7 @@ from collection.training import data, hyper
 from modelhub.models import Engine, Model
 
 TRAIN_QUEUE = "train"
+RUN_LOCK = 0x7472  # the advisory-lock namespace of job runs ("tr")
 ACTIVE = (JobState.QUEUED, JobState.RUNNING, JobState.EVALUATING, JobState.CANCELLING)
 
 
@@ -193,6 +196,28 @@ def _records(job: FinetuneJob) -> tuple[list[dict[str, Any]], list[dict[str, Any
 def job_run(*, job_id: int, stop_at_step: int | None = None) -> FinetuneJob | None:
     """Train the job (from its last checkpoint, if any), then evaluate it. ``stop_at_step`` stops
     after that step's checkpoint and leaves the job running, as a killed worker would."""
+    with _run_lock(job_id) as held:
+        if not held:  # another process trains it now (a second delivery, a `finetune run`)
+            return FinetuneJob.objects.filter(id=job_id).first()
+        return _run(job_id, stop_at_step)
+
+
+@contextlib.contextmanager
+def _run_lock(job_id: int) -> Iterator[bool]:
+    """A PostgreSQL session lock on the job while a process trains it: released when the run ends
+    or when its process dies (its connection closes), so a redelivered task can take over."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_LOCK, job_id])
+        held = bool(cursor.fetchone()[0])
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_LOCK, job_id])
+
+
+def _run(job_id: int, stop_at_step: int | None) -> FinetuneJob | None:
     from collection.training import runner
 
     job = _claim(job_id)

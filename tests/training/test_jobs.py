@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from django.db import connection
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from collection.models import DatasetVersion, FinetuneJob, JobState
@@ -144,3 +146,19 @@ def test_it_gates_with_a_judge_in_both_orders_storing_every_verdict(
     assert sorted(v.first for v in verdicts) == ["base"] * prompts + ["new"] * prompts
     assert all(v.verdict in ("a", "b", "tie") and abs(v.p_a + v.p_b - 1) < 1e-4 for v in verdicts)
     assert 0.0 <= job.metrics["judge_win_rate"] <= 1.0
+
+
+def test_it_leaves_a_job_that_another_process_trains_alone(
+    version: DatasetVersion, hub: dict[str, Model], django_capture_on_commit_callbacks: Any
+) -> None:
+    job = _launch(version, hub[BASE], django_capture_on_commit_callbacks)
+    other = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    try:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [services.RUN_LOCK, job.id])
+
+        finetune_run(job.id)  # a second delivery while the first still trains
+
+        job.refresh_from_db()
+        assert job.state == JobState.QUEUED and job.step == 0
+    finally:
+        other.close()
