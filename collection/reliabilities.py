@@ -9,8 +9,9 @@ of one item's comparisons, smoothed. Crowd-BT's EM then gives each contributor t
 that they agree with the crowd's preference, gold answers counting as certain (dis)agreement.
 
 A label answer is a yes/no per label, for the labels anyone gave the item (the labels nobody gave
-would reward whoever gives none); Dawid-Skene fits a confusion matrix per contributor on those,
-with gold items' known labels clamped, and its expected accuracy is the reliability.
+would reward whoever gives none), and its rating's bucket (low, mid, high); Dawid-Skene fits a
+confusion matrix per contributor on those, with gold items' known answers clamped, and its
+expected accuracy is the reliability.
 
 A contributor's reliability is the mean of the two, weighted by how many answers of each kind
 they gave.
@@ -135,34 +136,43 @@ def _pairwise(answers: Answers) -> tuple[dict[int, float], dict[int, int]]:
     return {u: float(eta[k]) for u, k in judge_index.items()}, dict(counted)
 
 
+def _rating_bucket(rating: Any) -> str:
+    value = int(rating or 0)
+    return "low" if value <= 2 else "mid" if value == 3 else "high"
+
+
 def _labels(answers: Answers) -> tuple[dict[int, float], dict[int, int]]:
-    """Dawid-Skene accuracy per contributor on yes/no label decisions, gold labels clamped."""
-    given: dict[int, list[tuple[int, set[str]]]] = defaultdict(list)
+    """Dawid-Skene accuracy per contributor on label answers: a yes or no per label anyone gave
+    the item, and the rating's bucket (low 1-2, mid 3, high 4-5); gold answers clamped."""
+    given: dict[int, list[tuple[int, set[str], str]]] = defaultdict(list)
     for _id, user, item, kind, answer in answers.rows:
         if kind == QuestType.LABEL:
-            given[item].append((user, set(answer.get("labels", []))))
-    expected = {
-        item: set(exp.get("labels", []))
-        for _u, item, kind, exp, _r in answers.gold
-        if kind == QuestType.LABEL
-    }
+            labels = set(answer.get("labels", []))
+            given[item].append((user, labels, _rating_bucket(answer.get("rating"))))
+    expected = {item: exp for _u, item, kind, exp, _r in answers.gold if kind == QuestType.LABEL}
     items: list[str] = []
     who: list[int] = []
-    values: list[bool] = []
-    gold: dict[str, bool] = {}
+    values: list[str] = []
+    gold: dict[str, str] = {}
     counted: dict[int, int] = defaultdict(int)
     for item, answered in given.items():
-        asked = set().union(*(labels for _u, labels in answered)) | expected.get(item, set())
-        for user, labels in answered:
-            if asked:
-                counted[user] += 1
+        known = expected.get(item)
+        asked = set().union(*(labels for _u, labels, _r in answered))
+        asked |= set(known.get("labels", [])) if known else set()
+        for user, labels, bucket in answered:
+            counted[user] += 1
             for label in sorted(asked):
                 items.append(f"{item}:{label}")
                 who.append(user)
-                values.append(label in labels)
-        for label in asked:
-            if item in expected:
-                gold[f"{item}:{label}"] = label in expected[item]
+                values.append("yes" if label in labels else "no")
+            items.append(f"{item}:rating")
+            who.append(user)
+            values.append(bucket)
+        if known:
+            for label in asked:
+                gold[f"{item}:{label}"] = "yes" if label in known.get("labels", []) else "no"
+            if known.get("rating") is not None:
+                gold[f"{item}:rating"] = _rating_bucket(known["rating"])
     if not items:
         return {}, {}
     fit = dawid_skene(items, who, values, gold=gold)

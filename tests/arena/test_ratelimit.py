@@ -168,3 +168,41 @@ def test_a_forwarded_for_header_from_an_untrusted_peer_changes_no_bucket(web_ser
 )  # fmt: skip
 def test_a_trusted_proxy_names_the_client_whose_bucket_counts(web_server: str) -> None:
     assert _battles_with_rotating_forwarded_for(web_server, 5) == [503] * 5
+
+
+def _voted(client: Client, choice: str = "a") -> Any:
+    from arena.models import Battle
+    from tests.arena.helpers import finish_turn, last_turn
+
+    assert client.post("/battles/", {"prompt": "hello"}, HTTP_HX_REQUEST="true").status_code == 200
+    battle = Battle.objects.order_by("-created_at").first()
+    assert battle is not None
+    turn = last_turn(battle)
+    finish_turn(turn)
+    data = {"turn": turn.id, "choice": choice}
+    return client.post(f"/b/{battle.id}/vote/", data, HTTP_HX_REQUEST="true"), battle, turn
+
+
+def test_it_refuses_votes_past_the_daily_budget_and_counts_only_stored_votes(
+    settings: Any, bob: Any, arena_models: list[Any]
+) -> None:
+    settings.ARENA_VOTES_PER_DAY = 2
+    client = Client()
+    client.force_login(bob)
+    first, battle, turn = _voted(client)
+    assert first.status_code == 200
+    again = client.post(
+        f"/b/{battle.id}/vote/", {"turn": turn.id, "choice": "b"}, HTTP_HX_REQUEST="true"
+    )
+    assert again.status_code == 409  # refused: the budget is given back
+    assert _voted(client)[0].status_code == 200
+    spent, battle, _turn = _voted(client)
+    assert spent.status_code == 429
+    assert spent.content.decode() == (
+        "You have cast today's 2 votes, the daily budget. It renews at midnight UTC."
+    )
+    assert not battle.votes.exists()
+    assert 'data-testid="votes-left">0<' in client.get("/quests/").content.decode()
+    # Another voter has their own budget.
+    other = Client()
+    assert _voted(other)[0].status_code == 200

@@ -58,6 +58,7 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "quests/": (LOGIN, 200, 200, LOGIN),
     "quests/rules/": (200, 200, 200, 200),
     "quests/leaderboard/": (200, 200, 200, 200),
+    "quests/quality/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),  # staff: answer quality
     "quests/<slug:quest_type>/": (LOGIN, 200, 200, LOGIN),
     "quests/a/<int:assignment_id>/submit/": (LOGIN, 405, 405, LOGIN),
     "quests/a/<int:assignment_id>/skip/": (LOGIN, 405, 405, LOGIN),
