@@ -36,6 +36,15 @@ def dataset_augment(augmentation_id: int) -> None:
     augment.augmentation_run(augmentation_id=augmentation_id)
 
 
+# Beat runs it every few minutes (worker.celery): contributors' reliabilities, gold items' XP and
+# held XP follow the answers.
+@shared_task(ignore_result=True, expires=250, soft_time_limit=240, time_limit=280)
+def refresh_reliabilities() -> int:
+    from collection import reliabilities
+
+    return reliabilities.reliabilities_refresh().contributors
+
+
 # Beat runs it every five minutes on the default queue: voters it flags are held out of the
 # published leaderboards until staff review them (/staff/anomalies/).
 @shared_task(ignore_result=True, expires=240, soft_time_limit=240, time_limit=280)

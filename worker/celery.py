@@ -27,6 +27,7 @@ app.conf.beat_schedule = {
     "probe-endpoints": {"task": "modelhub.tasks.probe_endpoints", "schedule": 5.0},
     "reap-stale-generations": {"task": "modelhub.tasks.reap_stale_generations", "schedule": 5.0},
     "expire-quest-leases": {"task": "collection.tasks.expire_leases", "schedule": 60.0},
+    "refresh-reliabilities": {"task": "collection.tasks.refresh_reliabilities", "schedule": 300.0},
     "refresh-leaderboard": {
         "task": "arena.tasks.refresh_leaderboard",
         "schedule": 60.0,
