@@ -108,10 +108,13 @@ def _reference_rows(*, until: datetime) -> Iterator[Row]:
         .order_by("item__reviewed_id", "submitted_at", "id")
         .values_list("item__reviewed_id", "answer")
     )
-    verdicts = {reference_id: answer["verdict"] for reference_id, answer in reviews.iterator()}
+    verdicts = {
+        reference_id: (answer or {}).get("verdict") for reference_id, answer in reviews.iterator()
+    }
     accepted = sorted(i for i, verdict in verdicts.items() if verdict == "accept")
     references = Assignment.objects.filter(id__in=accepted).select_related("item").order_by("id")
     for reference in references.iterator(chunk_size=BATCH):
+        answer: dict[str, Any] = reference.answer or {}
         yield {
             "id": f"reference:{reference.id}",
             "source": DatasetSource.QUESTS.value,
@@ -119,7 +122,7 @@ def _reference_rows(*, until: datetime) -> Iterator[Row]:
             "source_key": f"answer:{reference.id}",
             "messages": [
                 {"role": "user", "content": reference.item.prompt},
-                {"role": "assistant", "content": reference.answer["text"]},
+                {"role": "assistant", "content": answer["text"]},
             ],
             "quest_item": reference.item_id,
         }
@@ -136,7 +139,8 @@ def _rank_rows(*, until: datetime) -> Iterator[Row]:
         .order_by("id")
     )
     for item in items.iterator(chunk_size=BATCH):
-        points = item.consensus.get("points", {})
+        consensus: dict[str, Any] = item.consensus or {}
+        points = consensus.get("points", {})
         keys = [reply["key"] for reply in item.replies]
         ranking = sorted(keys, key=lambda k: (-points.get(k, 0), keys.index(k)))
         yield {
@@ -153,7 +157,7 @@ def _rank_rows(*, until: datetime) -> Iterator[Row]:
             ],
             "ranking": ranking,
             "points": {key: points.get(key, 0) for key in keys},
-            "all_bad": item.consensus.get("top") == "all_bad",
+            "all_bad": consensus.get("top") == "all_bad",
             "quest_item": item.id,
         }
 
@@ -176,6 +180,7 @@ def source_rows(*, sources: Iterable[str], until: datetime) -> Iterator[Row]:
     revoked = set(RevokedSource.objects.values_list("key", flat=True)) | rejected_keys()
     edits = edits_by_key()
     for name in sources:
+        rows: Iterator[Row]
         if name == DatasetSource.BATTLES:
             rows = map(_battle_row, arena_selectors.dataset_battle_rows(until=until))
         elif name == DatasetSource.DIRECT:
