@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
-from collection import services
-from collection.models import QuestItem, XpEntry, XpState
+from collection import services, tasks
+from collection.models import GoldCopy, GoldItem, QuestItem, XpEntry, XpState
 from tests.collection.helpers import claim, make_item
 from tests.factories import PASSWORD, EndpointFactory, ModelFactory, UserFactory
 from tests.leaderboard.votes import make_vote
@@ -167,6 +168,38 @@ def test_it_walks_a_new_contributor_through_every_quest_type(
     expect(near).to_have_count(5)
     expect(near.nth(2)).to_contain_text("dana")
     expect(page.locator('[data-testid="near-row"][data-me="1"]')).to_contain_text("dana")
+
+
+def test_it_starts_a_new_contributor_on_gold_items_and_settles_them_on_the_refresh(
+    page: Page, asgi_server: Any
+) -> None:
+    url = asgi_server.url
+    call_command("seed_gold_items")
+    # Three ranking gold items for the three onboarding items (the server's default), and one
+    # ordinary ranking: the fourth item.
+    golds = GoldItem.objects.filter(type="rank").order_by("id")
+    GoldItem.objects.filter(id__in=[g.id for g in golds[3:]]).update(active=False)
+    ordinary = make_item("rank", prompt="An ordinary ranking")
+    _sign_up(page, url, "erin")
+    _open_card(page, "rank")
+    for _ in range(3):
+        item_id = int(page.get_by_test_id("quest-item").get_attribute("data-item-id") or 0)
+        copy = GoldCopy.objects.get(item_id=item_id)
+        top = copy.answer["top"]
+        keys = [r["key"] for r in copy.item.replies]
+        page.get_by_test_id(f"rank-{top}").select_option("1")
+        for place, key in enumerate([k for k in keys if k != top], start=2):
+            page.get_by_test_id(f"rank-{key}").select_option(str(place))
+        assert _submit(page) == "pending"  # as any ranking's, until others answer
+        page.get_by_test_id("quest-next").click()
+    expect(page.get_by_test_id("quest-item")).to_have_attribute("data-item-id", str(ordinary.id))
+
+    tasks.refresh_reliabilities()
+    page.goto(url + "/me/")
+    outcomes = page.get_by_test_id("outcome").all_inner_texts()
+    assert outcomes == ["checked against a known answer: right"] * 3
+    expect(page.get_by_test_id("xp-pending")).to_have_text("0")
+    assert int(page.get_by_test_id("xp-settled").inner_text()) > 0
 
 
 @pytest.fixture
