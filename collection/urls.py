@@ -1,6 +1,6 @@
 """Quests, the game's rules and boards, and the contributor profile."""
 
-from django.urls import path
+from django.urls import include, path
 
 from collection import anomaly_views, dataset_views, views
 from collection.api import api as researcher_api
@@ -74,4 +74,5 @@ urlpatterns = [
         {"file_type": "parquet"},
         name="dataset-download-parquet",
     ),
+    path("training/", include("collection.training.urls")),
 ]

@@ -87,6 +87,13 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "datasets/v/<int:version_id>/delete/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/<slug:export_format>.jsonl": (401, 404, 404, 404),
     "datasets/v/<int:version_id>/<slug:export_format>.parquet": (401, 404, 404, 404),
+    # Fine-tuning jobs: staff with the job permissions (a superuser here); {job_id} names none.
+    "training/": (ADMIN_LOGIN, ADMIN_LOGIN, 200, ADMIN_LOGIN),
+    "training/launch/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "training/<int:job_id>/": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
+    "training/<int:job_id>/cancel/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "training/<int:job_id>/resume/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "training/<int:job_id>/promote/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     # The researcher API: a token (with the scope) or nothing, a session included; its schema is
     # public.
     "api/v1/": (404, 404, 404, 404),
@@ -117,6 +124,10 @@ POST: dict[str, tuple[dict[str, Any], tuple[Expected, Expected, Expected, Expect
         {"decision": "release"},
         (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     ),
+    "training/launch/": ({"method": "sft"}, (ADMIN_LOGIN, ADMIN_LOGIN, 400, ADMIN_LOGIN)),
+    "training/<int:job_id>/cancel/": ({}, (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN)),
+    "training/<int:job_id>/resume/": ({}, (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN)),
+    "training/<int:job_id>/promote/": ({}, (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN)),
 }
 
 # The admin: staff only. Others are sent to its login page; staff get a page, a redirect within

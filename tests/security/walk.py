@@ -68,6 +68,7 @@ def path_values(world: dict[str, Any], battle: Battle) -> dict[str, str]:
         "hold_id": "987654",
         "version_id": "987654",
         "filter_id": "987654",
+        "job_id": "987654",
         "export_format": "sft",
         "app_label": "arena",
         "url": "no-such-admin-page/",
