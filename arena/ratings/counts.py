@@ -66,6 +66,21 @@ class PairCounts:
         )
         return _build(names, a, b, outcome, count_arr, weight_arr, count_arr * mean_w**2)
 
+    @classmethod
+    def from_codes(
+        cls,
+        models: Sequence[str],
+        a: IntArray,
+        b: IntArray,
+        outcome: np.ndarray,
+        count: FloatArray,
+    ) -> PairCounts:
+        """Build from arrays: each row's model indices into ``models``, its outcome code
+        (``WINNER_CODES``) and its count (weight 1 per battle); rows may repeat a key. The
+        vectorised form of ``from_rows`` for callers that keep counts as arrays."""
+        count = np.asarray(count, dtype=np.float64)
+        return _build(tuple(models), a, b, outcome, count, count, count)
+
     @property
     def battles(self) -> FloatArray:
         """Battles per model (raw counts, all outcomes)."""
