@@ -25,6 +25,13 @@ streaming, output written streaming):
   export_peak_mb      peak RSS while the streaming steps (normalize,pii,lang,toxicity,quality)
                       read the rows and write the output JSONL: the export path, with no
                       global index held
+Measured in this process on the first ``--sharded-rows`` rows (the keys are held in memory):
+  neardup_sharded_keys_rows_per_cpu_s   the per-shard part of sharded near-dedup (shingles,
+                      MinHash signatures, serialised as the shards store them): it scales with
+                      the pipeline workers
+  neardup_global_pass_rows_per_cpu_s    the one global LSH pass over every shard's signatures
+                      in input order: the serial part, which bounds what more workers add
+  neardup_sharded_same_as_stream        the sharded run dropped exactly the rows one stream did
 The last stdout line is one JSON object with every figure.
 """
 
@@ -56,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 
 from collection.pipeline import Log, build_steps, stream  # noqa: E402
 from collection.pipeline.dedup import shingles  # noqa: E402
+from collection.pipeline.shards import decide  # noqa: E402
 
 ALL_STEPS = ["normalize", "dedup", "neardup", "pii", "lang", "toxicity", "quality"]
 EXPORT_STEPS = ["normalize", "pii", "lang", "toxicity", "quality"]
@@ -308,6 +316,27 @@ def time_step(
     return kept, log, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def sharded_neardup(rows: list[dict[str, Any]], shard_rows: int = 2000) -> dict[str, Any]:
+    """Near-dedup as the product runs it in shards: signatures per shard, then the global pass;
+    compared with one stream over the same rows."""
+    step = build_steps(["neardup"])[0]
+    _, log, _, _ = time_step("neardup", rows)
+    shards = [rows[i : i + shard_rows] for i in range(0, len(rows), shard_rows)]
+    cpu = time.process_time()
+    keys = [[[r["id"], k] for r, k in zip(s, step.keys(s), strict=True)] for s in shards]
+    keys_cpu = time.process_time() - cpu
+    cpu = time.process_time()
+    drops = decide(step, lambda: keys)
+    pass_cpu = time.process_time() - cpu
+    dropped = {shards[i][int(j)]["id"] for i, d in enumerate(drops) for j in d}
+    return {
+        "neardup_sharded_rows": len(rows),
+        "neardup_sharded_keys_rows_per_cpu_s": round(len(rows) / keys_cpu),
+        "neardup_global_pass_rows_per_cpu_s": round(len(rows) / pass_cpu),
+        "neardup_sharded_same_as_stream": dropped == {e.id for e in log.dropped()},
+    }
+
+
 def run_cli(
     steps: list[str], source: Path, workdir: Path
 ) -> tuple[float, float, float, dict[str, Any]]:
@@ -364,6 +393,7 @@ def main() -> None:
     p.add_argument("--pii-rate", type=float, default=0.05)
     p.add_argument("--skip-cli", action="store_true", help="in-process figures only")
     p.add_argument("--cli-only", action="store_true", help="command-line figures only")
+    p.add_argument("--sharded-rows", type=int, default=200_000, help="0: no sharded figures")
     args = p.parse_args()
     out: dict[str, Any] = {"rows": args.rows, "cpus": os.cpu_count()}
 
@@ -395,6 +425,11 @@ def main() -> None:
             out["pii_missed_by_kind"] = missed
             del by_id
         del kept, log
+
+    if args.sharded_rows and not args.cli_only:
+        out.update(sharded_neardup(rows[: args.sharded_rows]))
+        print(f"sharded near-dedup: {out['neardup_global_pass_rows_per_cpu_s']} rows/s in the"
+              " global pass", file=sys.stderr)  # fmt: skip
 
     if not args.skip_cli:
         with tempfile.TemporaryDirectory() as tmp:
