@@ -330,3 +330,8 @@ QUEST_GOLD_RATE = _env_fraction("LUDUS_QUEST_GOLD_RATE", 0.1)
 QUEST_ONBOARDING_GOLD = _env_count("LUDUS_QUEST_ONBOARDING_GOLD", 3)
 QUEST_RELIABILITY_MIN = _env_fraction("LUDUS_QUEST_RELIABILITY_MIN", 0.6)
 QUEST_ANSWERS_PER_DAY = _env_count("LUDUS_QUEST_ANSWERS_PER_DAY", 200)
+
+
+# Fine-tuning jobs: a job whose judge win rate against its base reaches this is promoted into the
+# arena without staff (0: staff promote every model).
+FINETUNE_PROMOTE_WIN_RATE = _env_fraction("LUDUS_FINETUNE_PROMOTE_WIN_RATE", 0.0)

@@ -268,11 +268,11 @@ def _run(job_id: int, stop_at_step: int | None) -> FinetuneJob | None:
             current.finished_at = timezone.now()
             current.save(update_fields=["metrics", "state", "finished_at"])
         # Promoted without staff when the judge's win rate reaches the configured threshold.
-        threshold = getattr(settings, "FINETUNE_PROMOTE_WIN_RATE", None)
+        threshold = settings.FINETUNE_PROMOTE_WIN_RATE
         rate = metrics.get("judge_win_rate")
         if (
             current.state == JobState.DONE
-            and threshold is not None
+            and threshold > 0
             and rate is not None
             and rate >= threshold
         ):

@@ -126,8 +126,12 @@ def test_it_refuses_a_bad_launch_and_stores_nothing(
 
 
 def test_it_gates_with_a_judge_in_both_orders_storing_every_verdict(
-    version: DatasetVersion, hub: dict[str, Model], django_capture_on_commit_callbacks: Any
+    version: DatasetVersion,
+    hub: dict[str, Model],
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
 ) -> None:
+    settings.FINETUNE_PROMOTE_WIN_RATE = 0.5  # promoted without staff from half the verdicts
     with django_capture_on_commit_callbacks(execute=False):
         job = services.job_create(
             version=version,
@@ -139,7 +143,9 @@ def test_it_gates_with_a_judge_in_both_orders_storing_every_verdict(
     finetune_run(job.id)
 
     job.refresh_from_db()
-    assert job.state == JobState.DONE, job.error
+    rate = job.metrics["judge_win_rate"]
+    assert job.state == (JobState.PROMOTED if rate >= 0.5 else JobState.DONE), job.error
+    assert (job.promoted_model is not None) == (rate >= 0.5)
     verdicts = list(job.verdicts.all())
     prompts = min(FAST["judge_prompts"], job.metrics["heldout_records"])
     assert len(verdicts) == 2 * prompts
