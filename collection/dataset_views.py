@@ -24,6 +24,7 @@ from arena.apitokens import researcher_access
 from collection import datasets, exports, review, roles, shards
 from collection.models import Dataset, DatasetVersion, ReviewKind, ReviewStatus, VersionStatus
 
+PAGE_ITEMS = 50
 FILE_TYPES = {
     "jsonl": "application/x-ndjson; charset=utf-8",
     "parquet": "application/vnd.apache.parquet",
@@ -193,9 +194,12 @@ def _back(request: HttpRequest) -> HttpResponse:
 
 def _review_render(request: HttpRequest, params: dict[str, str], status: int = 200) -> HttpResponse:
     review.review_queue_sync()
-    items = list(review.review_items(params=params)[:200])
+    matching = review.review_items(params=params)
+    # A page of items, each read with its battle's transcript (one query each): the oldest first.
+    items = list(matching[:PAGE_ITEMS])
     context = {
         "items": [(item, review.review_transcript(item=item)) for item in items],
+        "total": matching.count(),
         "params": params,
         "statuses": [("", "Waiting"), *[(s.value, s.label) for s in ReviewStatus], ("all", "All")],
         "kinds": ReviewKind.choices,
