@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from collection import anomaly_views, dataset_views, views
+from collection import anomaly_views, augment_views, dataset_views, views
 from collection.api import api as researcher_api
 
 urlpatterns = [
@@ -62,6 +62,21 @@ urlpatterns = [
         "datasets/v/<int:version_id>/delete/",
         dataset_views.version_delete,
         name="dataset-version-delete",
+    ),
+    path(
+        "datasets/v/<int:version_id>/resume/",
+        augment_views.version_resume,
+        name="dataset-version-resume",
+    ),
+    path(
+        "datasets/v/<int:version_id>/augment/",
+        augment_views.version_augment,
+        name="dataset-augment",
+    ),
+    path(
+        "datasets/v/<int:version_id>/augmentations/<int:job_id>.jsonl",
+        augment_views.augmentation_download,
+        name="dataset-augmentation-download",
     ),
     path(
         "datasets/v/<int:version_id>/<slug:export_format>.jsonl",

@@ -3,9 +3,12 @@ orders, every synthetic row marked with the model and the prompt that made it.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from collection import augment, datasets
 from collection.models import (
@@ -133,3 +136,36 @@ def test_it_judges_a_battles_two_sides_and_refuses_what_it_cannot_run(
     orders = [j["order"] for j in rows[0]["judgements"]]
     assert orders == [["side-a", "side-b"], ["side-b", "side-a"]]
     assert all(len(r["synthetic"]["generation"]) == 2 for r in rows)
+
+
+def test_it_lets_staff_augment_from_the_version_page_and_download_the_rows(
+    upstream: Any, celery_worker: str, alice: User, bob: User
+) -> None:
+    Model.objects.update(enabled=False)
+    a, b = _served(upstream, "side-a", "fake"), _served(upstream, "side-b", "fake")
+    version = _frozen_version((a, b))
+    _served(upstream, "parrot", "fake-say")
+    alice.is_superuser = True  # holds every curation permission
+    alice.save()
+    staff, contributor = Client(), Client()
+    staff.force_login(alice)
+    contributor.force_login(bob)
+    url = f"/datasets/v/{version.id}/augment/"
+    form = {"kinds": ["paraphrase"], "paraphrase_model": "parrot", "limit": "1"}
+    assert 'id="augment-form"' in staff.get(f"/datasets/v/{version.id}/").content.decode()
+    assert contributor.post(url, form).status_code == 302  # to the admin's login
+    assert staff.post(url, {**form, "kinds": ["shout"]}).status_code == 400
+    assert staff.post(url, {**form, "paraphrase_model": "nobody"}).status_code == 400
+    assert not Augmentation.objects.exists()
+
+    assert staff.post(url, form)["Location"] == f"/datasets/v/{version.id}/"
+
+    job = _done(Augmentation.objects.get())
+    download = staff.get(f"/datasets/v/{version.id}/augmentations/{job.id}.jsonl")
+    lines = b"".join(download.streaming_content).decode().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1
+    row = json.loads(lines[0])
+    assert row["synthetic"]["kind"] == "paraphrase" and row["synthetic"]["model"] == "parrot"
+    assert (
+        contributor.get(f"/datasets/v/{version.id}/augmentations/{job.id}.jsonl").status_code == 302
+    )

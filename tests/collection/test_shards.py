@@ -173,3 +173,35 @@ def test_it_resumes_after_a_killed_worker_without_redoing_finished_shards(
     assert set(
         DatasetShard.objects.filter(run__version=version).values_list("runs", flat=True)
     ) == {1}
+
+
+def test_it_lets_staff_resume_an_interrupted_freeze(
+    alice: User, bob: User, redis_conn: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    _arena()
+    with django_capture_on_commit_callbacks(execute=False):
+        version = datasets.dataset_version_create(dataset=_dataset(), shard_rows=3)
+    from collection import shards
+
+    shards.dataset_version_freeze(version_id=version.id, units=3)  # then its worker stopped
+    alice.is_superuser = True
+    alice.save()
+    staff, contributor = Client(), Client()
+    staff.force_login(alice)
+    contributor.force_login(bob)
+    redis_conn.delete(datasets.PIPELINE_QUEUE)
+    assert contributor.post(f"/datasets/v/{version.id}/resume/").status_code == 302  # to login
+    assert redis_conn.llen(datasets.PIPELINE_QUEUE) == 0
+    assert "Resume the freeze" in staff.get(f"/datasets/v/{version.id}/").content.decode()
+
+    response = staff.post(f"/datasets/v/{version.id}/resume/")
+
+    assert response["Location"] == f"/datasets/v/{version.id}/"
+    assert redis_conn.llen(datasets.PIPELINE_QUEUE) == 1  # the freeze, for a pipeline worker
+    redis_conn.delete(datasets.PIPELINE_QUEUE)
+    tasks.dataset_freeze(version.id)  # what that worker runs
+    version.refresh_from_db()
+    assert version.status == VersionStatus.DONE
+    assert version.content_hash == datasets.manifest_hash(version.manifest)
+    runs = DatasetShard.objects.filter(run__version=version).values_list("runs", flat=True)
+    assert set(runs) == {1}

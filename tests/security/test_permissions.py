@@ -85,6 +85,14 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "datasets/v/<int:version_id>/datasheet.md": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/manifest.json": (401, 404, 404, 404),
     "datasets/v/<int:version_id>/delete/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/v/<int:version_id>/resume/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/v/<int:version_id>/augment/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/v/<int:version_id>/augmentations/<int:job_id>.jsonl": (
+        ADMIN_LOGIN,
+        ADMIN_LOGIN,
+        404,
+        ADMIN_LOGIN,
+    ),
     "datasets/v/<int:version_id>/<slug:export_format>.jsonl": (401, 404, 404, 404),
     "datasets/v/<int:version_id>/<slug:export_format>.parquet": (401, 404, 404, 404),
     # Fine-tuning jobs: staff with the job permissions (a superuser here); {job_id} names none.
@@ -124,6 +132,8 @@ POST: dict[str, tuple[dict[str, Any], tuple[Expected, Expected, Expected, Expect
         {"decision": "release"},
         (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     ),
+    "datasets/v/<int:version_id>/resume/": ({}, (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN)),
+    "datasets/v/<int:version_id>/augment/": ({}, (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN)),
     "training/launch/": ({"method": "sft"}, (ADMIN_LOGIN, ADMIN_LOGIN, 400, ADMIN_LOGIN)),
     "training/<int:job_id>/cancel/": ({}, (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN)),
     "training/<int:job_id>/resume/": ({}, (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN)),
