@@ -281,16 +281,24 @@ def reliabilities_refresh(*, recent: int = RECENT_ANSWERS) -> Refresh:
     """Re-estimate every contributor's reliability from their recent answers, store it, then
     resolve answered gold items' XP and release held XP that now clears the bar."""
     found = estimates(answers_read(recent=recent))
+    rows = [
+        Reliability(
+            user_id=user,
+            value=est.value,
+            gold_answered=est.gold_answered,
+            gold_right=est.gold_right,
+            rankings=est.rankings,
+            labels=est.labels,
+            alpha=est.alpha,
+        )
+        for user, est in found.items()
+    ]
+    fields = ["value", "gold_answered", "gold_right", "rankings", "labels", "alpha", "updated_at"]
     with transaction.atomic():
-        for user, est in found.items():
-            Reliability.objects.update_or_create(
-                user_id=user,
-                defaults={
-                    "value": est.value, "gold_answered": est.gold_answered,
-                    "gold_right": est.gold_right, "rankings": est.rankings,
-                    "labels": est.labels, "alpha": est.alpha,
-                },
-            )  # fmt: skip
+        Reliability.objects.bulk_create(
+            rows, batch_size=1000, update_conflicts=True, unique_fields=["user"],
+            update_fields=fields,
+        )  # fmt: skip
         gold = _gold_resolve()
         released = _holds_release()
     return Refresh(contributors=len(found), gold_resolved=gold, released=released)
