@@ -19,6 +19,10 @@ app.conf.task_queues = [
     Queue(name) for name in ("default", "pipeline", "train", *GENERATION_QUEUES)
 ]
 app.conf.task_default_queue = "default"
+# A running task keeps running when the broker connection drops (Celery 6 is to cancel every
+# late-acknowledged one instead): an answer streams through Redis Streams and PostgreSQL, not the
+# broker, and a redelivered message claims nothing that is no longer queued.
+app.conf.worker_cancel_long_running_tasks_on_connection_loss = False
 app.conf.task_routes = {
     "modelhub.tasks.*": {"queue": "default"},
     "collection.training.tasks.*": {"queue": "train"},
