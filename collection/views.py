@@ -3,6 +3,7 @@ visitors are sent to log in."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -149,6 +150,9 @@ def rules_page(request: HttpRequest) -> HttpResponse:
         "badges": rules.BADGES,
         "lease_minutes": rules.LEASE_SECONDS // 60,
         "labels": rules.LABELS,
+        "reliability_min": settings.QUEST_RELIABILITY_MIN,
+        "quest_budget": settings.QUEST_ANSWERS_PER_DAY,
+        "vote_budget": settings.ARENA_VOTES_PER_DAY,
     }
     return render(request, "collection/rules.html", context)
 

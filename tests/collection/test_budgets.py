@@ -51,3 +51,13 @@ def test_it_shows_no_budget_when_none_is_set(bob: Any, settings: Any) -> None:
     body = _client(bob).get("/me/").content.decode()
     assert 'data-testid="quests-left">no limit on<' in body
     assert 'data-testid="votes-left">no limit on<' in body
+
+
+def test_it_states_the_budgets_and_the_accuracy_rules_on_the_public_rules_page(
+    settings: Any,
+) -> None:
+    settings.QUEST_ANSWERS_PER_DAY, settings.ARENA_VOTES_PER_DAY = 150, 400
+    settings.QUEST_RELIABILITY_MIN = 0.65
+    body = Client().get("/quests/rules/").content.decode()
+    assert "150 quest answers" in body and "400 arena votes" in body
+    assert "below 0.65" in body and "Some items have known answers" in body
