@@ -68,7 +68,7 @@ def test_it_weights_consensus_and_xp_by_reliability_and_holds_unreliable_xp(
             user_id=user.pk, assignment_id=assignment.id, data=answer_for("rank", first=first)
         )
     item.refresh_from_db()
-    assert item.consensus["top"] == "a"
+    assert item.consensus is not None and item.consensus["top"] == "a"
     entry = {
         e.user.username: e for e in XpEntry.objects.filter(assignment__item=item).select_related()
     }
@@ -104,7 +104,7 @@ def _simulated_rank_answers(
     """Each contributor ranks every item of two replies; the right reply is "a". Honest and
     careless contributors are right with their accuracy, spammers at random, and a coordinated
     group always puts "b" first."""
-    rows = []
+    rows: list[tuple[int, int, int, str, dict[str, Any]]] = []
     for item in range(items):
         for user, acc in accuracy.items():
             right = user not in coordinated and rng.random() < acc
