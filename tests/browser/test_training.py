@@ -1,0 +1,106 @@
+"""Staff launch a fine-tuning job from its page, watch its loss curve grow while a train worker
+trains it, and promote the model into the arena."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from django.conf import settings
+from playwright.sync_api import Page, expect
+
+from collection.models import DatasetVersion, FinetuneJob, JobState
+from ludus_dev.fake_upstream import free_port
+from modelhub.models import Model
+from modelhub.selectors import models_available
+from tests.factories import PASSWORD, UserFactory
+from tests.helpers import ROOT, database_url_for_tests, start_worker, stop_worker
+from tests.training.conftest import BASE, JUDGE, hub, version, zoo_dir  # noqa: F401
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def own_site(hub: dict[str, Model], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:  # noqa: F811
+    """The web and a train worker whose models and data directories are this test's own."""
+    monkeypatch.setenv("LUDUS_MODELS_DIR", str(settings.MODELS_DIR))
+    monkeypatch.setenv("LUDUS_DATA_DIR", str(settings.DATA_DIR))
+    worker, _ = start_worker(queues="train", concurrency=1)
+    port = free_port()
+    env = dict(os.environ) | {
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "LUDUS_SECURE_COOKIES": "0",
+        "DATABASE_CONN_MAX_AGE": "0",
+    }
+    env.pop("PYTEST_XDIST_WORKER", None)
+    web = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert web.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        web.terminate()
+        web.wait(10)
+        stop_worker(worker)
+
+
+def _points(page: Page) -> int:
+    curve = page.locator("#loss-curve polyline")
+    return int(curve.get_attribute("data-points") or 0) if curve.count() else 0
+
+
+def test_it_lets_staff_launch_watch_and_promote_a_job(
+    page: Page,
+    own_site: str,
+    version: DatasetVersion,  # noqa: F811
+) -> None:
+    UserFactory.create(username="trainer", is_staff=True, is_superuser=True)
+    page.goto(own_site + "/accounts/login/?next=/training/")
+    page.fill("#id_username", "trainer")
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_label("Dataset version").select_option(label=str(version))
+    page.get_by_label("Method").select_option("sft")
+    page.get_by_label("Base model").select_option(BASE)
+    page.get_by_label("Judge (optional)").select_option(JUDGE)
+    hyperparameters = {"max_steps": 150, "save_steps": 50, "test_fraction": 0.25}
+    page.get_by_label("Hyperparameters").fill(json.dumps(hyperparameters | {"judge_prompts": 2}))
+    page.get_by_role("button", name="Launch").click()
+
+    expect(page.get_by_test_id("job-state")).to_have_text("Training", timeout=60_000)
+    deadline = time.monotonic() + 60
+    while (seen := _points(page)) < 1 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    first = seen
+    while (seen := _points(page)) <= first and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert 1 <= first < seen  # the curve grew on the open page, without a reload
+
+    expect(page.get_by_test_id("job-state")).to_have_text("Trained and evaluated", timeout=120_000)
+    expect(page.locator("#gate")).to_contain_text("Held-out loss after")
+    expect(page.locator("#verdicts tbody tr")).to_have_count(4)
+    page.get_by_role("button", name="Promote into the arena").click()
+    expect(page.get_by_test_id("promoted")).to_contain_text(f"{BASE}-ft")
+
+    job = FinetuneJob.objects.get()
+    assert job.state == JobState.PROMOTED and job.step == 150
+    assert job.promoted_model in models_available()
