@@ -456,6 +456,106 @@ class SavedReviewFilter(models.Model):
         return f"{self.name} ({self.user_id})"
 
 
+# -- quality control: gold items, reliabilities, held XP -------------------------------------------
+
+
+GOLD_TYPES = ("rank", "image", "label")
+
+
+class GoldItem(models.Model):
+    """An item whose right answer staff know (a reply with a planted factual error, an answer that
+    ignores the image, broken code; a label that must be given). Never routed as it is: each time
+    the router picks one for a contributor it makes a fresh QuestItem copy (GoldCopy), so a gold
+    item looks like any other on the page, with an ID from the same sequence, once per person.
+
+    ``answer``: rank and image quests ``{"top": "<reply key>"}`` (or ``{"all_bad": true}``); label
+    quests ``{"labels": [...], "rating": 1-5}``: right when every listed label is given and the
+    rating is within one of it."""
+
+    type = models.CharField(max_length=10, choices=[(t, QuestType(t).label) for t in GOLD_TYPES])
+    prompt = models.TextField()
+    replies = models.JSONField(default=list, help_text='[{"key": "a", "text": "..."}, ...]')
+    # Image quests: the battle whose image the replies describe.
+    battle = models.ForeignKey(
+        "arena.Battle", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    answer = models.JSONField(
+        help_text='{"top": "b"} or {"labels": ["factual_error"], "rating": 1}'
+    )
+    note = models.CharField(max_length=200, blank=True, help_text="What is planted (staff only).")
+    name = models.SlugField(max_length=80, unique=True, help_text="A stable name (seeding).")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"gold {self.type} {self.name}"
+
+
+class GoldCopy(models.Model):
+    """The copy of a gold item served to one contributor, and whether they got it right (null
+    until they answer). The copy's QuestItem is CLOSED from the start, so the router never offers
+    it to anyone else, and a skipped or expired lease gives no slot back."""
+
+    item = models.OneToOneField(QuestItem, on_delete=models.CASCADE, related_name="gold_copy")
+    gold = models.ForeignKey(GoldItem, on_delete=models.CASCADE, related_name="copies")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # The gold answer in this copy's reply keys (the copy shuffles the replies).
+    answer = models.JSONField()
+    right = models.BooleanField(null=True, blank=True)
+    # Whether the refresh has settled or reversed its XP yet.
+    resolved = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["gold", "user"], name="gold_copy_once_per_user"),
+        ]
+        indexes = [
+            models.Index(fields=["user"], name="gold_copy_unresolved", condition=Q(resolved=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gold_id} for {self.user_id}: {self.right}"
+
+
+class Reliability(models.Model):
+    """One contributor's reliability: the chance their answer agrees with the truth, estimated
+    from gold items and agreement with others (Crowd-BT on rankings, Dawid-Skene on labels), and
+    Krippendorff's alpha of the items they answered. Rewritten by each refresh."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reliability"
+    )
+    value = models.FloatField()
+    gold_answered = models.PositiveIntegerField(default=0)
+    gold_right = models.PositiveIntegerField(default=0)
+    rankings = models.PositiveIntegerField(default=0)
+    labels = models.PositiveIntegerField(default=0)
+    # Counted arena votes of the period read (agreement with the board's model, Crowd-BT).
+    votes = models.PositiveIntegerField(default=0)
+    alpha = models.FloatField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.value:.2f}"
+
+
+class XpHold(models.Model):
+    """XP that consensus or a gold check would settle, held pending while its owner's reliability
+    is below the bar; the refresh settles it once the reliability clears the bar."""
+
+    entry = models.OneToOneField(XpEntry, on_delete=models.CASCADE, related_name="hold")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    resolution = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"hold on {self.entry_id}"
+
+
 # -- sharded pipeline runs and augmentation ---------------------------------------------------
 
 

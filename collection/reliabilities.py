@@ -13,8 +13,11 @@ would reward whoever gives none), and its rating's bucket (low, mid, high); Dawi
 confusion matrix per contributor on those, with gold items' known answers clamped, and its
 expected accuracy is the reliability.
 
-A contributor's reliability is the mean of the two, weighted by how many answers of each kind
-they gave.
+Arena votes: each account's counted votes of the last week against the board's Bradley-Terry
+model (Crowd-BT again, the strengths fitted on all the period's votes).
+
+A contributor's reliability is the mean of the three, weighted by how many answers (decisive
+votes) of each kind they gave.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -30,7 +34,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from arena.ratings.battles import A_WINS, Battles
+from arena.leaderboard import selectors as leaderboard_selectors
+from arena.ratings import counts_from_battles, fit_bt, load_battles
+from arena.ratings.battles import A_WINS, B_WINS, Battles
+from arena.ratings.bt import DEFAULT_PRIOR
 from collection import services
 from collection.models import (
     Assignment,
@@ -45,8 +52,10 @@ from collection.models import (
 from collection.quality import dawid_skene, krippendorff_alpha
 from collection.quality import reliability as crowd_bt
 
-# The most recent answers read per refresh: a bounded cost at any history.
+# The most recent answers read per refresh, and the period of counted arena votes: a bounded
+# cost at any history.
 RECENT_ANSWERS = 50_000
+VOTE_WINDOW = timedelta(days=7)
 PAIRWISE = (QuestType.RANK, QuestType.IMAGE)
 
 
@@ -86,6 +95,7 @@ class Estimate:
     rankings: int
     labels: int
     alpha: float | None
+    votes: int = 0
 
 
 def _pairwise(answers: Answers) -> tuple[dict[int, float], dict[int, int]]:
@@ -211,8 +221,44 @@ def _alpha_per_user(answers: Answers) -> dict[int, float | None]:
     return out
 
 
-def estimates(answers: Answers) -> dict[int, Estimate]:
-    """One estimate per contributor who answered a ranking, label or gold item."""
+@dataclass(frozen=True)
+class VoteAgreement:
+    """Crowd-BT agreement of each account's counted arena votes with the board's model."""
+
+    eta: dict[int, float] = field(default_factory=dict)
+    votes: dict[int, int] = field(default_factory=dict)
+
+
+def vote_agreement(*, window: timedelta = VOTE_WINDOW) -> VoteAgreement:
+    """The counted votes of the period (read through the leaderboard's selectors, as the anomaly
+    scan reads them): Bradley-Terry strengths fitted on all of them, then each voter's chance of
+    agreeing with them (collection.quality's Crowd-BT EM). Accounts only: a browser session is
+    nobody's contributor profile."""
+    found = leaderboard_selectors.votes_for_review(since=timezone.now() - window)
+    if not found.rows:
+        return VoteAgreement()
+    battles = load_battles(found.rows, judges=True)
+    assert battles.judge is not None
+    voted = battles.select(battles.judge >= 0)
+    assert voted.judge is not None
+    theta = fit_bt(counts_from_battles(battles), prior=DEFAULT_PRIOR).theta
+    count = len(battles.judges)
+    eta = crowd_bt(voted, theta, voted.judge, count)
+    decisive = np.bincount(voted.judge[voted.outcome <= B_WINS], minlength=count)
+    out = VoteAgreement()
+    for k, judge in enumerate(battles.judges):
+        user_id, _session = found.voters.get(judge, (None, ""))
+        if user_id is not None and decisive[k] > 0:
+            out.eta[user_id] = float(eta[k])
+            out.votes[user_id] = int(decisive[k])
+    return out
+
+
+def estimates(answers: Answers, votes: VoteAgreement | None = None) -> dict[int, Estimate]:
+    """One estimate per contributor who answered a ranking, label or gold item, or cast a
+    decisive arena vote: the mean of their ranking, label and vote reliabilities, weighted by
+    how many of each they gave."""
+    votes = votes or VoteAgreement()
     pair, pair_n = _pairwise(answers)
     label, label_n = _labels(answers)
     alpha = _alpha_per_user(answers)
@@ -222,13 +268,17 @@ def estimates(answers: Answers) -> dict[int, Estimate]:
         gold_answered[user] += 1
         gold_right[user] += int(right)
     out = {}
-    for user in set(pair) | set(label):
+    for user in set(pair) | set(label) | set(votes.eta):
         n_pair, n_label = pair_n.get(user, 0), label_n.get(user, 0)
-        total = n_pair + n_label
-        value = (pair.get(user, 0.0) * n_pair + label.get(user, 0.0) * n_label) / total
+        n_votes = votes.votes.get(user, 0)
+        value = (
+            pair.get(user, 0.0) * n_pair
+            + label.get(user, 0.0) * n_label
+            + votes.eta.get(user, 0.0) * n_votes
+        ) / (n_pair + n_label + n_votes)
         out[user] = Estimate(
             value=value, gold_answered=gold_answered[user], gold_right=gold_right[user],
-            rankings=n_pair, labels=n_label, alpha=alpha.get(user),
+            rankings=n_pair, labels=n_label, alpha=alpha.get(user), votes=n_votes,
         )  # fmt: skip
     return out
 
@@ -280,7 +330,7 @@ class Refresh:
 def reliabilities_refresh(*, recent: int = RECENT_ANSWERS) -> Refresh:
     """Re-estimate every contributor's reliability from their recent answers, store it, then
     resolve answered gold items' XP and release held XP that now clears the bar."""
-    found = estimates(answers_read(recent=recent))
+    found = estimates(answers_read(recent=recent), vote_agreement())
     rows = [
         Reliability(
             user_id=user,
@@ -289,11 +339,15 @@ def reliabilities_refresh(*, recent: int = RECENT_ANSWERS) -> Refresh:
             gold_right=est.gold_right,
             rankings=est.rankings,
             labels=est.labels,
+            votes=est.votes,
             alpha=est.alpha,
         )
         for user, est in found.items()
     ]
-    fields = ["value", "gold_answered", "gold_right", "rankings", "labels", "alpha", "updated_at"]
+    fields = [
+        "value", "gold_answered", "gold_right", "rankings", "labels", "votes", "alpha",
+        "updated_at",
+    ]  # fmt: skip
     with transaction.atomic():
         Reliability.objects.bulk_create(
             rows, batch_size=1000, update_conflicts=True, unique_fields=["user"],

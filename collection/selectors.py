@@ -327,6 +327,7 @@ class ContributorQuality:
     gold_right: int
     rankings: int
     labels: int
+    votes: int
     alpha: float | None
     held: int
     updated_at: datetime
@@ -382,6 +383,7 @@ def quality_overview(*, limit: int = 500) -> QualityOverview:
             gold_right=r.gold_right,
             rankings=r.rankings,
             labels=r.labels,
+            votes=r.votes,
             alpha=r.alpha,
             held=held.get(r.user_id, 0),
             updated_at=r.updated_at,

@@ -9,6 +9,7 @@ urlpatterns = [
     path("quests/", views.quests_home, name="quests"),
     path("quests/rules/", views.rules_page, name="quest-rules"),
     path("quests/leaderboard/", views.contributor_leaderboard, name="contributor-leaderboard"),
+    path("quests/quality/", views.quality_page, name="quest-quality"),
     path("quests/a/<int:assignment_id>/submit/", views.quest_submit, name="quest-submit"),
     path("quests/a/<int:assignment_id>/skip/", views.quest_skip, name="quest-skip"),
     path("quests/i/<int:item_id>/draft/", views.quest_draft, name="quest-draft"),

@@ -145,3 +145,27 @@ def test_it_shows_agreement_per_quest_type_and_contributor_to_staff_only(
     body = _client(alice).get("/quests/quality/").content.decode()
     assert re.search(r'data-quest-type="label">.*?data-testid="alpha">1\.000<', body, re.S)
     assert 'data-username="bob"' in body and 'data-username="charlie"' in body
+
+
+def test_it_counts_arena_votes_against_the_boards_model_in_the_reliability() -> None:
+    from arena.models import Vote
+    from tests.factories import ModelFactory
+    from tests.leaderboard.votes import make_vote
+
+    strong, middle, weak = (ModelFactory.create() for _ in range(3))
+    honest = [UserFactory.create(username=f"voter{k}") for k in range(3)]
+    contrarian = UserFactory.create(username="contrarian")
+    pairs = [(strong, middle), (middle, weak), (strong, weak)]
+    rng = np.random.default_rng(0)
+    for user in [*honest, contrarian]:
+        for k in range(30):
+            better, worse = pairs[k % 3]
+            a, b = (better, worse) if k % 2 else (worse, better)
+            right = user != contrarian and rng.random() < 0.9
+            wins = better if right else worse
+            vote = make_vote(a, b, "a" if wins == a else "b")
+            Vote.objects.filter(id=vote.id).update(user=user, session_key="")
+    tasks.refresh_reliabilities()
+    stored = {r.user.username: r for r in Reliability.objects.select_related("user")}
+    assert stored["contrarian"].votes == 30 and stored["contrarian"].value < 0.4
+    assert min(stored[u.username].value for u in honest) > 0.7
