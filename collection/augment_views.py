@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from django import forms
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET, require_POST
@@ -25,7 +26,7 @@ def version_resume(request: HttpRequest, version_id: int) -> HttpResponse:
     if version.status == VersionStatus.DONE:
         messages.info(request, "This version is frozen already.")
     else:
-        shards.freeze_enqueue(version_id=version.id)
+        transaction.on_commit(lambda: shards.freeze_enqueue(version_id=version.id))
         messages.success(request, "Resumed: the pipeline workers go on from the shards done.")
     return redirect("dataset-version", version_id=version.id)
 
