@@ -273,8 +273,8 @@ VOTE_BUDGET_SPENT = (
 
 @require_POST
 def battle_vote_view(request: HttpRequest, battle_id: UUID) -> HttpResponse:
-    """The hot path: one rate-limit round trip to Redis, then one statement (lock, checks and
-    insert) in PostgreSQL."""
+    """The hot path: two round trips to Redis (the daily budget, then the per-minute limits),
+    then one statement (lock, checks and insert) in PostgreSQL."""
     form = VoteForm(request.POST)
     if not form.is_valid():
         return HttpResponse("Choose an answer.", status=400, content_type="text/plain")
