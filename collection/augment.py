@@ -50,8 +50,9 @@ JUDGE_PROMPT = (
     "Answer A:\n{a}\n\nAnswer B:\n{b}\n\n"
     "Which answer is better? Reply with exactly one of: A, B, tie."
 )
-# How long the job waits for the pool's replies to one round of requests.
+# How long the job waits for the pool's replies to one batch of requests, and the batch's size.
 WAIT_S = 900.0
+IN_FLIGHT = 64
 _VERDICT = re.compile(r"\b(A|B|tie)\b", re.IGNORECASE)
 
 
@@ -133,8 +134,14 @@ class _Request:
 
 
 def _ask(requests: Sequence[_Request]) -> None:
-    """Send the requests to the pool (committed, so the workers see them) and wait until every
-    reply is stored, finished or failed."""
+    """Send the requests to the pool (committed, so the workers see them), ``IN_FLIGHT`` at a
+    time so that the arena's own requests still find room, and wait until every reply is stored,
+    finished or failed."""
+    for start in range(0, len(requests), IN_FLIGHT):
+        _ask_batch(requests[start : start + IN_FLIGHT])
+
+
+def _ask_batch(requests: Sequence[_Request]) -> None:
     if not requests:
         return
     with transaction.atomic():

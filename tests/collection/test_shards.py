@@ -16,7 +16,7 @@ from collection.pipeline import apply, build_steps
 from collection.pipeline.shards import run_sharded
 from tests.collection.dataset_helpers import battle_vote
 from tests.factories import ModelFactory
-from tests.helpers import start_worker, wait_for
+from tests.helpers import start_worker, stop_worker, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -209,3 +209,26 @@ def test_it_lets_staff_resume_an_interrupted_freeze(
     assert version.content_hash == datasets.manifest_hash(version.manifest)
     runs = DatasetShard.objects.filter(run__version=version).values_list("runs", flat=True)
     assert set(runs) == {1}
+
+
+@pytest.mark.django_db(transaction=True)  # the workers read committed rows
+def test_it_freezes_with_several_workers_taking_shards_at_once() -> None:
+    _arena(many=40)
+    dataset = _dataset(["normalize", "dedup", "neardup", "pii", "downsample", "quality"])
+    workers = [start_worker(queues="pipeline", concurrency=2)[0] for _ in range(2)]
+    try:
+        version = datasets.dataset_version_create(dataset=dataset, shard_rows=3)
+        wait_for(
+            lambda: DatasetVersion.objects.get(id=version.id).status == VersionStatus.DONE,
+            timeout=120,
+        )
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+    version.refresh_from_db()
+    assert version.content_hash == datasets.manifest_hash(version.manifest)
+    assert version.rows_read == 50 and version.row_count == 48  # the copy and the near-copy
+    shards = DatasetShard.objects.filter(run__version=version)
+    # 17 shards in five stages: the sources, then normalize + dedup's keys, near-dedup's keys,
+    # pii + down-sampling's keys, quality.
+    assert shards.count() == 17 * 5 and set(shards.values_list("runs", flat=True)) == {1}
