@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from collection.pipeline import Log, build_steps, stream  # noqa: E402
-from collection.pipeline.dedup import shingles  # noqa: E402
+from collection.pipeline.dedup import NearDedup, shingles  # noqa: E402
 from collection.pipeline.shards import decide  # noqa: E402
 
 ALL_STEPS = ["normalize", "dedup", "neardup", "pii", "lang", "toxicity", "quality"]
@@ -319,7 +319,7 @@ def time_step(
 def sharded_neardup(rows: list[dict[str, Any]], shard_rows: int = 2000) -> dict[str, Any]:
     """Near-dedup as the product runs it in shards: signatures per shard, then the global pass;
     compared with one stream over the same rows."""
-    step = build_steps(["neardup"])[0]
+    step = NearDedup()
     _, log, _, _ = time_step("neardup", rows)
     shards = [rows[i : i + shard_rows] for i in range(0, len(rows), shard_rows)]
     cpu = time.process_time()
