@@ -146,12 +146,34 @@ def job_cancel(*, job_id: int) -> FinetuneJob:
     return job
 
 
+def job_is_training(*, job_id: int) -> bool:
+    """Whether a live process holds the job's run lock (a dead one's lock went with it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+            " AND classid = %s AND objid = %s AND objsubid = 2 AND granted)",
+            [RUN_LOCK, job_id],
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def job_is_orphaned(job: FinetuneJob) -> bool:
+    """A job left running or evaluating by a worker that died: no process trains it. The broker
+    gives its task back after the visibility timeout; staff may resume it sooner."""
+    return job.state in (JobState.RUNNING, JobState.EVALUATING) and not job_is_training(
+        job_id=job.id
+    )
+
+
 def job_resume(*, job_id: int) -> FinetuneJob:
-    """Put a cancelled or failed job back in the queue; it goes on from its last checkpoint."""
+    """Put a cancelled, failed or orphaned job back in the queue; it goes on from its last
+    checkpoint."""
     with transaction.atomic():
         job = FinetuneJob.objects.select_for_update().get(id=job_id)
-        if job.state not in (JobState.CANCELLED, JobState.FAILED):
-            raise JobError("Only a cancelled or failed job can be resumed.")
+        if job.state not in (JobState.CANCELLED, JobState.FAILED) and not job_is_orphaned(job):
+            raise JobError(
+                "Only a cancelled or failed job, or one whose worker died, can be resumed."
+            )
         job.state = JobState.QUEUED
         job.error = ""
         job.finished_at = None

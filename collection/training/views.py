@@ -102,7 +102,8 @@ def job_page(request: HttpRequest, job_id: int) -> HttpResponse:
         "verdicts": job.verdicts.all() if job.state in (JobState.DONE, JobState.PROMOTED) else [],
         "can_change": request.user.has_perm(CHANGE),
         "can_cancel": job.state in (JobState.QUEUED, JobState.RUNNING, JobState.EVALUATING),
-        "can_resume": job.state in (JobState.CANCELLED, JobState.FAILED),
+        "can_resume": job.state in (JobState.CANCELLED, JobState.FAILED)
+        or services.job_is_orphaned(job),
         "can_promote": job.state == JobState.DONE,
     }
     if request.htmx:  # type: ignore[attr-defined]

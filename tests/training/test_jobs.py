@@ -75,6 +75,7 @@ def test_it_resumes_a_killed_lora_dpo_job_from_its_last_checkpoint(
     services.job_run(job_id=job.id, stop_at_step=2)  # the worker dies after step 2's checkpoint
     job.refresh_from_db()
     assert job.state == JobState.RUNNING and job.step == 2
+    assert services.job_is_orphaned(job)  # no process holds its run lock
     assert (Path(job.output_dir) / "checkpoints" / "checkpoint-2").is_dir()
     assert not (Path(job.output_dir) / "model").exists()
 
@@ -166,5 +167,10 @@ def test_it_leaves_a_job_that_another_process_trains_alone(
 
         job.refresh_from_db()
         assert job.state == JobState.QUEUED and job.step == 0
+        assert services.job_is_training(job_id=job.id)
+        FinetuneJob.objects.filter(id=job.id).update(state=JobState.RUNNING)
+        job.refresh_from_db()
+        with pytest.raises(services.JobError, match="whose worker died"):
+            services.job_resume(job_id=job.id)  # it is alive: nothing to resume
     finally:
         other.close()

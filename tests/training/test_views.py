@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from collection.models import DatasetVersion, FinetuneJob, JobState
+from collection.training import services
 from collection.training.tasks import finetune_run
 from modelhub.models import Model
 from tests.training.conftest import BASE, JUDGE
@@ -116,3 +117,23 @@ def test_it_forbids_staff_without_the_job_permissions(
     assert client.get("/training/").status_code == 403
     assert client.post("/training/launch/", _form(version)).status_code == 403
     assert not FinetuneJob.objects.exists()
+
+
+def test_it_lets_staff_resume_a_job_whose_worker_died(
+    staff: Client,
+    version: DatasetVersion,
+    hub: dict[str, Model],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=False):
+        staff.post("/training/launch/", _form(version))
+    job = FinetuneJob.objects.get()
+    services.job_run(job_id=job.id, stop_at_step=2)  # its worker died after step 2's checkpoint
+    assert "Resume from the last checkpoint" in staff.get(f"/training/{job.id}/").content.decode()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert staff.post(f"/training/{job.id}/resume/").status_code == 302
+    assert len(callbacks) == 1
+    finetune_run(job.id)
+    job.refresh_from_db()
+    assert job.state == JobState.DONE and job.resumed_from_step == 2
