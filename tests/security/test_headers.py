@@ -3,9 +3,6 @@ none; frame denial, nosniff and a referrer policy on every answer; secure cookie
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from html.parser import HTMLParser
 from typing import Any
 
@@ -14,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from tests.factories import PASSWORD
-from tests.helpers import ROOT
+from tests.security.fresh_settings import settings_in_a_fresh_process
 from tests.security.walk import battle_of, callers, path_values, url_fill, url_patterns
 
 pytestmark = pytest.mark.django_db
@@ -125,24 +122,8 @@ def test_cookies_are_secure_and_session_cookies_http_only_behind_tls(bob: User) 
 def _settings_in_a_fresh_process(**env: str) -> list[str]:
     """SESSION_COOKIE_SECURE, CSRF_COOKIE_SECURE and SECURE_PROXY_SSL_HEADER as config.settings
     reads them from this environment."""
-    code = (
-        "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_PROXY_SSL_HEADER)"
-    )
-    base = {
-        k: v for k, v in os.environ.items() if not k.startswith(("LUDUS_SECURE", "DJANGO_DEBUG"))
-    }
-    base.pop("LUDUS_BEHIND_PROXY", None)
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=base | {"DJANGO_SETTINGS_MODULE": "config.settings"} | env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr
-    return run.stdout.strip().split(maxsplit=2)
+    names = ("SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_PROXY_SSL_HEADER")
+    return settings_in_a_fresh_process(*names, **env)
 
 
 def test_cookies_are_secure_unless_the_operator_serves_plain_http() -> None:

