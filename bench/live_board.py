@@ -107,24 +107,37 @@ def _seed_votes(models: list[Any], n: int, rng: np.random.Generator) -> None:
         size = min(5000, n - start)
         pairs = [rng.choice(len(models), 2, replace=False) for _ in range(size)]
         battles = Battle.objects.bulk_create(
-            Battle(mode=Mode.ANONYMOUS, model_a=models[a], model_b=models[b],
-                   pair_probability=0.01, session_key=f"bench-{k % 500}", language="English")
-            for k, (a, b) in enumerate(pairs)
+            [
+                Battle(mode=Mode.ANONYMOUS, model_a=models[a], model_b=models[b],
+                       pair_probability=0.01, session_key=f"bench-{k % 500}", language="English")
+                for k, (a, b) in enumerate(pairs)
+            ],
+            batch_size=1000,
         )  # fmt: skip
         gens = Generation.objects.bulk_create(
-            Generation(model=models[ab[side]], messages=[{"role": "user", "content": "hi"}],
-                       status=GenerationStatus.DONE, text="answer", finished_at=now)
-            for ab in pairs for side in (0, 1)
+            [
+                Generation(model=models[ab[side]], messages=[{"role": "user", "content": "hi"}],
+                           status=GenerationStatus.DONE, text="answer", finished_at=now)
+                for ab in pairs
+                for side in (0, 1)
+            ],
+            batch_size=1000,
         )  # fmt: skip
         turns = Turn.objects.bulk_create(
-            Turn(battle=battle, index=1, prompt="hi", generation_a=gens[2 * k],
-                 generation_b=gens[2 * k + 1])
-            for k, battle in enumerate(battles)
+            [
+                Turn(battle=battle, index=1, prompt="hi", generation_a=gens[2 * k],
+                     generation_b=gens[2 * k + 1])
+                for k, battle in enumerate(battles)
+            ],
+            batch_size=1000,
         )  # fmt: skip
         Vote.objects.bulk_create(
-            Vote(turn=turn, battle=turn.battle, choice=("a", "b", "tie")[int(rng.integers(3))],
-                 session_key=turn.battle.session_key, anony=True)
-            for turn in turns
+            [
+                Vote(turn=turn, battle=turn.battle, choice=("a", "b", "tie")[int(rng.integers(3))],
+                     session_key=turn.battle.session_key, anony=True)
+                for turn in turns
+            ],
+            batch_size=1000,
         )  # fmt: skip
 
 
@@ -164,10 +177,11 @@ def bench_publish(args: argparse.Namespace) -> dict[str, Any]:
     from modelhub.redis_clients import client as redis_client
 
     rng = np.random.default_rng(args.seed)
-    Model.objects.filter(name__startswith="bench-live-").delete()
     Battle.objects.filter(session_key__startswith="bench-").delete()
     LeaderboardSnapshot.objects.all().delete()
-    models = [Model.objects.create(name=f"bench-live-{k:03d}") for k in range(args.models)]
+    models = [
+        Model.objects.get_or_create(name=f"bench-live-{k:03d}")[0] for k in range(args.models)
+    ]
     started = time.perf_counter()
     _seed_votes(models, args.db_votes, rng)
     print(f"seeded {args.db_votes:,} votes in {time.perf_counter() - started:.1f}s")

@@ -262,6 +262,19 @@ def snapshot_latest_with_ids() -> LeaderboardSnapshot | None:
     return LeaderboardSnapshot.objects.order_by("-created_at", "-id").first()
 
 
+def snapshot_latest_live_marker() -> tuple[int, dict[str, Any]]:
+    """The latest snapshot's id and, when it is live, what it added to its base
+    (``data["live"]``; {} for a full snapshot), read without loading the rest of its data."""
+    row = (
+        LeaderboardSnapshot.objects.order_by("-created_at", "-id")
+        .values_list("id", "live", "data__live")
+        .first()
+    )
+    if row is None:
+        return 0, {}
+    return row[0], (row[2] or {}) if row[1] else {}
+
+
 def snapshot_full_latest() -> LeaderboardSnapshot | None:
     """The latest full snapshot (every board refitted), the base of live snapshots."""
     return LeaderboardSnapshot.objects.filter(live=False).order_by("-created_at", "-id").first()

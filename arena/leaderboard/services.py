@@ -157,20 +157,19 @@ def leaderboard_publish_live() -> LeaderboardSnapshot | None:
     base = selectors.snapshot_full_latest()
     if base is None:
         return leaderboard_refresh()
-    latest = selectors.snapshot_latest_with_ids()
+    latest_id, seen = selectors.snapshot_latest_live_marker()
     base_ids = selectors.unpack_id_array(base.vote_ids)
     last_id = int(base_ids[-1]) if len(base_ids) else 0
     with transaction.atomic():
         _repeatable_read()
         delta = selectors.vote_delta_read(after_id=last_id)
     now = timezone.now()
-    seen = (latest.data.get("live") or {}) if latest is not None and latest.live else {}
     if not delta.ids or (
         seen.get("base") == base.id
         and seen.get("added") == len(delta.ids)
         and seen.get("last_id") == delta.ids[-1]
     ):
-        return latest
+        return selectors.snapshot_get(snapshot_id=latest_id)
     params = boards.live_params(base.params)
     data = boards.live_boards_fit(base.data, delta.count_rows, params)
     data["live"] = {"base": base.id, "added": len(delta.ids), "last_id": delta.ids[-1]}
