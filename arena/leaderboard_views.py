@@ -18,7 +18,7 @@ from arena.categories import TOOLS
 from arena.leaderboard import export, page, selectors
 from arena.leaderboard.boards import ALL
 from arena.models import LeaderboardSnapshot
-from modelhub.selectors import tool_call_scores
+from modelhub.selectors import model_sources, tool_call_scores
 
 PAGE = "arena/leaderboard.html"
 
@@ -69,6 +69,7 @@ def leaderboard_page(request: HttpRequest) -> HttpResponse:
         context |= data
         if data["category"] == TOOLS:
             context["function_calling"] = _function_calling_scores(data)
+        _sources(data)
         context["reasons"] = [
             (selectors.EXCLUSION_REASONS.get(k, k), n) for k, n in snapshot.votes_excluded.items()
         ]
@@ -86,6 +87,13 @@ def _function_calling_scores(data: dict[str, Any]) -> bool:
         score = scores.get(row["model"])
         row["function_calling"] = None if score is None else round(100 * score, 1)
     return True
+
+
+def _sources(data: dict[str, Any]) -> None:
+    """Set each row's provenance link (a fine-tuned model's job and dataset version)."""
+    sources = model_sources()
+    for row in [*data["rows"], *data["provisional"]]:
+        row["source_url"], row["source_label"] = sources.get(row["model"], ("", ""))
 
 
 def _snapshot(snapshot_id: int) -> LeaderboardSnapshot:

@@ -115,6 +115,10 @@ class Model(models.Model):
     # vLLM's parser of this model's tool-call format (hermes, llama3_json, mistral, ...): the
     # supervisor starts vLLM with --enable-auto-tool-choice --tool-call-parser <it>.
     tool_call_parser = models.CharField(max_length=50, blank=True)
+    # Where the model came from, shown as a link on its leaderboard row: a fine-tuned model's job
+    # page and dataset version (written by the app that made it; modelhub only stores it).
+    source_url = models.CharField(max_length=500, blank=True)
+    source_label = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -115,3 +115,9 @@ def tool_call_scores() -> dict[str, float]:
         .values_list("model__name", "accuracy")
     )
     return dict(latest)
+
+
+def model_sources() -> dict[str, tuple[str, str]]:
+    """Each model with a recorded provenance: its ``(source_url, source_label)``, by name."""
+    rows = Model.objects.exclude(source_url="").values_list("name", "source_url", "source_label")
+    return {name: (url, label) for name, url, label in rows}

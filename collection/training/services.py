@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from collection.datasets import version_rows
@@ -439,6 +440,10 @@ def job_promote(*, job_id: int) -> FinetuneJob:
                     "path": name,
                     "max_model_len": base.max_model_len if base else None,
                     "heldout_loss": job.metrics.get("heldout_loss_after"),
+                    # It calls the tools its base was given (the gate checked it on them).
+                    "tools": list(base.tools) if base else [],
+                    "source_url": reverse("training-job", args=[job.id]),
+                    "source_label": f"fine-tuned: job #{job.id} on {job.version}"[:300],
                     "endpoints": [{"base_url": settings.LOCAL_ENGINE_URL}],
                 }
             ]

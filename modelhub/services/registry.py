@@ -15,6 +15,7 @@ MODEL_FIELDS = {
     "sampling_weight", "max_concurrency", "arena_eligible", "enabled", "deprecated", "temperature",
     "top_p", "max_tokens", "system_prompt", "path", "tensor_parallel_size", "max_model_len",
     "limit_images_per_prompt", "identity_patterns", "heldout_loss", "tools", "tool_call_parser",
+    "source_url", "source_label",
 }  # fmt: skip
 
 
