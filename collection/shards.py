@@ -83,11 +83,16 @@ def dataset_version_freeze(*, version_id: int, units: int | None = None) -> Data
 
 def _read_sources(version: DatasetVersion) -> None:
     """Stage 0: the manifest's source rows, in order, cut into shards (once)."""
+    known = DatasetRun.objects.filter(version=version).first()
+    if known is not None and known.stage > 0:
+        return
     with transaction.atomic():
-        run = DatasetRun.objects.select_for_update().filter(version=version).first()
-        if run is None:
-            run = DatasetRun.objects.create(version=version, shard_rows=datasets.SHARD_ROWS)
-            run = DatasetRun.objects.select_for_update().get(id=run.id)
+        # A version made before freezes had runs gets one. Locks: the run, never the version
+        # first (the last stage's worker locks the run, then the version).
+        DatasetRun.objects.bulk_create(
+            [DatasetRun(version=version, shard_rows=datasets.SHARD_ROWS)], ignore_conflicts=True
+        )
+        run = DatasetRun.objects.select_for_update().get(version=version)
         if run.stage > 0:
             return
         manifest = version.manifest
