@@ -1,5 +1,6 @@
-"""Datasets: freezing a version (sources -> pipeline -> stored rows, report, hash, datasheet),
-reproducing one from its manifest, and revoking a deleted account's sources.
+"""Datasets: a version's manifest and its freeze sent to the pipeline workers (collection.shards
+runs it in shards: sources -> pipeline -> stored rows, report, hash, datasheet), reproducing a
+version from its manifest in one stream, and revoking a deleted account's sources.
 
 A stored row is one conversation in the OpenAI messages shape with its origin alongside:
 
