@@ -2,9 +2,12 @@
 migration; an operator adds people to a group in the admin, a superuser holds every permission).
 
 - **curator**: works the review queue (approve, reject, redact, edit, bulk, saved filters), builds
-  datasets (defines them in the admin) and freezes new versions, reads versions and datasheets.
+  datasets (defines them in the admin) and freezes new versions, reads versions and datasheets,
+  and watches fine-tuning jobs (their progress and evaluation gate).
 - **admin**: all a curator does, plus what cannot be undone or reaches outside curation: deleting
-  dataset versions and datasets, revoking anyone's API tokens, reading revocations.
+  dataset versions and datasets, revoking anyone's API tokens, reading revocations, and
+  fine-tuning: launching and resuming jobs (they hold the train queue's machine for minutes to
+  hours), cancelling them and promoting their models into the arena.
 
 Views check these permissions, not merely ``is_staff``: staff without a role see no curation page.
 """
@@ -22,6 +25,9 @@ REVIEW_VIEW = "collection.view_reviewitem"
 DATASETS_VIEW = "collection.view_dataset"
 VERSION_FREEZE = "collection.add_datasetversion"
 VERSION_DELETE = "collection.delete_datasetversion"
+FINETUNE_VIEW = "collection.view_finetunejob"
+FINETUNE_LAUNCH = "collection.add_finetunejob"
+FINETUNE_CHANGE = "collection.change_finetunejob"
 
 CURATOR_PERMISSIONS = (
     REVIEW_VIEW,
@@ -31,6 +37,7 @@ CURATOR_PERMISSIONS = (
     "collection.change_dataset",
     "collection.view_datasetversion",
     VERSION_FREEZE,
+    FINETUNE_VIEW,
 )
 ADMIN_PERMISSIONS = (
     *CURATOR_PERMISSIONS,
@@ -39,6 +46,8 @@ ADMIN_PERMISSIONS = (
     "collection.view_revokedsource",
     "arena.view_apitoken",
     "arena.delete_apitoken",
+    FINETUNE_LAUNCH,
+    FINETUNE_CHANGE,
 )
 ROLES: dict[str, tuple[str, ...]] = {CURATOR: CURATOR_PERMISSIONS, ADMIN: ADMIN_PERMISSIONS}
 
