@@ -122,6 +122,22 @@ def judge(judge_dir: Path, questions: list[str], new: list[str], base: list[str]
     return verdicts
 
 
+def function_calling(models: dict[str, Path], cases: list[Any]) -> dict[str, dict[str, Any]]:
+    """The function-calling check (BFCL-style: calls matched on name and arguments) of each model
+    directory, by name: the local engine serves them all, as it would in the arena, and the
+    official openai client asks each the same cases (``modelhub.zoo.toolcheck``)."""
+    import tempfile
+
+    from modelhub.zoo import toolcheck
+    from modelhub.zoo.testing import engine_server
+
+    with tempfile.TemporaryDirectory(prefix="ludus-gate-") as served:
+        for name, path in models.items():
+            (Path(served) / name).symlink_to(path.resolve(), target_is_directory=True)
+        with engine_server(Path(served)) as url:
+            return {name: toolcheck.evaluate(f"{url}/v1", name, cases) for name in models}
+
+
 def win_rate(winners: Iterable[str]) -> float | None:
     """The new model's share of wins, ties counting half; None without verdicts."""
     scores = [1.0 if w == "new" else 0.5 if w == "tie" else 0.0 for w in winners]

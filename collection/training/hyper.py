@@ -25,6 +25,13 @@ SPEC: dict[str, tuple[type, Any, float | None, float | None, str]] = {
     "test_fraction": (float, 0.1, 0.0, 0.9, "share of the version's rows held out for the gate"),
     "judge_prompts": (int, 8, 0, 10_000, "held-out prompts the judge compares on"),
     "max_new_tokens": (int, 48, 1, 4096, "reply length in the judge comparison"),
+    "function_calling_cases": (
+        int,
+        40,
+        0,
+        100_000,
+        "function-calling test cases the gate runs when the base has tools (0: none)",
+    ),
 }
 
 

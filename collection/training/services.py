@@ -33,6 +33,7 @@ from collection.models import (
 )
 from collection.training import data, hyper
 from modelhub.models import Engine, Model
+from modelhub.zoo import tooluse
 
 TRAIN_QUEUE = "train"
 RUN_LOCK = 0x7472  # the advisory-lock namespace of job runs ("tr")
@@ -356,6 +357,7 @@ def _evaluate(job: FinetuneJob, trained: Path, test: list[dict[str, Any]]) -> di
         "heldout_loss_after": _heldout(trained, job.method, test, hp["max_length"]),
         "heldout_records": len(test),
     }
+    metrics.update(_function_calling(job, trained))
     prompts = [data.prompt(job.method, record) for record in test][: hp["judge_prompts"]]
     if job.judge_model is None or not prompts:
         return metrics
@@ -382,6 +384,36 @@ def _evaluate(job: FinetuneJob, trained: Path, test: list[dict[str, Any]]) -> di
     metrics["judge_verdicts"] = len(verdicts)
     metrics["judge_win_rate"] = evaluation.win_rate(v.winner for v in verdicts)
     return metrics
+
+
+def _function_calling(job: FinetuneJob, trained: Path) -> dict[str, Any]:
+    """The gate's function-calling check, run on the new model and its base alike when the base
+    is a hub model with tools enabled; otherwise the reason it was skipped."""
+    from collection.training import evaluation
+
+    base = job.base_model
+    limit = job.hyperparameters.get("function_calling_cases", 0)
+    cases_path = Path(settings.MODELS_DIR) / tooluse.TEST_SET
+    if base is None or not base.tools:
+        reason = "the base model has no tools enabled, so there is no call to check"
+    elif not limit:
+        reason = "function_calling_cases is 0"
+    elif not cases_path.exists():
+        reason = f"no function-calling test set at {cases_path} (the zoo build writes it)"
+    else:
+        cases = tooluse.read_cases(cases_path)[:limit]
+        new = promoted_name(job)
+        scores = evaluation.function_calling({base.name: base_dir(job), new: trained}, cases)
+        return {
+            "function_calling": {
+                "cases": scores[new]["cases"],
+                "base": scores[base.name]["accuracy"],
+                "new": scores[new]["accuracy"],
+                "base_by_category": scores[base.name]["by_category"],
+                "new_by_category": scores[new]["by_category"],
+            }
+        }
+    return {"function_calling_skipped": reason}
 
 
 def card(job: FinetuneJob, metrics: dict[str, Any]) -> str:
