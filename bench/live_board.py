@@ -63,6 +63,7 @@ def _cells(rng: np.random.Generator, models: list[str], battles: int) -> list[li
 
 def bench_refit(args: argparse.Namespace) -> dict[str, Any]:
     from arena.leaderboard.boards import live_boards_fit
+    from arena.leaderboard.selectors import CountRow
 
     rng = np.random.default_rng(args.seed)
     models = [f"model-{k:03d}" for k in range(args.models)]
@@ -71,7 +72,7 @@ def bench_refit(args: argparse.Namespace) -> dict[str, Any]:
     for category in categories:
         cells[category] = _cells(rng, models, args.battles // (2 * max(1, len(categories))))
     base = {"categories": categories, "cells": cells, "boards": {}}
-    added = [
+    added: list[CountRow] = [
         (models[k % args.models], models[(k + 1) % args.models], "model_a", (categories[0],), 1)
         for k in range(100)
     ]

@@ -200,7 +200,7 @@ def _live_boards_fit(
         present = np.flatnonzero(table)  # sorted by (model_a, model_b, outcome): as the full fit
         pair, outcome = np.divmod(present, 4)
         a, b = np.divmod(pair, m)
-        n = table[present]
+        n = table[present].astype(np.float64)
         cells[category] = list(
             map(
                 list,
