@@ -56,10 +56,11 @@ def _since(request: HttpRequest) -> int | None:
 @require_GET
 def leaderboard_page(request: HttpRequest) -> HttpResponse:
     """The latest snapshot. The open page's board polls (htmx) with the snapshot it shows and is
-    swapped as soon as a newer one is published; 204 (no swap) while it is still the latest."""
+    swapped as soon as a newer one is published; 204 (no swap) while it is still the latest, or
+    while none is published."""
     snapshot = selectors.snapshot_latest()
     htmx = bool(getattr(request, "htmx", False))
-    if htmx and snapshot is not None and _since(request) == snapshot.id:
+    if htmx and (snapshot is None or _since(request) == snapshot.id):
         return HttpResponse(status=204)
     options = _options(request)
     context: dict[str, Any] = {"snapshot": snapshot, "options": options}

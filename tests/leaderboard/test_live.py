@@ -144,3 +144,17 @@ def test_it_swaps_the_open_board_only_when_a_newer_snapshot_exists(
     body = newer.content.decode()
     assert f'data-snapshot="{live.id}"' in body and f"{live.votes_counted} counted votes" in body
     assert "<html" not in body  # the board partial only
+
+
+def test_it_polls_an_empty_board_until_the_first_snapshot(board_models: list[Model]) -> None:
+    LeaderboardSnapshot.objects.all().delete()
+    client = Client()
+    page = client.get("/leaderboard/").content.decode()
+    assert 'hx-trigger="every 3s"' in page
+
+    assert client.get("/leaderboard/", HTTP_HX_REQUEST="true").status_code == 204
+    make_vote(board_models[0], board_models[1], "a")
+    first = services.leaderboard_publish_live()
+    assert first is not None
+    board = client.get("/leaderboard/", HTTP_HX_REQUEST="true")
+    assert board.status_code == 200 and f'data-snapshot="{first.id}"' in board.content.decode()
