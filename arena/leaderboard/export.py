@@ -76,6 +76,9 @@ def snapshot_export(*, snapshot: LeaderboardSnapshot) -> dict[str, Any]:
         "method": snapshot.method,
         "params": snapshot.params,
         "vote_hash": snapshot.vote_hash,
+        # A live snapshot: Bradley-Terry refitted on its base snapshot's counts plus the votes
+        # since; its other boards are the base's (data["live"]: base, added, last_id).
+        "live": snapshot.data.get("live") if snapshot.live else None,
         "votes_counted": snapshot.votes_counted,
         "votes_excluded": snapshot.votes_excluded,
         "categories": snapshot.data.get("categories", []),

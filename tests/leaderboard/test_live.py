@@ -67,6 +67,10 @@ def test_it_publishes_a_live_snapshot_with_a_vote_cast_through_the_view(
     assert live.data["boards"]["bt"][""]["interval"] == "sandwich"
     assert live.data["boards"]["style"] == base.data["boards"]["style"]
     assert not redis_client().exists(services.LIVE_PENDING_KEY)
+    exported = Client()
+    exported.force_login(bob)
+    body = exported.get(f"/leaderboard/{live.id}/export.json").json()
+    assert body["live"] == live.data["live"] and body["vote_hash"] == ""
     # Nothing new since: the next publish changes nothing.
     assert tasks.publish_live_leaderboard() == live.id
     assert LeaderboardSnapshot.objects.count() == 2
