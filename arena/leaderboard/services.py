@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 LIVE_DELAY_S = 1.0
 LIVE_PENDING_KEY = "ludus:leaderboard:live-pending"
 LIVE_PENDING_TTL_S = 30
-# Live snapshots older than this are deleted by the full refresh (one per burst of votes would
-# otherwise pile up); full snapshots are kept.
+# Live snapshots older than this are deleted by the next publish (one per burst of votes would
+# otherwise pile up: each holds its base's data); full snapshots are kept.
 LIVE_KEEP = timedelta(minutes=10)
 
 
@@ -170,6 +170,7 @@ def leaderboard_publish_live() -> LeaderboardSnapshot | None:
         and seen.get("last_id") == delta.ids[-1]
     ):
         return selectors.snapshot_get(snapshot_id=latest_id)
+    LeaderboardSnapshot.objects.filter(live=True, created_at__lt=now - LIVE_KEEP).delete()
     params = boards.live_params(base.params)
     data = boards.live_boards_fit(base.data, delta.count_rows, params)
     data["live"] = {"base": base.id, "added": len(delta.ids), "last_id": delta.ids[-1]}

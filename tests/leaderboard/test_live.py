@@ -3,6 +3,7 @@ snapshot within seconds; the full refresh keeps refitting every board on its sch
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -162,3 +163,20 @@ def test_it_polls_an_empty_board_until_the_first_snapshot(board_models: list[Mod
     assert first is not None
     board = client.get("/leaderboard/", HTTP_HX_REQUEST="true")
     assert board.status_code == 200 and f'data-snapshot="{first.id}"' in board.content.decode()
+
+
+def test_it_deletes_live_snapshots_older_than_ten_minutes(board_models: list[Model]) -> None:
+    simulate_votes(board_models[:3], 10)
+    base = services.leaderboard_refresh(**ROUNDS)
+    make_vote(board_models[0], board_models[1], "a")
+    old = services.leaderboard_publish_live()
+    assert old is not None and old.live
+    LeaderboardSnapshot.objects.filter(id=old.id).update(
+        created_at=old.created_at - services.LIVE_KEEP - timedelta(seconds=1)
+    )
+
+    make_vote(board_models[0], board_models[2], "b")
+    new = services.leaderboard_publish_live()
+
+    assert new is not None and new.live
+    assert set(LeaderboardSnapshot.objects.values_list("id", flat=True)) == {base.id, new.id}
