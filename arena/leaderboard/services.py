@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -26,9 +27,22 @@ logger = logging.getLogger(__name__)
 LIVE_DELAY_S = 1.0
 LIVE_PENDING_KEY = "ludus:leaderboard:live-pending"
 LIVE_PENDING_TTL_S = 30
-# Live snapshots older than this are deleted by the next publish (one per burst of votes would
-# otherwise pile up: each holds its base's data); full snapshots are kept.
+# Live snapshots older than this, or past the newest LIVE_KEEP_MAX, are deleted by the next
+# publish (one per burst of votes would otherwise pile up: each holds its base's data, a few MB at
+# a hundred models); full snapshots are kept.
 LIVE_KEEP = timedelta(minutes=10)
+LIVE_KEEP_MAX = 20
+# The tasks, sent by name: arena.tasks calls these services.
+PUBLISH_LIVE_TASK = "arena.tasks.publish_live_leaderboard"
+REFRESH_TASK = "arena.tasks.refresh_leaderboard"
+
+
+def _live_prune(now: Any) -> None:
+    live = LeaderboardSnapshot.objects.filter(live=True)
+    live.filter(created_at__lt=now - LIVE_KEEP).delete()
+    kept = list(live.order_by("-id").values_list("id", flat=True)[:LIVE_KEEP_MAX])
+    if len(kept) == LIVE_KEEP_MAX:
+        live.filter(id__lt=kept[-1]).delete()
 
 
 def default_params() -> dict[str, Any]:
@@ -80,7 +94,7 @@ def leaderboard_refresh(**overrides: Any) -> LeaderboardSnapshot:
     now = timezone.now()
     sampling_weights_record()
     latest = selectors.snapshot_full_latest()
-    LeaderboardSnapshot.objects.filter(live=True, created_at__lt=now - LIVE_KEEP).delete()
+    _live_prune(now)
     with transaction.atomic():
         _repeatable_read()
         vote_set = selectors.vote_set_read()
@@ -131,12 +145,10 @@ def leaderboard_publish_soon() -> bool:
     counted until it runs share it. True when this call scheduled it. Called after a vote's
     transaction commits; a failure (Redis or the broker down) is logged and never fails the vote:
     the full refresh publishes it within a minute."""
-    from arena.tasks import publish_live_leaderboard
-
     try:
         if not redis_client().set(LIVE_PENDING_KEY, b"1", nx=True, ex=LIVE_PENDING_TTL_S):
             return False
-        publish_live_leaderboard.apply_async(countdown=LIVE_DELAY_S)
+        current_app.send_task(PUBLISH_LIVE_TASK, countdown=LIVE_DELAY_S, expires=30)
     except Exception:
         logger.exception("could not schedule a live leaderboard publish")
         return False
@@ -170,13 +182,12 @@ def leaderboard_publish_live() -> LeaderboardSnapshot | None:
         and seen.get("last_id") == delta.ids[-1]
     ):
         return selectors.snapshot_get(snapshot_id=latest_id)
-    LeaderboardSnapshot.objects.filter(live=True, created_at__lt=now - LIVE_KEEP).delete()
     params = boards.live_params(base.params)
     data = boards.live_boards_fit(base.data, delta.count_rows, params)
     data["live"] = {"base": base.id, "added": len(delta.ids), "last_id": delta.ids[-1]}
     params = params | {"commands": boards.live_commands(params, data["categories"])}
     ids = np.concatenate([base_ids, np.asarray(delta.ids, dtype=np.int64)])
-    return LeaderboardSnapshot.objects.create(
+    snapshot = LeaderboardSnapshot.objects.create(
         refreshed_at=now,
         method=params["method"],
         params=params,
@@ -187,6 +198,8 @@ def leaderboard_publish_live() -> LeaderboardSnapshot | None:
         data=data,
         live=True,
     )
+    _live_prune(now)
+    return snapshot
 
 
 # -- voters held out for review ---------------------------------------------------------------
@@ -194,9 +207,7 @@ def leaderboard_publish_live() -> LeaderboardSnapshot | None:
 
 def _refresh_after_commit() -> None:
     """A change of who is held changes the counted vote set: a full refresh publishes it."""
-    from arena.tasks import refresh_leaderboard
-
-    transaction.on_commit(lambda: refresh_leaderboard.apply_async(), robust=True)
+    transaction.on_commit(lambda: current_app.send_task(REFRESH_TASK, expires=55), robust=True)
 
 
 def voter_hold(

@@ -180,3 +180,21 @@ def test_it_deletes_live_snapshots_older_than_ten_minutes(board_models: list[Mod
 
     assert new is not None and new.live
     assert set(LeaderboardSnapshot.objects.values_list("id", flat=True)) == {base.id, new.id}
+
+
+def test_it_keeps_only_the_newest_live_snapshots(
+    board_models: list[Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "LIVE_KEEP_MAX", 3)
+    simulate_votes(board_models[:3], 10)
+    base = services.leaderboard_refresh(**ROUNDS)
+    published = []
+    for i in range(5):
+        make_vote(board_models[0], board_models[1 + i % 2], "a")
+        snapshot = services.leaderboard_publish_live()
+        assert snapshot is not None and snapshot.live
+        published.append(snapshot.id)
+
+    live = set(LeaderboardSnapshot.objects.filter(live=True).values_list("id", flat=True))
+    assert live == set(published[-3:])
+    assert LeaderboardSnapshot.objects.filter(id=base.id).exists()
