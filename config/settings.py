@@ -330,6 +330,10 @@ QUEST_GOLD_RATE = _env_fraction("LUDUS_QUEST_GOLD_RATE", 0.1)
 QUEST_ONBOARDING_GOLD = _env_count("LUDUS_QUEST_ONBOARDING_GOLD", 3)
 QUEST_RELIABILITY_MIN = _env_fraction("LUDUS_QUEST_RELIABILITY_MIN", 0.6)
 QUEST_ANSWERS_PER_DAY = _env_count("LUDUS_QUEST_ANSWERS_PER_DAY", 200)
+# The anomaly scan also holds an account's arena votes out of the boards when its stored
+# reliability is below this bar (0: never), once the estimate rests on this many answers and votes.
+HOLD_RELIABILITY_BELOW = _env_fraction("LUDUS_HOLD_RELIABILITY_BELOW", 0.35)
+HOLD_RELIABILITY_MIN_ANSWERS = _env_count("LUDUS_HOLD_RELIABILITY_MIN_ANSWERS", 30)
 
 
 # Fine-tuning jobs: a job whose judge win rate against its base reaches this is promoted into the
