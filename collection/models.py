@@ -283,6 +283,7 @@ class RevokedSource(models.Model):
 class ReviewKind(models.TextChoices):
     REPORT = "report", "Reported by a user"
     LEAK = "leak", "Identity leak"
+    AGREEMENT = "agreement", "Low agreement"
 
 
 class ReviewStatus(models.TextChoices):
