@@ -192,10 +192,13 @@ def source_rows(*, sources: Iterable[str], until: datetime) -> Iterator[Row]:
             raise DatasetError(f"unknown source {name!r}; known: {', '.join(DatasetSource)}")
         for row in rows:
             key = source_key(row)
-            if key in revoked:
+            # A quest row also answers to its item's own key (a low-agreement review).
+            keys = list(dict.fromkeys([key, f"quest:{row.get('quest_item', '')}"]))
+            if any(k in revoked for k in keys):
                 continue
-            if key in edits:
-                row = _edited(row, edits[key])
+            for k in keys:
+                if k in edits:
+                    row = _edited(row, edits[k])
             yield row
 
 

@@ -1,5 +1,5 @@
 """The curators' review queue: arena battles someone reported or whose answers leaked a model's
-identity wait here. A curator approves or rejects each (alone or a selection at once), redacts a
+identity wait here, and finished quest items whose answers disagree (low agreement). A curator approves or rejects each (alone or a selection at once), redacts a
 passage or edits one, every action kept as the item's history. A rejected battle is left out of
 every later dataset version; redactions and edits are applied to every text of the battle when a
 dataset reads it (the arena keeps what was said). Curators save named filters of the queue."""
@@ -12,10 +12,16 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 
 from arena import selectors as arena_selectors
 from collection.models import (
+    Assignment,
+    AssignmentState,
+    ItemStatus,
+    QuestItem,
+    QuestType,
     ReviewAction,
     ReviewActionKind,
     ReviewItem,
@@ -28,6 +34,11 @@ REDACTED = "[REDACTED]"
 MAX_BULK = 500
 MAX_FILTERS = 30
 FILTER_KEYS = ("status", "kind", "q")
+# A finished item whose answers agree with the crowd's consensus at most this share of the time
+# has no real consensus: it waits for a curator. The newest finished items are read per sync.
+LOW_AGREEMENT_SHARE = 0.5
+AGREEMENT_SCAN = 5000
+AGREEMENT_TYPES = (QuestType.RANK, QuestType.IMAGE, QuestType.LABEL)
 
 
 class ReviewError(Exception):
@@ -38,8 +49,9 @@ class ReviewError(Exception):
 
 
 def review_queue_sync() -> int:
-    """Add the battles the arena marked (reports, leaks) that the queue does not hold yet;
-    idempotent. Returns how many were added."""
+    """Add the battles the arena marked (reports, leaks) and the finished quest items whose
+    answers disagree (low agreement) that the queue does not hold yet; idempotent. Returns how
+    many were added."""
     items = [
         ReviewItem(
             source_key=f"battle:{row['battle_id']}",
@@ -47,6 +59,10 @@ def review_queue_sync() -> int:
             reason=row["flag_reason"] if row["flagged"] else "a reply named a model",
         )
         for row in arena_selectors.battles_for_review()
+    ]
+    items += [
+        ReviewItem(source_key=f"quest:{item_id}", kind=ReviewKind.AGREEMENT, reason=reason)
+        for item_id, reason in low_agreement_items()
     ]
     before = ReviewItem.objects.count()
     ReviewItem.objects.bulk_create(items, ignore_conflicts=True)  # returns the conflicting too
@@ -88,11 +104,28 @@ def review_decide_many(
     return items
 
 
+def _messages(source_key: str) -> list[dict[str, str]]:
+    """A source's texts as the queue shows them: a battle's transcript, or a quest item's prompt
+    and replies."""
+    kind, _, key = source_key.partition(":")
+    if kind == "battle":
+        return arena_selectors.battle_transcript(battle_id=key)
+    if kind == "quest":
+        item = QuestItem.objects.filter(id=int(key)).first()
+        if item is None:
+            return []
+        return [
+            {"role": "user", "content": item.prompt},
+            *[
+                {"role": "assistant", "name": reply["key"], "content": reply["text"]}
+                for reply in item.replies
+            ],
+        ]
+    return []
+
+
 def _texts(item: ReviewItem) -> list[str]:
-    kind, _, battle_id = item.source_key.partition(":")
-    if kind != "battle":
-        return []
-    return [m["content"] for m in arena_selectors.battle_transcript(battle_id=battle_id)]
+    return [m["content"] for m in _messages(item.source_key)]
 
 
 def review_change(
@@ -114,7 +147,7 @@ def review_change(
             raise ReviewError("No such item.")
         texts = [edits_apply(text, item.edits) for text in _texts(item)]
         if not any(passage in text for text in texts):
-            raise ReviewError("That passage does not appear in this battle.")
+            raise ReviewError("That passage does not appear in this item.")
         if action == ReviewActionKind.REDACT:
             replacement = REDACTED
             change: dict[str, Any] = {
@@ -214,14 +247,58 @@ def review_decided(*, limit: int = 50) -> list[ReviewItem]:
 
 
 def review_transcript(*, item: ReviewItem) -> list[dict[str, str]]:
-    """The item's battle as datasets will read it (its edits applied)."""
-    kind, _, battle_id = item.source_key.partition(":")
-    if kind != "battle":
-        return []
+    """The item's battle (or quest item) as datasets will read it (its edits applied)."""
     return [
-        m | {"content": edits_apply(m["content"], item.edits)}
-        for m in arena_selectors.battle_transcript(battle_id=battle_id)
+        m | {"content": edits_apply(m["content"], item.edits)} for m in _messages(item.source_key)
     ]
+
+
+def _agrees(kind: str, answer: dict[str, Any], consensus: dict[str, Any]) -> bool:
+    """Whether one answer agrees with its item's consensus, by the rule that settles its XP: a
+    rating within one of the crowd's, or the same first choice ("all bad" included)."""
+    if kind == QuestType.LABEL:
+        return abs(int(answer.get("rating", 0)) - float(consensus.get("rating", 0))) <= 1
+    mine = "all_bad" if answer.get("all_bad") else (answer.get("order") or [""])[0]
+    return bool(mine == consensus.get("top"))
+
+
+def low_agreement_items(*, scan: int = AGREEMENT_SCAN) -> list[tuple[int, str]]:
+    """Finished rank, image and label items (overlap reached, consensus taken) not yet in the
+    queue whose answers agree with their consensus at most LOW_AGREEMENT_SHARE of the time, with
+    the reason in words. (One item's Krippendorff alpha has no disagreement to expect beyond its
+    own answers, so the share agreeing with the consensus measures an item's agreement.)"""
+    queued = ReviewItem.objects.filter(
+        source_key=Concat(Value("quest:"), Cast(OuterRef("id"), CharField()))
+    )
+    finished = (
+        QuestItem.objects.filter(
+            status=ItemStatus.DONE, consensus__isnull=False, type__in=AGREEMENT_TYPES
+        )
+        .exclude(Exists(queued))
+        .order_by("-id")
+        .values_list("id", "type", "consensus")[:scan]
+    )
+    items = {item_id: (kind, consensus or {}) for item_id, kind, consensus in finished}
+    answers: dict[int, list[dict[str, Any]]] = {item_id: [] for item_id in items}
+    submitted = Assignment.objects.filter(
+        item_id__in=list(items), state=AssignmentState.SUBMITTED
+    ).values_list("item_id", "answer")
+    for item_id, answer in submitted.iterator(chunk_size=2000):
+        answers[item_id].append(answer or {})
+    found = []
+    for item_id, (kind, consensus) in sorted(items.items()):
+        given = answers[item_id]
+        agreeing = sum(_agrees(kind, answer, consensus) for answer in given)
+        if len(given) >= 2 and agreeing <= LOW_AGREEMENT_SHARE * len(given):
+            if kind == QuestType.LABEL:
+                choice = f"rating {consensus.get('rating')}"
+            else:
+                top = consensus.get("top", "")
+                choice = "all bad" if top == "all_bad" else f"reply {str(top).upper()} first"
+            found.append(
+                (item_id, f"{agreeing} of {len(given)} answers agree with the crowd ({choice})")
+            )
+    return found
 
 
 def review_filters(*, user: User) -> QuerySet[SavedReviewFilter]:
