@@ -2,7 +2,7 @@
 leaderboard after a fine-tuned model entered the arena (see collection.training.demo).
 
 manage.py demo_loop [--base zoo-llama-xs] [--reference zoo-llama-l] [--judge zoo-llama-m]
-                    [--method dpo|sft] [--battles 120] [--battles-after 80] [--steps 40]
+                    [--method sft|dpo] [--battles 120] [--battles-after 80] [--steps 80]
                     [--noise 0.5] [--seed 0]
 
 The last line printed is one JSON object: base_model, new_model, rating_before, rating_after,
@@ -40,10 +40,10 @@ class Command(BaseCommand):
             "--reference", default="zoo-llama-l", help="the model whose likelihood voters follow"
         )
         parser.add_argument("--judge", default="zoo-llama-m", help="the gate's judge model")
-        parser.add_argument("--method", choices=["dpo", "sft"], default="dpo")
+        parser.add_argument("--method", choices=["sft", "dpo"], default="sft")
         parser.add_argument("--battles", type=int, default=120, help="simulated votes before")
         parser.add_argument("--battles-after", type=int, default=80, help="simulated votes after")
-        parser.add_argument("--steps", type=int, default=40, help="training steps")
+        parser.add_argument("--steps", type=int, default=80, help="training steps")
         parser.add_argument("--lora", action="store_true", help="train a LoRA adapter")
         parser.add_argument(
             "--noise", type=float, default=0.5, help="voter noise (nats per token; 0: none)"
@@ -136,9 +136,9 @@ class Command(BaseCommand):
             say(
                 f"The change: {new.name} rates {rating_after} after, {abs(delta):.1f} points {word}"
                 f" {base.name}'s {rating_before} before ({base.name} itself rates {base_after} "
-                f"after). Intervals: {self._interval(after.get(new.name))} against "
-                f"{self._interval(before.get(base.name))}; with this few votes a change inside "
-                "the intervals is not evidence of anything."
+                f"on the same board after). 95% intervals: {self._interval(after.get(new.name))}"
+                f" after against {self._interval(before.get(base.name))} before: "
+                + self._verdict(after.get(new.name), before.get(base.name))
             )
         say(f"({time.monotonic() - started:.0f} s)")
         say(
@@ -154,6 +154,15 @@ class Command(BaseCommand):
                 }
             )
         )
+
+    def _verdict(self, new: dict[str, Any] | None, old: dict[str, Any] | None) -> str:
+        if new is None or old is None:
+            return "not comparable."
+        if new["lower"] > old["upper"]:
+            return "they do not overlap, a gain these votes support."
+        if new["upper"] < old["lower"]:
+            return "they do not overlap, a loss these votes support."
+        return "they overlap, so these votes do not tell the two apart."
 
     def _interval(self, row: dict[str, Any] | None) -> str:
         if row is None:
