@@ -9,6 +9,9 @@ A stored row is one conversation in the OpenAI messages shape with its origin al
   step (PII redaction above all) sees every text; ``winner``, ``model_a``/``model_b`` and the rest of
   the battle-log fields ride along.
 - ``direct``: one row per thumbs vote on a direct chat: ``messages`` and ``label`` (thumbs up).
+- ``quests``: accepted reference answers and ranked quest replies.
+- ``synthetic``: the rows augmentation jobs made from frozen versions, each keeping its
+  ``synthetic`` mark (kind, model, prompt, generation, the row it was made from).
 
 Arena data is read through arena's selectors only, up to the manifest's cut-off time, so re-running
 a manifest reads the same rows and gives the same content hash.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -34,6 +38,9 @@ from arena import selectors as arena_selectors
 from collection.models import (
     Assignment,
     AssignmentState,
+    Augmentation,
+    AugmentationStatus,
+    AugmentedRow,
     Dataset,
     DatasetRow,
     DatasetRun,
@@ -168,6 +175,38 @@ def quest_rows(*, until: datetime) -> Iterator[Row]:
     yield from _rank_rows(until=until)
 
 
+def synthetic_rows(*, until: datetime) -> Iterator[Row]:
+    """The rows of augmentation jobs finished by ``until``, by job then position, each keeping
+    its ``synthetic`` mark. A row answers to the source key of the frozen row it was made from,
+    so revoking or rejecting that source leaves the synthetic row out too."""
+    jobs = (
+        Augmentation.objects.filter(status=AugmentationStatus.DONE, finished_at__lte=until)
+        .order_by("id")
+        .values_list("id", "version_id")
+    )
+    for job_id, version_id in jobs:
+        made = (
+            AugmentedRow.objects.filter(augmentation_id=job_id)
+            .order_by("position")
+            .values_list("data", flat=True)
+        )
+        stored = made.iterator(chunk_size=BATCH)
+        while chunk := list(itertools.islice(stored, BATCH)):
+            origins = {row["synthetic"]["of"] for row in chunk}
+            keys = dict(
+                DatasetRow.objects.filter(version_id=version_id, data__id__in=list(origins))
+                .values_list("data__id", "source_key")
+                .iterator()
+            )
+            for row in chunk:
+                origin = row["synthetic"]["of"]
+                yield row | {
+                    "source": DatasetSource.SYNTHETIC.value,
+                    "source_key": keys.get(origin, f"augmentation:{job_id}"),
+                    "augmentation": job_id,
+                }
+
+
 def source_key(row: Row) -> str:
     """What a row came from, for revocation and review: its battle, or a quest answer's own key."""
     return row.get("source_key") or f"battle:{row['battle_id']}"
@@ -188,6 +227,8 @@ def source_rows(*, sources: Iterable[str], until: datetime) -> Iterator[Row]:
             rows = map(_direct_row, arena_selectors.dataset_direct_rows(until=until))
         elif name == DatasetSource.QUESTS:
             rows = quest_rows(until=until)
+        elif name == DatasetSource.SYNTHETIC:
+            rows = synthetic_rows(until=until)
         else:
             raise DatasetError(f"unknown source {name!r}; known: {', '.join(DatasetSource)}")
         for row in rows:

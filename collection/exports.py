@@ -8,6 +8,10 @@
 - ``kto``: ``{"prompt": [...], "completion": [{assistant}], "label": bool}``, TRL's unpaired
   preference form: both sides of a decided battle (both bad: both False), direct chats, accepted
   reference answers (True), and a ranked quest's best reply (True) and those ranked below it.
+- Synthetic rows (a version whose source is augmentation rows): an LLM judge's pairs on which
+  both orders agreed give ``dpo`` records and ``kto`` records (preferred True, the other False),
+  each carrying the row's ``synthetic`` mark (kind, model, prompt, generation, origin) in JSON
+  Lines; the Parquet files keep each format's fixed columns.
 - ``battles``: the arena's public battle-log format (model_a, model_b, winner, conversation_a/b,
   turn, anony, language, tstamp, judge).
 - ``trees``: ranked quest replies as conversation trees in the shape Open-Assistant exports:
@@ -79,7 +83,20 @@ def sft(row: Row) -> Iterator[Row]:
         yield {"messages": _plain(row["messages"])}
 
 
+def _judged(row: Row) -> bool:
+    """A synthetic judge row with a preference (both orders agreed on one answer)."""
+    return row["source"] == "synthetic" and "chosen" in row and "rejected" in row
+
+
 def dpo(row: Row) -> Iterator[Row]:
+    if _judged(row):
+        yield {
+            "prompt": _plain(row["prompt"]),
+            "chosen": row["chosen"],
+            "rejected": row["rejected"],
+            "synthetic": row["synthetic"],
+        }
+        return
     if _quest(row, "rank"):
         if row["all_bad"]:
             return
@@ -98,6 +115,15 @@ def dpo(row: Row) -> Iterator[Row]:
 
 
 def kto(row: Row) -> Iterator[Row]:
+    if _judged(row):
+        for key, label in (("chosen", True), ("rejected", False)):
+            yield {
+                "prompt": _plain(row["prompt"]),
+                "completion": row[key],
+                "label": label,
+                "synthetic": row["synthetic"],
+            }
+        return
     if row["source"] == "direct":
         prompt, completion = _split(_plain(row["messages"]))
         yield {"prompt": prompt, "completion": completion, "label": bool(row["label"])}

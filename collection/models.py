@@ -193,6 +193,7 @@ class DatasetSource(models.TextChoices):
     BATTLES = "battles", "Arena battles (pairwise votes)"
     DIRECT = "direct", "Direct chats (thumbs up/down)"
     QUESTS = "quests", "Quest results (accepted reference answers, ranked replies)"
+    SYNTHETIC = "synthetic", "Synthetic rows (augmentations of frozen versions)"
 
 
 class Dataset(models.Model):
