@@ -6,36 +6,86 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('arena', '0006_api_token_scopes'),
+        ("arena", "0006_api_token_scopes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='leaderboardsnapshot',
-            name='live',
+            model_name="leaderboardsnapshot",
+            name="live",
             field=models.BooleanField(default=False),
         ),
         migrations.CreateModel(
-            name='VoterHold',
+            name="VoterHold",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('session_key', models.CharField(blank=True, max_length=64)),
-                ('judge', models.CharField(help_text="The voter's name in battle-log exports.", max_length=80)),
-                ('status', models.CharField(choices=[('held', 'Held, waiting for review'), ('confirmed', 'Held: staff confirmed the anomaly'), ('released', 'Released: staff cleared the voter')], default='held', max_length=10)),
-                ('reasons', models.JSONField(default=list)),
-                ('evidence', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('reviewed_at', models.DateTimeField(blank=True, null=True)),
-                ('reviewed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("session_key", models.CharField(blank=True, max_length=64)),
+                (
+                    "judge",
+                    models.CharField(
+                        help_text="The voter's name in battle-log exports.", max_length=80
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("held", "Held, waiting for review"),
+                            ("confirmed", "Held: staff confirmed the anomaly"),
+                            ("released", "Released: staff cleared the voter"),
+                        ],
+                        default="held",
+                        max_length=10,
+                    ),
+                ),
+                ("reasons", models.JSONField(default=list)),
+                ("evidence", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("reviewed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "reviewed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['status', 'session_key'], name='voter_hold_session')],
-                'constraints': [models.UniqueConstraint(fields=('judge',), name='voter_hold_one_per_judge'), models.CheckConstraint(condition=models.Q(('user__isnull', False), models.Q(('session_key', ''), _negated=True), _connector='OR'), name='voter_hold_names_a_voter')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["status", "session_key"], name="voter_hold_session")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("judge",), name="voter_hold_one_per_judge"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("user__isnull", False),
+                            models.Q(("session_key", ""), _negated=True),
+                            _connector="OR",
+                        ),
+                        name="voter_hold_names_a_voter",
+                    ),
+                ],
             },
         ),
     ]

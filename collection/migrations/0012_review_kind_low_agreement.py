@@ -4,15 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('collection', '0011_finetune_permissions_for_staff_roles'),
+        ("collection", "0011_finetune_permissions_for_staff_roles"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='reviewitem',
-            name='kind',
-            field=models.CharField(choices=[('report', 'Reported by a user'), ('leak', 'Identity leak'), ('agreement', 'Low agreement')], max_length=10),
+            model_name="reviewitem",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("report", "Reported by a user"),
+                    ("leak", "Identity leak"),
+                    ("agreement", "Low agreement"),
+                ],
+                max_length=10,
+            ),
         ),
     ]
