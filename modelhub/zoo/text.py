@@ -43,21 +43,10 @@ def train_tokenizer(
 
     Byte-level means every string round-trips, even characters the corpus never contains. With
     ``tool_calls`` the vocabulary also holds the ``<|tool|>`` role token and the Hermes tags as
-    single ordinary tokens (decoding keeps them; vLLM's hermes parser looks them up), and digit
-    runs are split from what precedes them, so that a number reads the same in a question and in
-    a call's arguments.
+    single ordinary tokens (decoding keeps them; vLLM's hermes parser looks them up).
     """
     tok = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    # A tool model copies numbers from the question into a call's arguments: "What is 45 * 6?"
-    # must hold the same "45" token as '{"expression": "45 * 6"}'. Byte-level BPE alone glues the
-    # space to the number (" 45" is another token than "45" after a quote), and the small model
-    # never learnt to map one onto the other; digit runs as their own pre-tokens fix that.
-    tok.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=False), byte_level])
-        if tool_calls
-        else byte_level
-    )
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
