@@ -166,7 +166,7 @@ def _ready_turn(model_a: Any, model_b: Any, session_key: str) -> tuple[Any, Any]
 
 
 def bench_publish(args: argparse.Namespace) -> dict[str, Any]:
-    from bench._harness import processes, setup_django
+    from _harness import processes, setup_django
 
     env = setup_django()
     from arena.leaderboard import selectors, services
