@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from modelhub.zoo.testing import cached_quick_zoo, engine_server  # noqa: E402
+from modelhub.zoo.serving import engine_server  # noqa: E402
+from modelhub.zoo.testing import cached_quick_zoo  # noqa: E402
 
 
 async def _one(client: object, model: str, i: int, tokens: int) -> int:

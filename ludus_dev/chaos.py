@@ -314,7 +314,7 @@ class Formation:
 
 
 def _free_port() -> int:
-    from modelhub.zoo.testing import free_port
+    from modelhub.zoo.serving import free_port
 
     return free_port()
 

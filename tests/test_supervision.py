@@ -304,7 +304,8 @@ def _poll_web(arena: Arena, stop: threading.Event) -> None:
 def arena(tmp_path: Path, settings: Any) -> Iterator[Arena]:
     """`python -m ludus_dev run` on the test database and Redis, with the quick zoo (the demo zoo
     takes minutes to build) and one gen process (two would only cost the shared CPUs more)."""
-    from modelhub.zoo.testing import cached_quick_zoo, free_port
+    from modelhub.zoo.serving import free_port
+    from modelhub.zoo.testing import cached_quick_zoo
 
     web_port, engine_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}

@@ -129,7 +129,7 @@ def function_calling(models: dict[str, Path], cases: list[Any]) -> dict[str, dic
     import tempfile
 
     from modelhub.zoo import toolcheck
-    from modelhub.zoo.testing import engine_server
+    from modelhub.zoo.serving import engine_server
 
     with tempfile.TemporaryDirectory(prefix="ludus-gate-") as served:
         for name, path in models.items():

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from modelhub.zoo import vision
-from modelhub.zoo.testing import engine_server
+from modelhub.zoo.serving import engine_server
 from tests.prometheus import metric_types, metric_value
 
 TEXT_MODEL = "zoo-llama-l"

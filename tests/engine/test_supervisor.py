@@ -19,7 +19,7 @@ from modelhub.supervisor import (
     spec_from_model,
     vllm_command,
 )
-from modelhub.zoo.testing import free_port
+from modelhub.zoo.serving import free_port
 
 
 def test_it_builds_the_vllm_command_line_from_a_model_row(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from modelhub.zoo import toolcheck, tooluse
-from modelhub.zoo.testing import engine_server
+from modelhub.zoo.serving import engine_server
 
 MODEL = "zoo-llama-tools"
 TOOLS: Any = [tooluse.CALCULATOR, tooluse.SEARCH]  # the typed params the client declares

@@ -18,7 +18,7 @@ from collection.training import services
 from collection.training.tasks import finetune_run
 from modelhub.models import Model
 from modelhub.selectors import models_available
-from modelhub.zoo.testing import engine_server
+from modelhub.zoo.serving import engine_server
 from tests.training.conftest import BASE, JUDGE
 from tests.training.test_jobs import _launch
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from modelhub.supervisor import ServerSpec, Supervisor, vllm_command
-from modelhub.zoo.testing import free_port
+from modelhub.zoo.serving import free_port
 
 pytestmark = pytest.mark.vllm
 

@@ -14,7 +14,7 @@ import pytest
 
 from modelhub.supervisor import ServerSpec, Supervisor, vllm_command
 from modelhub.zoo import chat, toolcheck, tooluse
-from modelhub.zoo.testing import free_port
+from modelhub.zoo.serving import free_port
 
 pytestmark = pytest.mark.vllm
 
