@@ -193,7 +193,7 @@ def _live_boards_fit(
     bt_boards: dict[str, dict[str, Any]] = {}
     for category in [ALL, *categories]:
         base_key, base_n = keys(base_cells.get(category, []))
-        new_key, new_n = keys([r for r in added if not category or category in r[3]])
+        new_key, new_n = keys([r for r in added if on_board(category, r[3])])
         table = np.bincount(
             np.concatenate([base_key, new_key]), np.concatenate([base_n, new_n]), m * m * 4
         )

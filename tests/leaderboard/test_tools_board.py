@@ -67,3 +67,19 @@ def test_it_keeps_tools_votes_off_the_overall_board_and_ranks_them_in_their_cate
 
     page = Client().get("/leaderboard/", {"category": "tools"}).content.decode()
     assert "gamma-1" in page or "Gamma One" in page
+
+
+def test_it_keeps_tools_votes_off_the_live_overall_board(board_models: list[Model]) -> None:
+    alpha, beta, gamma, _ = board_models
+    simulate_votes([alpha, beta, gamma], 60)
+    full = services.leaderboard_refresh(**ROUNDS)
+    for other in (alpha, beta) * 5:
+        make_vote(gamma, other, "a", categories=["tools"])
+    make_vote(alpha, beta, "a")
+
+    live = services.leaderboard_publish_live()
+
+    assert live is not None and live.live
+    bt = live.data["boards"]["bt"]
+    assert bt[""]["battles"] == full.data["boards"]["bt"][""]["battles"] + 1
+    assert bt["tools"]["battles"] == 10
