@@ -284,12 +284,7 @@ class Downsample:
                 spool.write(b"\n")
             if not counts:
                 return
-            cap = self._cap(counts)
-            chosen: dict[bytes, set[int]] = {}
-            for key, n in counts.items():
-                if n > cap:
-                    rng = random.Random(int.from_bytes(key, "big") ^ self.seed)
-                    chosen[key] = set(rng.sample(range(n), cap))
+            cap, chosen = self._chosen(counts)
             seen: defaultdict[bytes, int] = defaultdict(int)
             spool.seek(0)
             for line in spool:
@@ -307,6 +302,17 @@ class Downsample:
             1, math.ceil(float(np.quantile(np.fromiter(counts.values(), int), self.quantile)))
         )
 
+    def _chosen(self, counts: Counter[bytes]) -> tuple[int, dict[bytes, set[int]]]:
+        """The cap, and for each over-frequent prompt which of its occurrences (by position) stay:
+        a sample seeded by the prompt and the step's seed, so every run keeps the same ones."""
+        cap = self._cap(counts)
+        chosen: dict[bytes, set[int]] = {}
+        for key, n in counts.items():
+            if n > cap:
+                rng = random.Random(int.from_bytes(key, "big") ^ self.seed)
+                chosen[key] = set(rng.sample(range(n), cap))
+        return cap, chosen
+
     def keys(self, rows: Sequence[Row]) -> list[Any]:
         return [
             hashlib.blake2b(prompt_key(row).encode(), digest_size=8).hexdigest() for row in rows
@@ -316,12 +322,7 @@ class Downsample:
         counts: Counter[bytes] = Counter(bytes.fromhex(key) for _, key in items())
         if not counts:
             return
-        cap = self._cap(counts)
-        chosen: dict[bytes, set[int]] = {}
-        for key, n in counts.items():
-            if n > cap:
-                rng = random.Random(int.from_bytes(key, "big") ^ self.seed)
-                chosen[key] = set(rng.sample(range(n), cap))
+        cap, chosen = self._chosen(counts)
         seen: defaultdict[bytes, int] = defaultdict(int)
         for index, (_, hex_key) in enumerate(items()):
             key = bytes.fromhex(hex_key)
