@@ -57,6 +57,23 @@ def datasets_page(request: HttpRequest) -> HttpResponse:
     return render(request, "collection/datasets.html", context)
 
 
+@staff_permission(roles.DATASETS_VIEW)
+@require_GET
+def dataset_preview(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    dataset = get_object_or_404(Dataset, id=dataset_id)
+    try:
+        preview = datasets.dataset_preview(dataset=dataset)
+    except datasets.DatasetError as error:
+        messages.error(request, str(error))
+        return redirect("datasets")
+    context = {
+        "dataset": dataset,
+        "preview": preview,
+        "can_freeze": request.user.has_perm(roles.VERSION_FREEZE),
+    }
+    return render(request, "collection/dataset_preview.html", context)
+
+
 @staff_permission(roles.VERSION_FREEZE)
 @require_POST
 def dataset_freeze(request: HttpRequest, dataset_id: int) -> HttpResponse:

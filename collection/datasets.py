@@ -60,6 +60,8 @@ PIPELINE_QUEUE = "pipeline"
 # The freeze task (collection.tasks.dataset_freeze, which runs collection.shards), by name.
 FREEZE_TASK = "collection.tasks.dataset_freeze"
 SHARD_ROWS = 2000
+# A dataset's preview runs its pipeline on at most this many of the newest source rows' order.
+PREVIEW_ROWS = 5000
 
 
 class DatasetError(Exception):
@@ -312,6 +314,39 @@ def manifest_hash(manifest: dict[str, Any]) -> str:
     for row in rows:
         hasher.add(row)
     return hasher.hexdigest()
+
+
+def dataset_preview(*, dataset: Dataset, limit: int = PREVIEW_ROWS) -> dict[str, Any]:
+    """What freezing ``dataset`` now would do, counted per step, on the first ``limit`` rows its
+    sources give (in the freeze's order): rows in and out of each step, and what each dropped or
+    changed and why. Nothing is stored."""
+    try:
+        steps = build_steps(dataset.steps, dataset.params)
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
+    unknown = [s for s in dataset.sources if s not in DatasetSource.values]
+    if unknown or not dataset.sources:
+        raise DatasetError(f"Choose sources among {', '.join(DatasetSource.values)}.")
+    read = 0
+
+    def counted() -> Iterator[Row]:
+        nonlocal read
+        rows = source_rows(sources=dataset.sources, until=timezone.now())
+        for row in itertools.islice(rows, limit + 1):
+            read += 1
+            if read > limit:
+                return
+            yield row
+
+    log = Log(keep_events=False)
+    kept = sum(1 for _ in stream(steps, counted(), log))
+    return {
+        "rows_read": min(read, limit),
+        "rows_kept": kept,
+        "limited": read > limit,
+        "limit": limit,
+        "steps": [stats.as_dict() for stats in log.steps.values()],
+    }
 
 
 # -- services ---------------------------------------------------------------------------------

@@ -48,6 +48,9 @@ urlpatterns = [
         name="datasets-review-filter-delete",
     ),
     path("datasets/<int:dataset_id>/freeze/", dataset_views.dataset_freeze, name="dataset-freeze"),
+    path(
+        "datasets/<int:dataset_id>/preview/", dataset_views.dataset_preview, name="dataset-preview"
+    ),
     path("datasets/v/<int:version_id>/", dataset_views.version_page, name="dataset-version"),
     path(
         "datasets/v/<int:version_id>/datasheet.md",

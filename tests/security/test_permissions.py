@@ -79,6 +79,7 @@ GET: dict[str, tuple[Expected, Expected, Expected, Expected]] = {
     "datasets/review/filters/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     "datasets/review/filters/<int:filter_id>/delete/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
     "datasets/<int:dataset_id>/freeze/": (ADMIN_LOGIN, ADMIN_LOGIN, 405, ADMIN_LOGIN),
+    "datasets/<int:dataset_id>/preview/": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/datasheet.md": (ADMIN_LOGIN, ADMIN_LOGIN, 404, ADMIN_LOGIN),
     "datasets/v/<int:version_id>/manifest.json": (401, 404, 404, 404),
