@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.urls import reverse
@@ -36,6 +37,7 @@ from modelhub.models import Engine, Model
 from modelhub.zoo import tooluse
 
 TRAIN_QUEUE = "train"
+TRAIN_TASK = "collection.training.tasks.finetune_run"
 RUN_LOCK = 0x7472  # the advisory-lock namespace of job runs ("tr")
 ACTIVE = (JobState.QUEUED, JobState.RUNNING, JobState.EVALUATING, JobState.CANCELLING)
 
@@ -127,9 +129,10 @@ def job_create(
 
 
 def _enqueue(job_id: int) -> None:
-    from collection.training.tasks import finetune_run
-
-    transaction.on_commit(lambda: finetune_run.apply_async((job_id,), queue=TRAIN_QUEUE))
+    # By the task's name: the task calls these services, the services import no task.
+    transaction.on_commit(
+        lambda: current_app.send_task(TRAIN_TASK, args=(job_id,), queue=TRAIN_QUEUE)
+    )
 
 
 def job_cancel(*, job_id: int) -> FinetuneJob:
