@@ -10,7 +10,8 @@ from django.http import HttpRequest
 # and daily-goal progress; the arena imports none of them). Sent by arena.services.vote_cast
 # after the vote's transaction commits (transaction.on_commit), once per stored vote, with
 # `sender=Vote` and `vote_id`, `battle_id`, `choice`, `user_id` (None for an anonymous voter) and
-# `turn_index` (1 for a battle's first turn: no vote of the battle came before it).
+# `turn_index` (1 for a battle's first turn: no vote of the battle came before it) and `tools`
+# (whether the battle is a tools battle: its models were given tools).
 # Sent with send_robust: a failing receiver never fails the vote it hears about.
 vote_cast = Signal()
 

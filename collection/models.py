@@ -23,6 +23,11 @@ class QuestType(models.TextChoices):
     REVIEW = "review", "Review a reference answer"
 
 
+class QuestFocus(models.TextChoices):
+    GENERAL = "", "General"
+    TOOLS = "tools", "Tool use"
+
+
 class ItemStatus(models.TextChoices):
     OPEN = "open", "Open (a slot is free)"
     FULL = "full", "Full (every slot leased or answered)"
@@ -54,6 +59,10 @@ class QuestItem(models.Model):
         "Assignment", on_delete=models.CASCADE, null=True, blank=True, related_name="reviews"
     )
     source = models.CharField(max_length=80, blank=True, help_text="Its origin, e.g. vote:12:a")
+    # What the item asks about, within its type: blank for the general question, "tools" for a
+    # tools battle's replies (their calls and results shown; tool-use labels). The quest page
+    # shows each focus as its own card and the router can be asked for one.
+    focus = models.CharField(max_length=10, choices=QuestFocus.choices, blank=True, default="")
     consensus = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -64,6 +73,12 @@ class QuestItem(models.Model):
                 fields=["type", "-priority", "id"],
                 name="quest_item_router",
                 condition=Q(status="open"),
+            ),
+            # The router asked for one focus: the same walk over the few focused items.
+            models.Index(
+                fields=["type", "focus", "-priority", "id"],
+                name="quest_item_router_focus",
+                condition=Q(status="open") & ~Q(focus=""),
             ),
         ]
         constraints = [

@@ -9,12 +9,13 @@ def quests_from_vote_enqueue(
     sender: Any, vote_id: int, choice: str, turn_index: int, **kwargs: Any
 ) -> None:
     """arena vote_cast: spawn the vote's quests on a worker, off the vote's request. Only a vote
-    that can spawn one costs a task: "both bad", a tie, or a verdict on a later turn, which may
-    disagree with an earlier vote of its battle (collection.services.quests_from_vote). Most
-    votes are a first turn's verdict and spawn nothing."""
+    that can spawn one costs a task: "both bad", a tie, a verdict on a later turn, which may
+    disagree with an earlier vote of its battle, or any vote on a tools battle, whose tool calls
+    become tool-use quests (collection.services.quests_from_vote). Most votes are a first
+    turn's verdict on a plain battle and spawn nothing."""
     from collection.tasks import quests_from_vote
 
-    if choice in ("a", "b") and turn_index == 1:
+    if choice in ("a", "b") and turn_index == 1 and not kwargs.get("tools"):
         return
     quests_from_vote.delay(vote_id)
 

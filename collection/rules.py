@@ -23,6 +23,14 @@ LABELS = (
     ("ignores_image", "Ignores the image"),
     ("identity_leak", "Identity leak"),
 )
+# The labels of a tool-use label quest ("was this call right?"), on a reply that called tools.
+TOOL_LABELS = (
+    ("tool_right", "Right tool and arguments"),
+    ("tool_wrong", "Wrong tool"),
+    ("tool_arguments_wrong", "Wrong arguments"),
+    ("tool_needless", "Should not have called a tool"),
+    ("tool_result_misused", "Result misused"),
+)
 
 
 # Reliability at which an answer earns its full XP; below it the XP shrinks linearly to none for a

@@ -25,6 +25,7 @@ from collection.models import (
     Contributor,
     Draft,
     ItemStatus,
+    QuestFocus,
     QuestItem,
     QuestType,
     Reliability,
@@ -78,15 +79,53 @@ class QuestCard:
     title: str
     backlog: int
     bounty: int
+    focus: str = ""
+
+
+# The tool-use quests' titles: a tools battle's ranking and its label of one reply's calls.
+TOOL_QUEST_TITLES = {
+    QuestType.RANK: "Which answer used its tools better?",
+    QuestType.LABEL: "Was this call right?",
+}
+
+
+def quest_focus_backlog(focus: str) -> dict[str, int]:
+    """Open items of one focus per type, counted up to BACKLOG_COUNT_CAP (+1): a walk of the
+    focused router index, which holds only focused open items."""
+    table = QuestItem._meta.db_table
+    sql = f"""
+        SELECT t.type, (SELECT count(*) FROM (
+            SELECT 1 FROM {table} i
+            WHERE i.status = %(open)s AND i.type = t.type AND i.focus = %(focus)s
+            LIMIT %(cap)s) s)
+        FROM unnest(%(types)s::text[]) AS t(type)"""
+    params: dict[str, Any] = {
+        "open": ItemStatus.OPEN,
+        "focus": focus,
+        "cap": BACKLOG_COUNT_CAP + 1,
+        "types": list(TOOL_QUEST_TITLES),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {t: n for t, n in cursor.fetchall() if n > 0}
 
 
 def quest_cards() -> list[QuestCard]:
-    """One card per quest type with open work, in the router's order of need."""
+    """One card per quest type with open work, in the router's order of need, then one per
+    tool-use quest with open work (its items are also part of its type's card)."""
     backlog = quest_backlog()
-    return [
+    cards = [
         QuestCard(type=t, title=QuestType(t).label, backlog=backlog[t], bounty=b)
         for t, b in quest_bounties_ranked()
     ]
+    for t, n in quest_focus_backlog(QuestFocus.TOOLS).items():
+        cards.append(
+            QuestCard(
+                type=t, title=TOOL_QUEST_TITLES[QuestType(t)], backlog=n,
+                bounty=rules.bounty(t, backlog.get(t, n)), focus=QuestFocus.TOOLS,
+            )
+        )  # fmt: skip
+    return cards
 
 
 def assignment_of(*, user_id: int, assignment_id: int) -> Assignment | None:

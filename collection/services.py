@@ -28,6 +28,7 @@ from collection.models import (
     GoldCopy,
     GoldItem,
     ItemStatus,
+    QuestFocus,
     QuestItem,
     QuestType,
     XpEntry,
@@ -69,6 +70,7 @@ def quest_item_create(
     author_id: int | None = None,
     reviewed: Assignment | None = None,
     source: str = "",
+    focus: str = "",
 ) -> QuestItem | None:
     """A new open item; None when an item with the same non-blank source exists (spawning is
     idempotent)."""
@@ -76,7 +78,7 @@ def quest_item_create(
     item = QuestItem(
         type=type, prompt=prompt, replies=replies or [], overlap=overlap, open_slots=overlap,
         priority=priority, battle_id=battle_id, author_id=author_id, reviewed=reviewed,
-        source=source,
+        source=source, focus=focus,
     )  # fmt: skip
     try:
         with transaction.atomic():
@@ -93,7 +95,10 @@ def quest_item_create(
 def quests_from_vote(*, vote_id: int) -> list[QuestItem]:
     """The quests a stored arena vote spawns: "both bad" asks for a reference answer to the prompt
     and a label for each reply; a tie, or a vote that disagrees with an earlier vote of the same
-    battle, asks the crowd to rank the replies (an image battle's to compare with the image)."""
+    battle, asks the crowd to rank the replies (an image battle's to compare with the image). A
+    tools battle's voted turn where a reply called a tool asks which reply used its tools better
+    (a ranking with the calls shown) and, for each reply that called one, whether its calls were
+    right (a label with tool-use labels), whatever the verdict."""
     vote = arena_selectors.vote_with_turn(vote_id=vote_id)
     if vote is None or vote.turn.generation_b is None:
         return []
@@ -104,6 +109,15 @@ def quests_from_vote(*, vote_id: int) -> list[QuestItem]:
     ]
     author = battle.user_id
     created: list[QuestItem | None] = []
+    tool_replies = (
+        [
+            {**reply, "tool_calls": _tool_calls_shown(generation.tool_calls)}
+            for reply, generation in zip(replies, (turn.generation_a, answer_b), strict=True)
+        ]
+        if battle.tools
+        else []
+    )
+    called = any(reply["tool_calls"] for reply in tool_replies)
     if vote.choice == "bothbad":
         created.append(
             quest_item_create(
@@ -128,7 +142,25 @@ def quests_from_vote(*, vote_id: int) -> list[QuestItem]:
             )
     decisive = [c for c in arena_selectors.battle_vote_choices(battle_id=battle.id) if c in "ab"]
     disputed = vote.choice == "tie" or (vote.choice in ("a", "b") and len(set(decisive)) > 1)
-    if disputed:
+    if called:
+        # The tool-use ranking stands in for the disputed battle's ranking.
+        created.append(
+            quest_item_create(
+                type=QuestType.RANK, prompt=turn.prompt, replies=tool_replies,
+                battle_id=battle.id, author_id=author, priority=1 if disputed else 0,
+                source=f"vote:{vote.id}:tools", focus=QuestFocus.TOOLS,
+            )
+        )  # fmt: skip
+        for reply in tool_replies:
+            if reply["tool_calls"]:
+                created.append(
+                    quest_item_create(
+                        type=QuestType.LABEL, prompt=turn.prompt, replies=[reply],
+                        battle_id=battle.id, author_id=author,
+                        source=f"vote:{vote.id}:tools:{reply['key']}", focus=QuestFocus.TOOLS,
+                    )
+                )  # fmt: skip
+    elif disputed:
         created.append(
             quest_item_create(
                 type=QuestType.IMAGE if battle.image_mime else QuestType.RANK,
@@ -143,6 +175,21 @@ def quests_from_vote(*, vote_id: int) -> list[QuestItem]:
     if vote.user_id is not None:
         goals_settle(user_id=vote.user_id)
     return [item for item in created if item is not None]
+
+
+def _tool_calls_shown(calls: Any) -> list[dict[str, str]]:
+    """A reply's stored tool calls as a quest shows them: name, arguments, result and error, and
+    nothing that could tell the models apart (call IDs, durations)."""
+    return [
+        {
+            "name": str(call.get("name", "")),
+            "arguments": str(call.get("arguments", "")),
+            "result": str(call.get("result") or ""),
+            "error": str(call.get("error") or ""),
+        }
+        for call in calls or []
+        if isinstance(call, dict)
+    ]
 
 
 # -- the router -----------------------------------------------------------------------------------
@@ -171,11 +218,13 @@ def _claim_sql() -> str:
             SELECT a.id FROM {assignment} a JOIN {item} li ON li.id = a.item_id
             WHERE a.user_id = %(user)s AND a.state = 'leased' AND a.leased_until >= %(now)s
               AND li.type = ANY(%(live_types)s::text[])
+              AND (%(focus)s = '' OR li.focus = %(focus)s)
             ORDER BY a.id LIMIT 1
         ), pick AS (
             SELECT i.id FROM {item} i
             WHERE NOT EXISTS (SELECT 1 FROM live)
               AND i.status = 'open' AND i.type = %(type)s
+              AND (%(focus)s = '' OR i.focus = %(focus)s)
               AND i.author_id IS DISTINCT FROM %(user)s
               AND NOT EXISTS (SELECT 1 FROM {assignment} a
                               WHERE a.item_id = i.id AND a.user_id = %(user)s)
@@ -217,20 +266,26 @@ def _claimed(row: Any) -> Assignment:
     return assignment
 
 
-def assignment_claim(*, user_id: int, quest_type: str | None = None) -> Assignment | None:
+def assignment_claim(
+    *, user_id: int, quest_type: str | None = None, focus: str = ""
+) -> Assignment | None:
     """The user's next piece of work: their live lease (of that type) if they hold one, else a
     new lease on the best open item of the type asked, or of the type with the highest bounty
-    that has work for them. None when there is nothing for them. One round trip per type tried."""
+    that has work for them. None when there is nothing for them. One round trip per type tried.
+    With a focus ("tools"), only items of that focus (no gold items: those ask general
+    questions)."""
     now = timezone.now()
-    gold = _gold_claim(user_id=user_id, quest_type=quest_type, now=now)
-    if gold is not None:
-        return gold
+    if not focus:
+        gold = _gold_claim(user_id=user_id, quest_type=quest_type, now=now)
+        if gold is not None:
+            return gold
     types = [quest_type] if quest_type else [t for t, _b in selectors.quest_bounties_ranked()]
     params: dict[str, Any] = {
         "user": user_id,
         "now": now,
         "until": now + timedelta(seconds=rules.LEASE_SECONDS),
         "live_types": [quest_type] if quest_type else list(QuestType.values),
+        "focus": focus,
     }
     for kind in types or [quest_type or QuestType.RANK]:
         with connection.cursor() as cursor:
@@ -450,7 +505,8 @@ def _answer_clean(item: QuestItem, data: dict[str, Any]) -> dict[str, Any]:
             raise QuestError("Give every reply a different place.")
         return {"all_bad": False, "order": sorted(keys, key=lambda k: ranks[k])}
     if item.type == QuestType.LABEL:
-        known = {key for key, _title in rules.LABELS}
+        asked = rules.TOOL_LABELS if item.focus == QuestFocus.TOOLS else rules.LABELS
+        known = {key for key, _title in asked}
         labels = sorted(set(data.get("labels", [])) & known)
         try:
             rating = int(data.get("rating", ""))

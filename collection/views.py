@@ -8,10 +8,11 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from collection import rules, selectors, services
-from collection.models import QuestItem, QuestType
+from collection.models import QuestFocus, QuestItem, QuestType
 
 QUEST_PAGE = "collection/quest.html"
 
@@ -36,19 +37,24 @@ def quests_home(request: HttpRequest) -> HttpResponse:
     return render(request, "collection/quests.html", context)
 
 
-def _quest_context(request: HttpRequest, quest_type: str) -> dict[str, object]:
+def _quest_context(request: HttpRequest, quest_type: str, focus: str = "") -> dict[str, object]:
     user_id = _user_id(request)
-    assignment = services.assignment_claim(user_id=user_id, quest_type=quest_type)
+    assignment = services.assignment_claim(user_id=user_id, quest_type=quest_type, focus=focus)
     draft = ""
     if assignment is not None and assignment.item.type == QuestType.REFERENCE:
         draft = selectors.draft_text(user_id=user_id, item_id=assignment.item_id)
+    tools = assignment is not None and assignment.item.focus == QuestFocus.TOOLS
+    title = QuestType(quest_type).label
+    if focus or tools:
+        title = selectors.TOOL_QUEST_TITLES.get(QuestType(quest_type), title)
     return {
         "quest_type": quest_type,
-        "title": QuestType(quest_type).label,
+        "focus": focus,
+        "title": title,
         "assignment": assignment,
         "item": assignment.item if assignment else None,
         "draft": draft,
-        "labels": rules.LABELS,
+        "labels": rules.TOOL_LABELS if tools else rules.LABELS,
         "ratings": range(1, 6),
     }
 
@@ -57,12 +63,15 @@ def _quest_context(request: HttpRequest, quest_type: str) -> dict[str, object]:
 @require_GET
 def quest_page(request: HttpRequest, quest_type: str) -> HttpResponse:
     """The user's current item of this type (a live lease is resumed, else the router leases the
-    next one)."""
-    if quest_type not in QuestType.values:
+    next one); `?focus=tools` asks for the type's tool-use items only."""
+    focus = request.GET.get("focus", "")
+    if quest_type not in QuestType.values or focus not in QuestFocus.values:
+        raise Http404("No such quest.")
+    if focus and quest_type not in selectors.TOOL_QUEST_TITLES:
         raise Http404("No such quest.")
     if selectors.quests_left_today(user_id=_user_id(request)) == 0:
         return _refusal(request, services.BudgetSpent(services.budget_spent_message()))
-    return render(request, QUEST_PAGE, _quest_context(request, quest_type))
+    return render(request, QUEST_PAGE, _quest_context(request, quest_type, focus))
 
 
 @login_required
@@ -83,6 +92,7 @@ def quest_submit(request: HttpRequest, assignment_id: int) -> HttpResponse:
     context = {
         "assignment": assignment,
         "quest_type": assignment.item.type,
+        "focus": assignment.item.focus,
         "entry": entry,
         "settled": settled,
         "pending": pending,
@@ -109,7 +119,8 @@ def quest_skip(request: HttpRequest, assignment_id: int) -> HttpResponse:
         )
     except services.NotFound as error:
         raise Http404(str(error)) from None
-    return redirect("quest", quest_type=assignment.item.type)
+    url = reverse("quest", kwargs={"quest_type": assignment.item.type})
+    return redirect(f"{url}?focus={assignment.item.focus}" if assignment.item.focus else url)
 
 
 @login_required

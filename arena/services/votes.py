@@ -183,7 +183,7 @@ def _vote_announce(result: VoteResult) -> None:
         leaderboard_publish_soon()
     signals.vote_cast.send_robust(
         sender=Vote, vote_id=vote.id, battle_id=vote.battle_id, choice=vote.choice,
-        user_id=vote.user_id, turn_index=result.turn.index,
+        user_id=vote.user_id, turn_index=result.turn.index, tools=bool(result.battle.tools),
     )  # fmt: skip
 
 
