@@ -63,7 +63,7 @@ def quest_item_create(
     *,
     type: str,
     prompt: str,
-    replies: list[dict[str, str]] | None = None,
+    replies: list[dict[str, Any]] | None = None,
     overlap: int | None = None,
     priority: int = 0,
     battle_id: Any = None,
@@ -109,7 +109,7 @@ def quests_from_vote(*, vote_id: int) -> list[QuestItem]:
     ]
     author = battle.user_id
     created: list[QuestItem | None] = []
-    tool_replies = (
+    tool_replies: list[dict[str, Any]] = (
         [
             {**reply, "tool_calls": _tool_calls_shown(generation.tool_calls)}
             for reply, generation in zip(replies, (turn.generation_a, answer_b), strict=True)
@@ -151,13 +151,13 @@ def quests_from_vote(*, vote_id: int) -> list[QuestItem]:
                 source=f"vote:{vote.id}:tools", focus=QuestFocus.TOOLS,
             )
         )  # fmt: skip
-        for reply in tool_replies:
-            if reply["tool_calls"]:
+        for tool_reply in tool_replies:
+            if tool_reply["tool_calls"]:
                 created.append(
                     quest_item_create(
-                        type=QuestType.LABEL, prompt=turn.prompt, replies=[reply],
+                        type=QuestType.LABEL, prompt=turn.prompt, replies=[tool_reply],
                         battle_id=battle.id, author_id=author,
-                        source=f"vote:{vote.id}:tools:{reply['key']}", focus=QuestFocus.TOOLS,
+                        source=f"vote:{vote.id}:tools:{tool_reply['key']}", focus=QuestFocus.TOOLS,
                     )
                 )  # fmt: skip
     elif disputed:

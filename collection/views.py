@@ -161,6 +161,7 @@ def rules_page(request: HttpRequest) -> HttpResponse:
         "badges": rules.BADGES,
         "lease_minutes": rules.LEASE_SECONDS // 60,
         "labels": rules.LABELS,
+        "tool_labels": rules.TOOL_LABELS,
         "reliability_min": settings.QUEST_RELIABILITY_MIN,
         "quest_budget": settings.QUEST_ANSWERS_PER_DAY,
         "vote_budget": settings.ARENA_VOTES_PER_DAY,

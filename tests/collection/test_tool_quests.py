@@ -167,3 +167,8 @@ def test_it_hears_a_first_verdict_on_a_tools_battle_cast_in_the_arena(celery_wor
         lambda: QuestItem.objects.filter(type="rank", focus="tools").first(), timeout=20
     )
     assert item.prompt == "What is 6*7?"
+
+
+def test_it_lists_the_tool_use_labels_on_the_rules_page() -> None:
+    body = Client().get("/quests/rules/").content.decode()
+    assert "Should not have called a tool" in body and "Result misused" in body
