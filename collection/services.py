@@ -195,8 +195,8 @@ def _tool_calls_shown(calls: Any) -> list[dict[str, str]]:
 # -- the router -----------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _claim_sql() -> str:
+@lru_cache(maxsize=2)
+def _claim_sql(focused: bool = False) -> str:
     """The user's next assignment and its item, in one statement (one round trip).
 
     `live`: the user's unexpired lease of the types asked, resumed when there is one. Otherwise
@@ -205,7 +205,8 @@ def _claim_sql() -> str:
     never take the same last slot and never wait on each other. Excluded: the user's own work
     (author) and items the user already holds, answered, skipped or let expire (the unique
     assignment). `took` takes the slot (FULL when it was the last), `ins` records the lease. The
-    columns are the assignment's, then the item's."""
+    columns are the assignment's, then the item's. `focused`: only items of one focus
+    (%(focus)s), through the partial index quest_item_router_focus."""
     item, assignment = QuestItem._meta.db_table, Assignment._meta.db_table
     a_cols = [f.column for f in Assignment._meta.concrete_fields]
     i_cols = [f.column for f in QuestItem._meta.concrete_fields]
@@ -213,18 +214,19 @@ def _claim_sql() -> str:
     def columns(a: str, i: str) -> str:
         return ", ".join([f"{a}.{c}" for c in a_cols] + [f"{i}.{c}" for c in i_cols])
 
+    focus_live = " AND li.focus = %(focus)s::text" if focused else ""
+    focus_pick = " AND i.focus = %(focus)s::text" if focused else ""
+
     return f"""
         WITH live AS (
             SELECT a.id FROM {assignment} a JOIN {item} li ON li.id = a.item_id
             WHERE a.user_id = %(user)s AND a.state = 'leased' AND a.leased_until >= %(now)s
-              AND li.type = ANY(%(live_types)s::text[])
-              AND (%(focus)s = '' OR li.focus = %(focus)s)
+              AND li.type = ANY(%(live_types)s::text[]){focus_live}
             ORDER BY a.id LIMIT 1
         ), pick AS (
             SELECT i.id FROM {item} i
             WHERE NOT EXISTS (SELECT 1 FROM live)
-              AND i.status = 'open' AND i.type = %(type)s
-              AND (%(focus)s = '' OR i.focus = %(focus)s)
+              AND i.status = 'open' AND i.type = %(type)s{focus_pick}
               AND i.author_id IS DISTINCT FROM %(user)s
               AND NOT EXISTS (SELECT 1 FROM {assignment} a
                               WHERE a.item_id = i.id AND a.user_id = %(user)s)
@@ -285,11 +287,12 @@ def assignment_claim(
         "now": now,
         "until": now + timedelta(seconds=rules.LEASE_SECONDS),
         "live_types": [quest_type] if quest_type else list(QuestType.values),
-        "focus": focus,
     }
+    if focus:
+        params["focus"] = focus
     for kind in types or [quest_type or QuestType.RANK]:
         with connection.cursor() as cursor:
-            cursor.execute(_claim_sql(), {**params, "type": kind})
+            cursor.execute(_claim_sql(bool(focus)), {**params, "type": kind})
             row = cursor.fetchone()
         if row is not None:
             return _claimed(row)
