@@ -5,21 +5,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('arena', '0007_live_snapshots_and_voter_holds'),
-        ('collection', '0012_review_kind_low_agreement'),
+        ("arena", "0007_live_snapshots_and_voter_holds"),
+        ("collection", "0012_review_kind_low_agreement"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='questitem',
-            name='focus',
-            field=models.CharField(blank=True, choices=[('', 'General'), ('tools', 'Tool use')], default='', max_length=10),
+            model_name="questitem",
+            name="focus",
+            field=models.CharField(
+                blank=True,
+                choices=[("", "General"), ("tools", "Tool use")],
+                default="",
+                max_length=10,
+            ),
         ),
         migrations.AddIndex(
-            model_name='questitem',
-            index=models.Index(condition=models.Q(('status', 'open'), models.Q(('focus', ''), _negated=True)), fields=['type', 'focus', '-priority', 'id'], name='quest_item_router_focus'),
+            model_name="questitem",
+            index=models.Index(
+                condition=models.Q(("status", "open"), models.Q(("focus", ""), _negated=True)),
+                fields=["type", "focus", "-priority", "id"],
+                name="quest_item_router_focus",
+            ),
         ),
     ]
