@@ -38,6 +38,10 @@ from tests.leaderboard.votes import simulate_votes
 pytestmark = pytest.mark.django_db(transaction=True)  # the commands' processes see committed rows
 
 INTERACTIVE = {"createsuperuser"}
+# Commands that train a model: tests/training runs them with a quick zoo and a frozen version
+# (test_command.py, test_demo_loop.py). Here each must be found and parsed with `make env`'s
+# exports, naming a subcommand the command has, and `finetune list` runs as written.
+TRAINING = {"finetune", "demo_loop"}
 
 
 def _fenced_blocks(text: str) -> Iterator[tuple[str, list[str]]]:
@@ -165,7 +169,7 @@ def test_it_runs_every_command_the_readme_shows(tmp_path: Path, live_server) -> 
         "apitoken create", "apitoken list", "apitoken revoke",
         "curl", "ratings",
     }  # fmt: skip
-    unknown = set(by_kind) - checked - INTERACTIVE
+    unknown = set(by_kind) - checked - INTERACTIVE - TRAINING
     assert not unknown, f"the README shows commands this test does not check: {unknown}"
     assert checked <= set(by_kind), f"the README lost commands: {checked - set(by_kind)}"
     shell = Shell(tmp_path / "work", _make_env_exports(tmp_path / "data"))
@@ -218,6 +222,18 @@ def test_it_runs_every_command_the_readme_shows(tmp_path: Path, live_server) -> 
         for variant in variants(_fill(command, C="coding")):
             out = shell.run(variant).stdout
             assert "zeta-chat" in out and "hosted-model" in out, variant
+
+    assert set(by_kind) >= TRAINING, f"the README lost commands: {TRAINING - set(by_kind)}"
+    for kind in sorted(TRAINING):
+        for command in by_kind[kind]:
+            words = command.split("manage.py ", 1)[1].split()
+            if words[:2] == ["finetune", "list"]:
+                assert shell.run(command).stdout == ""  # no job yet
+                continue
+            named = " ".join(words[:2] if kind == "finetune" else words[:1])
+            usage = shell.run(f".venv/bin/python manage.py {named} --help").stdout
+            for option in [w.split("=")[0] for w in words[1:] if w.startswith("--")]:
+                assert option in usage, f"`{command}`: {option} is not in `{named} --help`"
 
     (revoke,) = by_kind["apitoken revoke"]
     shell.run(_fill(revoke, ID=str(token.id)))
