@@ -6,6 +6,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -290,6 +291,28 @@ def battles_for_review() -> Iterator[dict[str, Any]]:
             "flag_reason": battle.flag_reason,
             "leaked": battle.leaked,
         }
+
+
+def battle_texts_since(
+    *, after: datetime | None, before: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """The oldest ``limit`` battles created after ``after`` (all when None) and before
+    ``before``, each with its current turns' prompts and answers: ``{"battle_id", "created_at",
+    "texts"}`` (the curators' moderation scan)."""
+    battles = Battle.objects.filter(created_at__lt=before).order_by("created_at", "id")
+    if after is not None:
+        battles = battles.filter(created_at__gt=after)
+    rows = list(battles.values("id", "created_at")[:limit])
+    texts: dict[Any, list[str]] = {row["id"]: [] for row in rows}
+    turns = Turn.objects.filter(battle_id__in=list(texts), superseded=False).values_list(
+        "battle_id", "prompt", "generation_a__text", "generation_b__text"
+    )
+    for battle_id, *parts in turns:
+        texts[battle_id] += [part for part in parts if part]
+    return [
+        {"battle_id": str(row["id"]), "created_at": row["created_at"], "texts": texts[row["id"]]}
+        for row in rows
+    ]
 
 
 def battle_transcript(*, battle_id: str) -> list[dict[str, str]]:

@@ -300,6 +300,7 @@ class ReviewKind(models.TextChoices):
     REPORT = "report", "Reported by a user"
     LEAK = "leak", "Identity leak"
     AGREEMENT = "agreement", "Low agreement"
+    MODERATION = "moderation", "Offensive language"
 
 
 class ReviewStatus(models.TextChoices):

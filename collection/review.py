@@ -1,5 +1,6 @@
-"""The curators' review queue: arena battles someone reported or whose answers leaked a model's
-identity wait here, and finished quest items whose answers disagree (low agreement). A curator approves or rejects each (alone or a selection at once), redacts a
+"""The curators' review queue: arena battles someone reported, whose answers leaked a model's
+identity or whose prompt or answers the moderation scan found offensive wait here, and finished
+quest items whose answers disagree (low agreement). A curator approves or rejects each (alone or a selection at once), redacts a
 passage or edits one, every action kept as the item's history. A rejected battle is left out of
 every later dataset version; redactions and edits are applied to every text of the battle when a
 dataset reads it (the arena keeps what was said). Curators save named filters of the queue."""
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Cast, Concat
+from django.utils import timezone
 
 from arena import selectors as arena_selectors
 from collection.models import (
@@ -39,6 +44,13 @@ FILTER_KEYS = ("status", "kind", "q")
 LOW_AGREEMENT_SHARE = 0.5
 AGREEMENT_SCAN = 5000
 AGREEMENT_TYPES = (QuestType.RANK, QuestType.IMAGE, QuestType.LABEL)
+# The moderation scan reads battles in creation order from where its last run stopped (kept in
+# the cache; lost, the scan starts again from the first battle and queues nothing twice).
+MODERATION_MARK_KEY = "ludus:review:moderation-mark"
+MODERATION_BATCH = 2000
+# Battles younger than this wait for the next scan: their answers may still be streaming (the
+# generation time limit is five minutes), and a battle committed late still lies past the mark.
+MODERATION_SETTLE = timedelta(minutes=10)
 
 
 class ReviewError(Exception):
@@ -67,6 +79,45 @@ def review_queue_sync() -> int:
     before = ReviewItem.objects.count()
     ReviewItem.objects.bulk_create(items, ignore_conflicts=True)  # returns the conflicting too
     return ReviewItem.objects.count() - before
+
+
+def moderation_scan(*, batches: int = 10) -> int:
+    """Score the prompts and answers of the battles created since the last scan with the
+    pipeline's offensive-language model (alt-profanity-check) and queue those at
+    ``LUDUS_REVIEW_OFFENSIVE_THRESHOLD`` or above as moderation hits; returns how many were
+    queued. Prompt moderation refuses the worst prompts before anything is stored; this finds
+    what it let through, in prompts and in answers."""
+    from profanity_check import predict_prob
+
+    threshold = settings.REVIEW_OFFENSIVE_THRESHOLD
+    mark = cache.get(MODERATION_MARK_KEY)
+    settled = timezone.now() - MODERATION_SETTLE
+    queued = 0
+    for _ in range(batches):
+        battles = arena_selectors.battle_texts_since(
+            after=mark, before=settled, limit=MODERATION_BATCH
+        )
+        if not battles:
+            break
+        texts = [text for battle in battles for text in battle["texts"]]
+        scores = iter(predict_prob(texts)) if texts else iter(())
+        items = []
+        for battle in battles:
+            worst = max((float(next(scores)) for _ in battle["texts"]), default=0.0)
+            if worst >= threshold:
+                items.append(
+                    ReviewItem(
+                        source_key=f"battle:{battle['battle_id']}",
+                        kind=ReviewKind.MODERATION,
+                        reason=f"offensive language (score {worst:.2f})",
+                    )
+                )
+        before = ReviewItem.objects.count()
+        ReviewItem.objects.bulk_create(items, ignore_conflicts=True)
+        queued += ReviewItem.objects.count() - before
+        mark = battles[-1]["created_at"]
+        cache.set(MODERATION_MARK_KEY, mark, timeout=None)
+    return queued
 
 
 def _status_check(status: str) -> None:

@@ -53,3 +53,13 @@ def scan_voter_anomalies() -> int:
     from collection import anomalies
 
     return len(anomalies.voter_anomalies_scan().held)
+
+
+# Beat runs it every five minutes on the default queue: battles whose prompt or answers read as
+# offensive wait in the curators' review queue.
+@shared_task(ignore_result=True, expires=240, soft_time_limit=240, time_limit=280)
+def scan_offensive_battles() -> int:
+    """Queue the battles created since the last scan that read as offensive; returns how many."""
+    from collection import review
+
+    return review.moderation_scan()

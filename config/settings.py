@@ -334,6 +334,9 @@ QUEST_ANSWERS_PER_DAY = _env_count("LUDUS_QUEST_ANSWERS_PER_DAY", 200)
 # reliability is below this bar (0: never), once the estimate rests on this many answers and votes.
 HOLD_RELIABILITY_BELOW = _env_fraction("LUDUS_HOLD_RELIABILITY_BELOW", 0.35)
 HOLD_RELIABILITY_MIN_ANSWERS = _env_count("LUDUS_HOLD_RELIABILITY_MIN_ANSWERS", 30)
+# The curators' moderation scan queues a battle whose prompt or an answer scores this or more on
+# the offensive-language model (the pipeline's toxicity step uses the same model).
+REVIEW_OFFENSIVE_THRESHOLD = _env_fraction("LUDUS_REVIEW_OFFENSIVE_THRESHOLD", 0.8)
 
 
 # Fine-tuning jobs: a job whose judge win rate against its base reaches this is promoted into the

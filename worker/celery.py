@@ -37,6 +37,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"queue": "default"},
     },
+    "scan-offensive-battles": {
+        "task": "collection.tasks.scan_offensive_battles",
+        "schedule": 300.0,
+        "options": {"queue": "default"},
+    },
     "scan-voter-anomalies": {
         "task": "collection.tasks.scan_voter_anomalies",
         "schedule": 300.0,
