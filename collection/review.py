@@ -76,6 +76,11 @@ def review_queue_sync() -> int:
         ReviewItem(source_key=f"quest:{item_id}", kind=ReviewKind.AGREEMENT, reason=reason)
         for item_id, reason in low_agreement_items()
     ]
+    return _queue(items)
+
+
+def _queue(items: list[ReviewItem]) -> int:
+    """Add the items the queue does not hold yet (by source); returns how many were added."""
     before = ReviewItem.objects.count()
     ReviewItem.objects.bulk_create(items, ignore_conflicts=True)  # returns the conflicting too
     return ReviewItem.objects.count() - before
@@ -112,9 +117,7 @@ def moderation_scan(*, batches: int = 10) -> int:
                         reason=f"offensive language (score {worst:.2f})",
                     )
                 )
-        before = ReviewItem.objects.count()
-        ReviewItem.objects.bulk_create(items, ignore_conflicts=True)
-        queued += ReviewItem.objects.count() - before
+        queued += _queue(items)
         mark = battles[-1]["created_at"]
         cache.set(MODERATION_MARK_KEY, mark, timeout=None)
     return queued
