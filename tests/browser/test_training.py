@@ -15,7 +15,9 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import Page, expect
 
+from collection.datasets import version_rows
 from collection.models import DatasetVersion, FinetuneJob, JobState
+from collection.training import data
 from ludus_dev.fake_upstream import free_port
 from modelhub.models import Model
 from modelhub.selectors import models_available
@@ -97,7 +99,10 @@ def test_it_lets_staff_launch_watch_and_promote_a_job(
 
     expect(page.get_by_test_id("job-state")).to_have_text("Trained and evaluated", timeout=120_000)
     expect(page.locator("#gate")).to_contain_text("Held-out loss after")
-    expect(page.locator("#verdicts tbody tr")).to_have_count(4)
+    # The held-out split is decided by the rows' ids, so its size varies with the database's
+    # sequences: the judge sees each held-out prompt (two at most) in both orders.
+    _, test = data.split(version_rows(version=version), hyperparameters["test_fraction"])
+    expect(page.locator("#verdicts tbody tr")).to_have_count(2 * min(2, len(test)))
     page.get_by_role("button", name="Promote into the arena").click()
     expect(page.get_by_test_id("promoted")).to_contain_text(f"{BASE}-ft")
 
