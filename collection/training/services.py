@@ -156,6 +156,7 @@ def job_is_training(*, job_id: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND classid = %s AND objid = %s AND objsubid = 2 AND granted)",
             [RUN_LOCK, job_id],
         )
