@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from modelhub.zoo import tooluse
 TRAIN_QUEUE = "train"
 TRAIN_TASK = "collection.training.tasks.finetune_run"
 RUN_LOCK = 0x7472  # the advisory-lock namespace of job runs ("tr")
+RUN_LOCK_WAIT_S = 5.0
 ACTIVE = (JobState.QUEUED, JobState.RUNNING, JobState.EVALUATING, JobState.CANCELLING)
 
 
@@ -233,10 +235,17 @@ def job_run(*, job_id: int, stop_at_step: int | None = None) -> FinetuneJob | No
 @contextlib.contextmanager
 def _run_lock(job_id: int) -> Iterator[bool]:
     """A PostgreSQL session lock on the job while a process trains it: released when the run ends
-    or when its process dies (its connection closes), so a redelivered task can take over."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_LOCK, job_id])
-        held = bool(cursor.fetchone()[0])
+    or when its process dies (its connection closes), so a redelivered task can take over. A task
+    handed back the moment its process was killed may arrive before the server has noticed the
+    dead connection, so it waits a few seconds for the lock before leaving the job alone."""
+    deadline = time.monotonic() + RUN_LOCK_WAIT_S
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_LOCK, job_id])
+            held = bool(cursor.fetchone()[0])
+        if held or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
     try:
         yield held
     finally:
