@@ -30,7 +30,7 @@ def database_url_for_tests() -> str:
 
 
 def start_worker(
-    queues: str = ALL_QUEUES, concurrency: int = 16, name: str | None = None
+    queues: str = ALL_QUEUES, concurrency: int = 16, name: str | None = None, pool: str = "threads"
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `celery worker` as a subprocess against the test database; wait until it announces itself."""
     from django.conf import settings
@@ -47,7 +47,7 @@ def start_worker(
     }
     env |= {"LUDUS_READ_TIMEOUT": "3", "LUDUS_CONNECT_TIMEOUT": "2"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues, "-P", "threads",
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues, "-P", pool,
          "-c", str(concurrency), "-n", hostname, "--without-gossip", "--without-mingle", "-l", "WARNING"],
         cwd=ROOT, env=env,
     )  # fmt: skip

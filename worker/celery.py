@@ -47,6 +47,11 @@ app.conf.beat_schedule = {
         "schedule": 300.0,
         "options": {"queue": "default"},
     },
+    "resume-orphaned-finetunes": {
+        "task": "collection.training.tasks.finetune_resume_orphans",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
     "clear-expired-sessions": {
         "task": "arena.tasks.clear_expired_sessions",
         "schedule": 3600.0,

@@ -274,6 +274,11 @@ def _run(job_id: int, stop_at_step: int | None) -> FinetuneJob | None:
         def on_progress(progress: runner.Progress) -> bool:
             return _progress(job.id, progress)
 
+        # Shown on the job's page while it trains on from there.
+        if (checkpoint := runner.last_checkpoint(out)) is not None:
+            FinetuneJob.objects.filter(id=job.id).update(
+                resumed_from_step=runner.checkpoint_step(checkpoint)
+            )
         outcome = runner.train(
             method=job.method,
             base_dir=base_dir(job),
@@ -284,10 +289,6 @@ def _run(job_id: int, stop_at_step: int | None) -> FinetuneJob | None:
             on_progress=on_progress,
             stop_at_step=stop_at_step,
         )
-        if outcome.resumed_from_step is not None:
-            FinetuneJob.objects.filter(id=job.id).update(
-                resumed_from_step=outcome.resumed_from_step
-            )
         if not outcome.finished:
             return _stopped(job.id)
         FinetuneJob.objects.filter(id=job.id).update(
