@@ -1,8 +1,10 @@
 """Staff launch a fine-tuning job from its page, watch its loss curve grow while a train worker
-trains it, and promote the model into the arena."""
+trains it, promote the model into the arena, and see it battle there: the local engine answers
+for it through a generation worker, and the vote reveals it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -15,12 +17,14 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import Page, expect
 
+from arena.models import Battle
 from collection.datasets import version_rows
 from collection.models import DatasetVersion, FinetuneJob, JobState
 from collection.training import data
 from ludus_dev.fake_upstream import free_port
-from modelhub.models import Model
+from modelhub.models import Endpoint, Model
 from modelhub.selectors import models_available
+from modelhub.zoo.serving import engine_server
 from tests.factories import PASSWORD, UserFactory
 from tests.helpers import ROOT, database_url_for_tests, start_worker, stop_worker
 from tests.training.conftest import BASE, JUDGE, hub, version, zoo_dir  # noqa: F401
@@ -30,10 +34,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 @pytest.fixture
 def own_site(hub: dict[str, Model], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:  # noqa: F811
-    """The web and a train worker whose models and data directories are this test's own."""
+    """The web, a train worker, a generation worker and the local engine, whose models and data
+    directories are this test's own."""
     monkeypatch.setenv("LUDUS_MODELS_DIR", str(settings.MODELS_DIR))
     monkeypatch.setenv("LUDUS_DATA_DIR", str(settings.DATA_DIR))
+    stack = contextlib.ExitStack()
+    engine = stack.enter_context(engine_server(settings.MODELS_DIR)) + "/v1"
+    Endpoint.objects.update(base_url=engine)  # the hub's models, and those promoted from here on
+    monkeypatch.setenv("LUDUS_LOCAL_ENGINE_URL", engine)
     worker, _ = start_worker(queues="train", concurrency=1)
+    generator, _ = start_worker(queues="gen.local", concurrency=4)
     port = free_port()
     env = dict(os.environ) | {
         "DATABASE_URL": database_url_for_tests(),
@@ -62,6 +72,8 @@ def own_site(hub: dict[str, Model], monkeypatch: pytest.MonkeyPatch) -> Iterator
         web.terminate()
         web.wait(10)
         stop_worker(worker)
+        stop_worker(generator)
+        stack.close()
 
 
 def _points(page: Page) -> int:
@@ -108,4 +120,24 @@ def test_it_lets_staff_launch_watch_and_promote_a_job(
 
     job = FinetuneJob.objects.get()
     assert job.state == JobState.PROMOTED and job.step == 150
-    assert job.promoted_model in models_available()
+    promoted = job.promoted_model
+    assert promoted is not None and promoted in models_available()
+
+    # In the arena with its base (the judge sits out), the new model battles and the vote names it.
+    Model.objects.filter(name=JUDGE).update(arena_eligible=False)
+    earlier = set(Battle.objects.values_list("id", flat=True))  # the dataset's battles
+    page.goto(own_site + "/")
+    page.get_by_test_id("prompt-input").fill("what is two plus two?")
+    page.get_by_test_id("send").click()
+    for side in ("a", "b"):
+        expect(page.get_by_test_id(f"answer-{side}")).not_to_be_empty(timeout=60_000)
+    expect(page.get_by_test_id("vote-a")).to_be_enabled(timeout=60_000)
+    page.get_by_test_id("vote-a").click()
+    expect(page.get_by_test_id("verdict")).to_be_visible()
+    battle = Battle.objects.exclude(id__in=earlier).get()
+    assert promoted.id in (battle.model_a_id, battle.model_b_id)
+    side = "a" if battle.model_a_id == promoted.id else "b"
+    expect(page.get_by_test_id(f"model-name-{side}")).to_have_text(promoted.label)
+    turn = battle.turns.get()
+    for generation in (turn.generation_a, turn.generation_b):  # the engine answered for both
+        assert generation is not None and generation.status == "done" and generation.text
