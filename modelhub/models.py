@@ -119,6 +119,17 @@ class Model(models.Model):
     # page and dataset version (written by the app that made it; modelhub only stores it).
     source_url = models.CharField(max_length=500, blank=True)
     source_label = models.CharField(max_length=300, blank=True)
+    # A LoRA adapter that vLLM serves beside its base: path is the adapter's directory (PEFT
+    # format), the endpoints are the base's servers, and the supervisor starts the base's vLLM
+    # with every adapter of it (--enable-lora --lora-modules), so a restart keeps serving them.
+    lora_base = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="lora_adapters",
+        help_text="For a LoRA adapter served by vLLM: the base model whose servers load it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

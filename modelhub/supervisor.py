@@ -52,12 +52,21 @@ class ServerSpec:
     images_per_prompt: int = 0  # 0: text-only model, no --limit-mm-per-prompt
     tool_call_parser: str = ""  # vLLM's parser of the model's tool calls; "": no tool calls
     cpu: bool | None = None  # None: CPU unless an NVIDIA GPU is visible
+    # LoRA adapters served beside the model, (name clients send, adapter directory) each. With
+    # enable_lora, the server also loads adapters at run time (POST /v1/load_lora_adapter).
+    lora_modules: tuple[tuple[str, Path], ...] = ()
+    enable_lora: bool = False
+    max_lora_rank: int = 0  # 0: the smallest vLLM accepts that fits lora_modules' ranks
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def lora(self) -> bool:
+        return self.enable_lora or bool(self.lora_modules)
 
     @property
     def on_cpu(self) -> bool:
@@ -69,6 +78,25 @@ class ServerSpec:
 def vllm_python() -> str:
     """The interpreter that has vLLM: LUDUS_VLLM_PYTHON (e.g. .venv-vllm/bin/python) or this one."""
     return os.environ.get("LUDUS_VLLM_PYTHON") or sys.executable
+
+
+# The values vLLM accepts for --max-lora-rank (its LoRAConfig), smallest first.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def adapter_rank(adapter_dir: Path) -> int:
+    """The largest LoRA rank of a PEFT adapter directory (its ``r`` and any per-module rank)."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    return max([int(config.get("r") or 0), *map(int, (config.get("rank_pattern") or {}).values())])
+
+
+def max_lora_rank(ranks: list[int]) -> int:
+    """The smallest --max-lora-rank vLLM accepts that holds every rank given."""
+    highest = max(ranks, default=0)
+    for rank in VLLM_LORA_RANKS:
+        if rank >= highest:
+            return rank
+    raise ValueError(f"vLLM serves LoRA ranks up to {VLLM_LORA_RANKS[-1]}, not {highest}")
 
 
 def vllm_command(spec: ServerSpec) -> list[str]:
@@ -95,6 +123,13 @@ def vllm_command(spec: ServerSpec) -> list[str]:
         argv += ["--limit-mm-per-prompt", json.dumps({"image": spec.images_per_prompt})]
     if spec.tool_call_parser:
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", spec.tool_call_parser]
+    if spec.lora:
+        rank = spec.max_lora_rank or max_lora_rank(
+            [adapter_rank(path) for _, path in spec.lora_modules]
+        )
+        argv += ["--enable-lora", "--max-lora-rank", str(rank)]
+        if spec.lora_modules:
+            argv += ["--lora-modules", *(f"{name}={path}" for name, path in spec.lora_modules)]
     # Sampling defaults from the model's generation_config.json, as every other engine uses them.
     argv += ["--generation-config", "vllm"]
     if spec.on_cpu:
@@ -107,6 +142,9 @@ def vllm_env(spec: ServerSpec) -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     if spec.on_cpu:
         env["VLLM_CPU_KVCACHE_SPACE"] = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")
+    if spec.lora:
+        # Promotion loads each new adapter into the running server (modelhub.services.adapters).
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     return env
 
 
@@ -129,25 +167,39 @@ def local_engine_command(spec: ServerSpec) -> list[str]:
 
 
 def spec_from_model(
-    model: Any, port: int, host: str = "127.0.0.1", models_dir: Path | None = None
+    model: Any,
+    port: int,
+    host: str = "127.0.0.1",
+    models_dir: Path | None = None,
+    adapters: list[Any] | None = None,
 ) -> ServerSpec:
-    """ServerSpec for a ``modelhub.models.Model`` row (engine vllm or local)."""
-    path = Path(model.path)
-    if not path.is_absolute():
-        if models_dir is None:
-            from django.conf import settings
+    """ServerSpec for a ``modelhub.models.Model`` row (engine vllm or local). A vLLM model with
+    LoRA adapters (``adapters``, by default the rows whose ``lora_base`` it is) is served with
+    them all, under the names clients send."""
+    if getattr(model, "lora_base_id", None) is not None:
+        raise ValueError(f"{model.name} is a LoRA adapter: serve its base model")
+    if models_dir is None:
+        from django.conf import settings
 
-            models_dir = Path(settings.MODELS_DIR)
-        path = models_dir / path
+        models_dir = Path(settings.MODELS_DIR)
+
+    def files(row: Any) -> Path:
+        path = Path(row.path or row.name)
+        return path if path.is_absolute() else models_dir / path
+
+    if adapters is None:
+        saved = model.pk is not None and model.engine == "vllm"
+        adapters = list(model.lora_adapters.order_by("name")) if saved else []
     return ServerSpec(
         name=model.upstream_name,
-        model_dir=path,
+        model_dir=files(model),
         port=port,
         host=host,
         tensor_parallel_size=model.tensor_parallel_size,
         max_model_len=model.max_model_len,
         images_per_prompt=model.limit_images_per_prompt if model.supports_images else 0,
         tool_call_parser=model.tool_call_parser,
+        lora_modules=tuple((a.upstream_name, files(a)) for a in adapters),
     )
 
 
@@ -312,7 +364,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--images-per-prompt", type=int, default=0)
     parser.add_argument("--tool-call-parser", default="", help="vLLM's, e.g. hermes")
+    parser.add_argument(
+        "--lora-module",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="vLLM: serve this LoRA adapter (PEFT directory) under NAME; repeatable",
+    )
+    parser.add_argument(
+        "--enable-lora",
+        action="store_true",
+        help="vLLM: accept LoRA adapters at run time even with no --lora-module",
+    )
+    parser.add_argument("--max-lora-rank", type=int, default=0)
     args = parser.parse_args(argv)
+    modules = []
+    for module in args.lora_module:
+        name, sep, path = module.partition("=")
+        if not (name and sep and path):
+            parser.error(f"--lora-module takes NAME=DIR, not {module!r}")
+        modules.append((name, Path(path).resolve()))
     logging.basicConfig(level=logging.INFO)
     spec = ServerSpec(
         name=args.name,
@@ -323,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         max_model_len=args.max_model_len,
         images_per_prompt=args.images_per_prompt,
         tool_call_parser=args.tool_call_parser,
+        lora_modules=tuple(modules),
+        enable_lora=args.enable_lora,
+        max_lora_rank=args.max_lora_rank,
     )
     sup = Supervisor(spec, vllm_command if args.engine == "vllm" else local_engine_command).start()
     done = threading.Event()

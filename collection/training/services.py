@@ -73,7 +73,8 @@ def job_dir(job_id: int) -> Path:
 
 
 def _local_dir(model: Model, role: str) -> Path:
-    if model.engine != Engine.LOCAL:
+    # Ludus serves these engines' models from directories of its own (vLLM from the same files).
+    if model.engine not in (Engine.LOCAL, Engine.VLLM) or model.lora_base_id is not None:
         raise JobError(f"The {role} must be a model with local files; {model.name} is not.")
     path = model_dir(model)
     if not (path / "config.json").exists():
@@ -453,9 +454,19 @@ def promoted_name(job: FinetuneJob) -> str:
     return f"{stem}-ft{job.id}"[:100]
 
 
+def serves_as_adapter(job: FinetuneJob) -> bool:
+    """Whether a job's model is promoted as a LoRA adapter on its base's vLLM servers (a LoRA job
+    on a vLLM-served base) rather than as a merged model on the local engine."""
+    base = job.base_model
+    return bool(job.hyperparameters.get("lora")) and base is not None and base.engine == Engine.VLLM
+
+
 def job_promote(*, job_id: int) -> FinetuneJob:
-    """Register a trained, evaluated job's model in the hub, served by the local engine from the
-    models directory; it enters pair sampling as a new model (boosted until it has votes)."""
+    """Register a trained, evaluated job's model in the hub; it enters pair sampling as a new
+    model (boosted until it has votes). The merged model is served by the local engine from the
+    models directory; a LoRA job on a vLLM-served base is served by the base's vLLM servers as
+    the base plus the adapter (copied into the models directory), loaded into them at once."""
+    from modelhub.services import adapter_load
     from modelhub.services.registry import models_load
 
     with transaction.atomic():
@@ -466,38 +477,57 @@ def job_promote(*, job_id: int) -> FinetuneJob:
         )
         if job.state != JobState.DONE:
             raise JobError("Only a trained and evaluated job can be promoted.")
-        source = Path(job.output_dir) / "model"
-        if not (source / "config.json").exists():
-            raise JobError(f"The job's model is missing from {source}.")
+        adapter = serves_as_adapter(job)
+        out = Path(job.output_dir)
+        source, marker = (
+            (out / "adapter", "adapter_config.json") if adapter else (out / "model", "config.json")
+        )
+        if not (source / marker).exists():
+            raise JobError(
+                f"The job's {'adapter' if adapter else 'model'} is missing from {source}."
+            )
         name = promoted_name(job)
         target = Path(settings.MODELS_DIR) / name
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target)
+        if adapter and (out / "model" / "README.md").exists():
+            shutil.copyfile(out / "model" / "README.md", target / "README.md")  # the job's card
         base = job.base_model
-        (model,) = models_load(
-            entries=[
-                {
-                    "name": name,
-                    "display_name": f"{base.label if base else name} + {job.version}"[:200],
-                    "organization": "Ludus fine-tune",
-                    "license": base.license if base else "",
-                    "engine": Engine.LOCAL,
-                    "path": name,
-                    "max_model_len": base.max_model_len if base else None,
-                    "heldout_loss": job.metrics.get("heldout_loss_after"),
-                    # It calls the tools its base was given (the gate checked it on them).
-                    "tools": list(base.tools) if base else [],
-                    "source_url": reverse("training-job", args=[job.id]),
-                    "source_label": f"fine-tuned: job #{job.id} on {job.version}"[:300],
-                    "endpoints": [{"base_url": settings.LOCAL_ENGINE_URL}],
-                }
-            ]
-        )
+        entry: dict[str, Any] = {
+            "name": name,
+            "display_name": f"{base.label if base else name} + {job.version}"[:200],
+            "organization": "Ludus fine-tune",
+            "license": base.license if base else "",
+            "engine": Engine.LOCAL,
+            "path": name,
+            "max_model_len": base.max_model_len if base else None,
+            "heldout_loss": job.metrics.get("heldout_loss_after"),
+            # It calls the tools its base was given (the gate checked it on them).
+            "tools": list(base.tools) if base else [],
+            "source_url": reverse("training-job", args=[job.id]),
+            "source_label": f"fine-tuned: job #{job.id} on {job.version}"[:300],
+            "endpoints": [{"base_url": settings.LOCAL_ENGINE_URL}],
+        }
+        if adapter:
+            assert base is not None
+            entry.update(
+                engine=Engine.VLLM,
+                lora_base=base.name,
+                queue=base.queue,  # the same servers answer it
+                tool_call_parser=base.tool_call_parser,
+                endpoints=[
+                    {"base_url": e.base_url, "api_key_env": e.api_key_env}
+                    for e in base.endpoints.filter(enabled=True)
+                ],
+            )
+        (model,) = models_load(entries=[entry])
         (target / "ludus_job.json").write_text(
             json.dumps({"job": job.id, "dataset_version": job.version_id}) + "\n"
         )
         job.promoted_model = model
         job.state = JobState.PROMOTED
         job.save(update_fields=["promoted_model", "state"])
+    if adapter:
+        adapter_load(model=model)
     return job

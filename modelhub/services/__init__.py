@@ -5,10 +5,12 @@
 - run: streaming a task's generations from their endpoints (the worker side)
 - endpoints: endpoint health, from requests and probes
 - registry: models and endpoints from configuration
+- adapters: LoRA adapters loaded into their base's running vLLM servers
 
 Callers use the names below (`from modelhub import services; services.generation_create(...)`).
 """
 
+from modelhub.services.adapters import adapter_load
 from modelhub.services.dispatch import generations_claim, generations_requeue
 from modelhub.services.endpoints import (
     endpoint_mark_failure,
@@ -37,6 +39,7 @@ __all__ = [
     "GenerationRejected",
     "Heartbeat",
     "ModelConfigError",
+    "adapter_load",
     "endpoint_mark_failure",
     "endpoint_mark_success",
     "endpoint_probe",

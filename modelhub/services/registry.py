@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from modelhub.models import Endpoint, Model
+from modelhub.models import Endpoint, Engine, Model
 from modelhub.tools import validate_tool_names
 
 MODEL_FIELDS = {
@@ -27,6 +27,8 @@ def models_load(*, entries: list[dict[str, Any]]) -> list[Model]:
     """Create or update models (and their endpoints) from configuration entries, all or nothing.
 
     Each entry: {"name": ..., <model fields>, "endpoints": [{"base_url": ..., "api_key_env": ...}]}.
+    A LoRA adapter served by vLLM names its base model with "lora_base" (a vLLM model); its
+    path is the adapter's directory and its endpoints are the base's servers.
     Endpoints not listed for a model are disabled, not deleted (generations keep their history).
     An entry carrying an API key itself is refused: keys come from the environment only.
     """
@@ -37,12 +39,14 @@ def models_load(*, entries: list[dict[str, Any]]) -> list[Model]:
         for index, entry in enumerate(entries, start=1):
             if not isinstance(entry, dict) or not entry.get("name"):
                 raise ModelConfigError(f"model #{index}: each model needs a name")
-            unknown = set(entry) - MODEL_FIELDS - {"name", "endpoints"}
+            unknown = set(entry) - MODEL_FIELDS - {"name", "endpoints", "lora_base"}
             if unknown:
                 raise ModelConfigError(f"model {entry['name']}: unknown fields {sorted(unknown)}")
             model, _ = Model.objects.get_or_create(name=entry["name"])
             for key in MODEL_FIELDS & set(entry):
                 setattr(model, key, entry[key])
+            if "lora_base" in entry:
+                model.lora_base = _lora_base(entry, model)
             try:
                 model.full_clean()
             except ValidationError as exc:
@@ -79,6 +83,22 @@ def models_load(*, entries: list[dict[str, Any]]) -> list[Model]:
                 model.endpoints.exclude(id__in=seen).update(enabled=False)
             loaded.append(model)
     return loaded
+
+
+def _lora_base(entry: dict[str, Any], model: Model) -> Model | None:
+    name = entry["lora_base"]
+    if not name:
+        return None
+    base = Model.objects.filter(name=name).first()
+    if base is None:
+        raise ModelConfigError(f"model {entry['name']}: no base model named {name!r}")
+    if base.engine != Engine.VLLM or model.engine != Engine.VLLM:
+        raise ModelConfigError(
+            f"model {entry['name']}: a LoRA adapter and its base {name} are both served by vLLM"
+        )
+    if base.lora_base_id is not None:
+        raise ModelConfigError(f"model {entry['name']}: the base {name} is itself an adapter")
+    return base
 
 
 def model_set_enabled(*, name: str, enabled: bool) -> Model:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -11,13 +12,16 @@ import httpx
 import pytest
 
 from modelhub.models import Model
+from modelhub.services.registry import models_load
 from modelhub.supervisor import (
     ServerSpec,
     Supervisor,
     local_engine_command,
+    max_lora_rank,
     parse_load,
     spec_from_model,
     vllm_command,
+    vllm_env,
 )
 from modelhub.zoo.serving import free_port
 
@@ -47,6 +51,76 @@ def test_it_builds_the_vllm_command_line_from_a_model_row(tmp_path: Path) -> Non
     gpu = vllm_command(ServerSpec(**{**spec.__dict__, "cpu": False, "images_per_prompt": 0}))
     assert "--enforce-eager" not in gpu
     assert "--limit-mm-per-prompt" not in gpu
+
+
+def _adapter(path: Path, rank: int, rank_pattern: dict[str, int] | None = None) -> None:
+    path.mkdir(parents=True)
+    config = {"peft_type": "LORA", "r": rank, "rank_pattern": rank_pattern or {}}
+    (path / "adapter_config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.django_db
+def test_it_starts_a_vllm_base_with_its_lora_adapters_at_a_rank_that_fits_them(
+    tmp_path: Path,
+) -> None:
+    _adapter(tmp_path / "base-ft1", rank=8)
+    _adapter(tmp_path / "base-ft2", rank=16, rank_pattern={"q_proj": 24})
+    endpoints = [{"base_url": "http://gpu-1:8000/v1"}]
+    base, *_ = models_load(
+        entries=[
+            {"name": "base", "engine": "vllm", "path": "base", "endpoints": endpoints},
+            *(
+                {
+                    "name": name,
+                    "engine": "vllm",
+                    "path": name,
+                    "lora_base": "base",
+                    "endpoints": endpoints,
+                }
+                for name in ("base-ft2", "base-ft1")
+            ),
+        ]
+    )
+
+    spec = spec_from_model(base, port=8123, models_dir=tmp_path)
+    argv = vllm_command(spec)
+
+    assert argv[argv.index("--model") + 1] == str(tmp_path / "base")
+    assert argv[argv.index("--served-model-name") + 1] == "base"
+    assert "--enable-lora" in argv
+    assert argv[argv.index("--max-lora-rank") + 1] == "32"  # the smallest vLLM takes above 24
+    at = argv.index("--lora-modules")
+    assert argv[at + 1 : at + 3] == [
+        f"base-ft1={tmp_path / 'base-ft1'}",
+        f"base-ft2={tmp_path / 'base-ft2'}",
+    ]
+    assert vllm_env(spec)["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    adapter = Model.objects.get(name="base-ft1")
+    with pytest.raises(ValueError, match="serve its base"):
+        spec_from_model(adapter, port=8124, models_dir=tmp_path)
+
+
+@pytest.mark.django_db
+def test_it_starts_a_vllm_base_without_adapters_without_lora(tmp_path: Path) -> None:
+    (base,) = models_load(entries=[{"name": "base", "engine": "vllm", "path": "base"}])
+    spec = spec_from_model(base, port=8123, models_dir=tmp_path)
+    assert "--enable-lora" not in vllm_command(spec)
+    assert "--lora-modules" not in vllm_command(spec)
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in vllm_env(spec)
+    # Started ready for adapters, with none yet: runtime loading only.
+    ready = ServerSpec(**{**spec.__dict__, "enable_lora": True})
+    argv = vllm_command(ready)
+    assert argv[argv.index("--enable-lora") + 1 :][:2] == ["--max-lora-rank", "1"]
+    assert "--lora-modules" not in argv
+    assert vllm_env(ready)["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+
+
+def test_it_picks_the_smallest_lora_rank_vllm_accepts() -> None:
+    assert [max_lora_rank(r) for r in ([], [1], [2, 8], [9], [256], [300], [512])] == [
+        1, 1, 8, 16, 256, 320, 512,
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="up to 512"):
+        max_lora_rank([513])
 
 
 def test_it_reads_load_from_prometheus_text() -> None:
