@@ -145,6 +145,8 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "ludus",
+        # One pool per process, not one per request (modelhub.redis_clients says why).
+        "OPTIONS": {"pool_class": "modelhub.redis_clients.ProcessConnectionPool"},
     }
 }
 

@@ -1,7 +1,8 @@
 """HTTP through the ASGI app the product serves (config.asgi.application): static files hashed,
 compressed and cached for good; request bodies past the limit get 413 before they are stored, a
 chunked body within it reaches Django whole; slow readers of streamed downloads never take the
-threads that serve everything else. (The static files are those collectstatic wrote: make test
+threads that serve everything else; the requests of a process share one pool of Redis connections
+for the cache (sessions, rate limits), not a new connection each. (The static files are those collectstatic wrote: make test
 runs it first.)"""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from django.contrib.staticfiles.storage import staticfiles_storage
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -37,7 +39,14 @@ def _echo(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"{len(request.body)} {request.POST.get('field', '')}")
 
 
+def _cache_pool(request: HttpRequest) -> HttpResponse:
+    cache.get("probe")  # what a session or a rate limit does on every request
+    client = cache._cache.get_client(write=False)  # type: ignore[attr-defined]
+    return HttpResponse(str(id(client.connection_pool)))
+
+
 urlpatterns = [
+    path("cache-pool/", _cache_pool),
     path("download/", _download),
     path("page/", _page),
     path("echo/", _echo),
@@ -114,6 +123,18 @@ def test_it_hands_django_a_chunked_body_whole() -> None:
 
     assert response.status_code == 200
     assert response.text == f"{len(form)} {'y' * 300_000}"
+
+
+def test_requests_share_one_pool_of_redis_connections_for_the_cache() -> None:
+    async def go() -> list[str]:
+        async with _client() as client:
+            sequential = [(await client.get("/cache-pool/")).text for _ in range(10)]
+            together = await asyncio.gather(*(client.get("/cache-pool/") for _ in range(10)))
+            return sequential + [response.text for response in together]
+
+    pools = run_async(go())
+
+    assert len(pools) == 20 and len(set(pools)) == 1, pools
 
 
 def _scope(path: str) -> dict[str, Any]:
