@@ -79,8 +79,11 @@ DB_POOL_MAX = env_int("LUDUS_DB_POOL_MAX", 16)
 # in transaction mode before 1.21).
 DB_PREPARED = env_bool("LUDUS_DB_PREPARED", True)
 # Threads per web process that run Django's request handling (a2wsgi's pool, config.asgi); each
-# holds a pooled database connection only while it queries.
-WEB_THREADS = env_int("LUDUS_WEB_THREADS", 8)
+# holds a pooled database connection only while it queries. They share one GIL, so more threads add
+# switching, not throughput: on 2 cores with two web processes, 4 threads per process took 510-542
+# votes/s (bench/votes.py) against 410-442 with 8, and kept the serving bench's added first-token
+# p99 at 72-140 ms against 110-294. A slow request holds one of them: scale with processes.
+WEB_THREADS = env_int("LUDUS_WEB_THREADS", 4)
 # Streamed responses (exports) hold a thread while their reader drains them: at most this many at
 # once per process, so that the other threads keep serving (config.streaming).
 STREAMING_RESPONSES_MAX = env_int("LUDUS_STREAMING_RESPONSES_MAX", max(1, WEB_THREADS // 2))
