@@ -38,6 +38,8 @@ class ModelAdmin(admin.ModelAdmin):
     list_filter = ("engine", "enabled", "arena_eligible", "deprecated")
     list_editable = ("enabled", "arena_eligible", "sampling_weight")
     search_fields = ("name", "display_name", "organization")
+    # Set by the registry (models_load), which checks that both are vLLM models.
+    readonly_fields = ("lora_base",)
     inlines = [EndpointInline]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from modelhub.models import Model
 from modelhub.services import ModelConfigError, models_load
@@ -53,3 +55,13 @@ def test_it_refuses_an_adapter_without_a_vllm_base(
     with pytest.raises(ModelConfigError, match=error):
         models_load(entries=entries)
     assert not Model.objects.exists()  # all or nothing
+
+
+def test_the_admin_shows_an_adapters_base_but_leaves_setting_it_to_the_registry(
+    admin_client: Client,
+) -> None:
+    local = Model.objects.create(name="local-one", engine="local", path="local-one")
+    page = admin_client.get(reverse("admin:modelhub_model_change", args=[local.id]))
+    assert page.status_code == 200
+    assert 'name="lora_base"' not in page.content.decode()
+    assert "Lora base" in page.content.decode()
