@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -26,6 +27,30 @@ def _empty_test_redis() -> None:
 
     if urlparse(settings.REDIS_URL).path == f"/{TEST_REDIS_DB}":
         redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_retried_on_deadlock() -> Iterator[None]:
+    """A transactional test ends with a TRUNCATE of every table, which deadlocks with a background
+    task still writing (the shared worker publishing a live board after the test's vote): the
+    server aborts the TRUNCATE, the task commits, and the flush is tried again."""
+    from django.core.management.base import CommandError
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
+
+    def teardown(self: TransactionTestCase) -> None:
+        for attempt in range(4):
+            try:
+                return original(self)
+            except CommandError as error:
+                if attempt == 3 or "deadlock detected" not in str(error.__cause__):
+                    raise
+                time.sleep(0.5)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TransactionTestCase, "_fixture_teardown", teardown)
+        yield
 
 
 @pytest.fixture(scope="session")
