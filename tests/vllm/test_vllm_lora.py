@@ -126,7 +126,10 @@ def test_it_serves_a_promoted_lora_adapter_from_vllm(
         assert getattr(listed[model.name], "parent", None) == BASE
         reply = _reply(client, model.name)
         assert reply.model == model.name and reply.prompt_ids == before.prompt_ids
-        assert reply.token_ids != before.token_ids
+        # The adapter moves what the model says, or at least how sure it is of it (the tiny base
+        # may keep its argmax tokens at temperature 0).
+        moved = max(abs(a - b) for a, b in zip(reply.logprobs, before.logprobs, strict=True))
+        assert reply.token_ids != before.token_ids or moved > 0.1, (reply, before)
         assert _reply(client, BASE) == before  # the base still answers as itself
 
     # What vLLM gave the adapter's first token is what the job's merged model (base and adapter
