@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -142,6 +143,12 @@ class Model(models.Model):
     @property
     def label(self) -> str:
         return self.display_name or self.name
+
+    def files(self, models_dir: Path | None = None) -> Path:
+        """Where the model's files lie: its path (its name when it has none), relative to the
+        models directory (settings.MODELS_DIR unless given) unless absolute."""
+        path = Path(self.path or self.name)
+        return path if path.is_absolute() else Path(models_dir or settings.MODELS_DIR) / path
 
     @property
     def upstream_name(self) -> str:

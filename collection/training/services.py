@@ -51,14 +51,8 @@ class JobError(Exception):
 # -- paths ------------------------------------------------------------------------------------
 
 
-def model_dir(model: Model) -> Path:
-    """Where a hub model's files lie (its path, relative to the models directory)."""
-    path = Path(model.path or model.name)
-    return path if path.is_absolute() else Path(settings.MODELS_DIR) / path
-
-
 def base_dir(job: FinetuneJob) -> Path:
-    return model_dir(job.base_model) if job.base_model else Path(job.base_path)
+    return job.base_model.files() if job.base_model else Path(job.base_path)
 
 
 def base_label(job: FinetuneJob) -> str:
@@ -76,7 +70,7 @@ def _local_dir(model: Model, role: str) -> Path:
     # Ludus serves these engines' models from directories of its own (vLLM from the same files).
     if model.engine not in (Engine.LOCAL, Engine.VLLM) or model.lora_base_id is not None:
         raise JobError(f"The {role} must be a model with local files; {model.name} is not.")
-    path = model_dir(model)
+    path = model.files()
     if not (path / "config.json").exists():
         raise JobError(f"The {role} {model.name} has no Hugging Face files at {path}.")
     return path
@@ -379,7 +373,7 @@ def _evaluate(job: FinetuneJob, trained: Path, test: list[dict[str, Any]]) -> di
     new = evaluation.replies(trained, prompts, hp["max_new_tokens"])
     base = evaluation.replies(base_dir(job), prompts, hp["max_new_tokens"])
     questions = [p[-1]["content"] if p else "" for p in prompts]
-    verdicts = evaluation.judge(model_dir(job.judge_model), questions, new, base)
+    verdicts = evaluation.judge(job.judge_model.files(), questions, new, base)
     with transaction.atomic():
         JudgeVerdict.objects.filter(job=job).delete()
         JudgeVerdict.objects.bulk_create(

@@ -9,20 +9,11 @@ the server, so the models directory must be the same path on the vLLM host (a sh
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
-from django.conf import settings
 
 from modelhub.models import Model
 from modelhub.selectors import endpoint_api_key
 from modelhub.services.endpoints import endpoint_mark_failure, endpoint_mark_success
-
-
-def model_files(model: Model) -> Path:
-    """Where a model's files lie: its path, relative to the models directory unless absolute."""
-    path = Path(model.path or model.name)
-    return path if path.is_absolute() else Path(settings.MODELS_DIR) / path
 
 
 def adapter_load(*, model: Model, timeout_s: float = 60.0) -> dict[str, str]:
@@ -34,7 +25,7 @@ def adapter_load(*, model: Model, timeout_s: float = 60.0) -> dict[str, str]:
         raise ValueError(f"{model.name} is not a LoRA adapter")
     payload = {
         "lora_name": model.upstream_name,
-        "lora_path": str(model_files(model).resolve()),
+        "lora_path": str(model.files().resolve()),
         # Loaded again when a server already has the name (a restart that read it from the hub).
         "load_inplace": True,
     }
