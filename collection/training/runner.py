@@ -39,7 +39,6 @@ class Progress:
 class Outcome:
     finished: bool
     step: int
-    resumed_from_step: int | None
     model_dir: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -196,7 +195,7 @@ def train(
     step = trainer.state.global_step
     _write_log(out_dir, trainer.state.log_history)
     if step < hp["max_steps"] or stopped["cancelled"]:
-        return Outcome(finished=False, step=step, resumed_from_step=resumed_from)
+        return Outcome(finished=False, step=step)
     model_dir = out_dir / "model"
     if hp["lora"]:
         peft_model: Any = trainer.model
@@ -217,7 +216,6 @@ def train(
     return Outcome(
         finished=True,
         step=step,
-        resumed_from_step=resumed_from,
         model_dir=model_dir,
         metrics=metrics,
     )
